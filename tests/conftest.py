@@ -1,0 +1,55 @@
+"""Shared fixtures: small synthetic data and tiny models, all offline and seeded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tl_glp import GenerativePrior
+
+
+def mixture(n: int, d: int = 16, n_modes: int = 4, spread: float = 0.3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A well-separated Gaussian mixture: returns (samples [n, d], mode centres [n_modes, d])."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.zeros(n_modes, d)
+    for k in range(n_modes):
+        centres[k, k % d] = 4.0 if k % 2 == 0 else -4.0
+        centres[k, (k + 1) % d] = 3.0
+    labels = torch.randint(0, n_modes, (n,), generator=g)
+    x = centres[labels] + spread * torch.randn(n, d, generator=g) + 2.0
+    return x, centres + 2.0
+
+
+def near_mode_share(x: torch.Tensor, centres: torch.Tensor, radius: float) -> float:
+    """Share of rows within ``radius`` of some mixture centre."""
+    return float((torch.cdist(x, centres).min(-1).values < radius).float().mean())
+
+
+def train_quickly(prior: GenerativePrior, data: torch.Tensor, steps: int = 400, lr: float = 3e-3, batch: int = 256, seed: int = 0) -> list[float]:
+    """A minimal AdamW loop (independent of tl_glp.train) used to check that learning works."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(prior.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(0, data.shape[0], (batch,), generator=g)
+        loss = prior.loss(data[idx], generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.fixture(scope="session")
+def mixture_data() -> tuple[torch.Tensor, torch.Tensor]:
+    return mixture(4096)
+
+
+@pytest.fixture(scope="session")
+def trained_mixture_prior(mixture_data) -> tuple[GenerativePrior, list[float]]:
+    torch.manual_seed(0)
+    data, _ = mixture_data
+    prior = GenerativePrior.from_activations(data, n_blocks=2, d_hidden=64, d_mlp=128)
+    losses = train_quickly(prior, data)
+    prior.eval()
+    return prior, losses

@@ -1,0 +1,123 @@
+"""Parity of the published-checkpoint import with an independent oracle written from glp-method.md section 3."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from safetensors.torch import save_file
+
+from tl_glp import GenerativePrior
+
+
+def _linear(w, name, x):
+    return x @ w[f"{name}.weight"].T + w[f"{name}.bias"]
+
+
+def _sinusoid(values, dim):
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
+    args = values[:, None].float() * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], -1)
+    return F.pad(emb, (0, dim % 2))
+
+
+def oracle_velocity(w, z_t, t, n_blocks, layer=None, n_llm_layers=None):
+    """The published forward pass, from the description only: published key names, no tl_glp code."""
+    d_model = w["model.in_proj.weight"].shape[0]
+    emb = _linear(w, "model.time_embed.2", F.silu(_linear(w, "model.time_embed.0", _sinusoid(1000 * t, d_model))))
+    if layer is not None:
+        depth = torch.full_like(t, layer / (n_llm_layers - 1))
+        emb = emb + _linear(w, "model.layer_embed.2", F.silu(_linear(w, "model.layer_embed.0", _sinusoid(depth, d_model))))
+    h = _linear(w, "model.in_proj", z_t)
+    for i in range(n_blocks):
+        p = f"model.layers.{i}"
+        a = F.layer_norm(h, (d_model,), w[f"{p}.ln.weight"], w[f"{p}.ln.bias"])
+        n = F.silu(_linear(w, f"{p}.gate_proj", a) * _linear(w, f"{p}.time_proj", emb)) * _linear(w, f"{p}.up_proj", a)
+        h = h + _linear(w, f"{p}.down_proj", n)
+    return _linear(w, "model.out_proj", F.layer_norm(h, (d_model,), w["model.ln.weight"], w["model.ln.bias"]))
+
+
+def write_published(folder, d_input=6, n_blocks=2, n_llm_layers=None, layers=(3,), seed=0, epoch=None):
+    g = torch.Generator().manual_seed(seed)
+    d_model, d_mlp = 2 * d_input, 4 * d_input
+    shapes = {"model.in_proj": (d_model, d_input), "model.out_proj": (d_input, d_model), "model.time_embed.0": (d_model, d_model), "model.time_embed.2": (d_model, d_model)}
+    if n_llm_layers:
+        shapes |= {"model.layer_embed.0": (d_model, d_model), "model.layer_embed.2": (d_model, d_model)}
+    for i in range(n_blocks):
+        shapes |= {f"model.layers.{i}.{k}": s for k, s in [("up_proj", (d_mlp, d_model)), ("gate_proj", (d_mlp, d_model)), ("time_proj", (d_mlp, d_model)), ("down_proj", (d_model, d_mlp))]}
+    w = {}
+    for name, shape in shapes.items():
+        w[f"{name}.weight"] = torch.randn(shape, generator=g) / math.sqrt(shape[1])
+        w[f"{name}.bias"] = torch.randn(shape[0], generator=g) * 0.1
+    for ln in ["model.ln"] + [f"model.layers.{i}.ln" for i in range(n_blocks)]:
+        w[f"{ln}.weight"] = 1 + 0.1 * torch.randn(d_model, generator=g)
+        w[f"{ln}.bias"] = 0.1 * torch.randn(d_model, generator=g)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "final.safetensors" if epoch is None else folder / "checkpoints" / f"epoch_{epoch}.safetensors"
+    target.parent.mkdir(exist_ok=True)
+    save_file(w, str(target))
+    rows = (n_llm_layers,) if n_llm_layers else (1,)
+    stats = {"mean": torch.randn(*rows, d_input, generator=g), "var": torch.rand(*rows, d_input, generator=g) + 0.5}
+    torch.save(stats, folder / "rep_statistics.pt")  # the foreign format we import (read back with weights_only=True)
+    config = {
+        "model_name": "meta-llama/Llama-3.2-1B",
+        "run_name": "glp-test-${glp_kwargs.denoiser_config.n_layers}",
+        "glp_kwargs": {
+            "normalizer_config": {"rep_statistic": "${dataset_root}/rep_statistics.pt"},
+            "denoiser_config": {"d_input": d_input, "d_model": d_model, "d_mlp": d_mlp, "n_layers": n_blocks, "multi_layer_n_layers": n_llm_layers},
+            "tracedict_config": {"layer_prefix": "model.layers", "layers": list(layers), "retain": "output"},
+        },
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return w, stats
+
+
+def test_single_site_import_matches_oracle(tmp_path):
+    w, stats = write_published(tmp_path / "glp")
+    prior = GenerativePrior.from_pretrained(tmp_path / "glp")
+    assert prior.cfg.hook_names == ["blocks.3.hook_resid_post"]
+    assert prior.cfg.model_name == "meta-llama/Llama-3.2-1B"
+    assert prior.cfg.model_processing == "unprocessed"
+    g = torch.Generator().manual_seed(1)
+    z, t = torch.randn(32, 6, generator=g), torch.rand(32, generator=g)
+    assert torch.allclose(prior(z, t), oracle_velocity(w, z, t, 2), atol=1e-5)
+    x = torch.randn(5, 6)
+    expected_z = (x - stats["mean"][0]) / stats["var"][0].sqrt()
+    assert torch.allclose(prior.normalize(x), expected_z, atol=1e-6)
+
+
+def test_multi_layer_import_matches_oracle(tmp_path):
+    w, stats = write_published(tmp_path / "multi", n_llm_layers=4, layers=range(4), seed=3)
+    prior = GenerativePrior.from_pretrained(tmp_path / "multi")
+    assert prior.cfg.n_llm_layers == 4 and len(prior.cfg.hook_names) == 4
+    g = torch.Generator().manual_seed(2)
+    z, t = torch.randn(16, 6, generator=g), torch.rand(16, generator=g)
+    for layer in range(4):
+        assert torch.allclose(prior(z, t, layer=layer), oracle_velocity(w, z, t, 2, layer, 4), atol=1e-5)
+    assert torch.allclose(prior.mean, stats["mean"]) and torch.allclose(prior.var, stats["var"])
+
+
+def test_intermediate_epoch_checkpoint_and_errors(tmp_path):
+    w, _ = write_published(tmp_path / "glp", epoch=3)
+    prior = GenerativePrior.from_pretrained(tmp_path / "glp", checkpoint=3)
+    z, t = torch.randn(4, 6), torch.rand(4)
+    assert torch.allclose(prior(z, t), oracle_velocity(w, z, t, 2), atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="final.safetensors"):
+        GenerativePrior.from_pretrained(tmp_path / "glp")  # only epoch_3 exists
+    (tmp_path / "glp" / "rep_statistics.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="rep_statistics.pt"):
+        GenerativePrior.from_pretrained(tmp_path / "glp", checkpoint="epoch_3")
+
+
+def test_statistics_file_that_needs_unpickling_code_is_refused(tmp_path):
+    write_published(tmp_path / "glp")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"mean": Evil(), "var": torch.ones(6)}, tmp_path / "glp" / "rep_statistics.pt")
+    with pytest.raises(ValueError, match="weights_only=True"):
+        GenerativePrior.from_pretrained(tmp_path / "glp")

@@ -1,0 +1,78 @@
+"""The only module that knows how TransformerLens versions and model classes differ.
+
+The core uses just ``HookPoint``, ``HookedRootModule`` and ``ActivationCache`` (present in TL 3
+and 4). Here live the differences between ``HookedTransformer`` (TL <= 3) and
+``TransformerBridge`` (TL >= 3): hook-name validation (the bridge silently ignores unknown names,
+so we check them ourselves), the residual basis a model uses, and layer bookkeeping.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+_LAYER = re.compile(r"^blocks\.(\d+)\.")
+
+
+def is_bridge(model: Any) -> bool:
+    """True for a TransformerLens ``TransformerBridge``."""
+    return type(model).__name__ == "TransformerBridge" or hasattr(model, "compatibility_mode") and hasattr(model, "hook_aliases")
+
+
+def hook_names_of(model: Any) -> list[str]:
+    """Every hook name the model accepts (canonical names and, on a bridge, legacy aliases)."""
+    return list(getattr(model, "hook_dict", {}).keys())
+
+
+def check_hook_name(model: Any, name: str) -> str:
+    """Return ``name`` if the model has such a hook; else raise with the closest valid names."""
+    names = hook_names_of(model)
+    if name in names:
+        return name
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+    hint = f" Did you mean {close}?" if close else f" Valid names include {names[:6]}."
+    raise KeyError(f"{type(model).__name__} has no hook named {name!r}.{hint}")
+
+
+def layer_of(hook_name: str) -> int | None:
+    """The block index in ``blocks.{L}....``, or None for hooks outside the blocks."""
+    match = _LAYER.match(hook_name)
+    return int(match.group(1)) if match else None
+
+
+def stop_layer_for(hook_names: list[str], n_layers: int) -> int | None:
+    """The ``stop_at_layer`` that runs just far enough to reach every hook (None: run all)."""
+    layers = [layer_of(n) for n in hook_names]
+    if any(layer is None for layer in layers):
+        return None
+    deepest = max(layers)  # type: ignore[type-var]
+    return deepest + 1 if deepest + 1 < n_layers else None
+
+
+def model_name_of(model: Any) -> str | None:
+    cfg = getattr(model, "cfg", None)
+    return getattr(cfg, "model_name", None)
+
+
+def model_processing(model: Any) -> str:
+    """``"processed"`` (folded LayerNorm / centred weights) or ``"unprocessed"`` for a TL model.
+
+    ``HookedTransformer.from_pretrained`` folds LayerNorm into the next weights and marks it with
+    a ``*Pre`` normalisation type; a bridge records ``_weights_processed``.
+    """
+    if is_bridge(model):
+        return "processed" if getattr(model, "_weights_processed", False) else "unprocessed"
+    cfg = getattr(model, "cfg", None)
+    norm = str(getattr(cfg, "normalization_type", "") or "")
+    if norm.endswith("Pre"):
+        return "processed"
+    return "unprocessed" if cfg is not None else "unknown"
+
+
+def mlp_post_hook(hook_name: str) -> str:
+    """The MLP-neuron hook (``blocks.{L}.mlp.hook_post``) of the block a hook name belongs to."""
+    layer = layer_of(hook_name)
+    if layer is None:
+        raise ValueError(f"Cannot tell which block {hook_name!r} belongs to; pass the MLP hook name explicitly.")
+    return f"blocks.{layer}.mlp.hook_post"

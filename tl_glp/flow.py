@@ -1,0 +1,146 @@
+"""Flow-matching math: the one place that knows the time convention, noising and the solvers.
+
+Time convention (the paper's): ``t = 1`` is pure noise, ``t = 0`` is clean data. A clean point
+``z0`` and noise ``eps`` give the noisy point ``z_t = (1 - t) * z0 + t * eps`` and the velocity
+target ``v = eps - z0`` (so ``dz/dt = v``). Sampling integrates ``dz/dt = v(z, t)`` from high to
+low ``t``.
+
+Solvers are pure functions of ``(velocity_fn, state, time grid)``: no hidden step counters.
+
+Example:
+    >>> import torch
+    >>> grid = reference_time_grid(20)
+    >>> len(grid), float(grid[0]), float(grid[-1])
+    (21, 1.0, 0.0)
+    >>> sub = truncate_grid(grid, 0.5)   # SDEdit from t = 0.5: 11 grid points, 10 Euler steps
+    >>> len(sub), round(float(sub[0]), 3)
+    (11, 0.474)
+    >>> z = integrate(lambda z, t: -z, torch.ones(3), torch.tensor([1.0, 0.0]))  # one Euler step
+    >>> z.tolist()
+    [2.0, 2.0, 2.0]
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+NUM_TRAIN_TIMESTEPS = 1000
+"""The denoiser sees time as ``NUM_TRAIN_TIMESTEPS * t`` (the published models' input scale)."""
+
+REFERENCE_T_MIN = 0.001
+"""Smallest non-zero time of the reference sampling schedule."""
+
+Solver = Literal["euler", "heun"]
+VelocityFn = Callable[[Tensor, Tensor], Tensor]
+"""``velocity_fn(z, t)`` with ``z`` of shape ``[batch, d]`` and a 0-d time tensor ``t``."""
+
+
+def add_noise(
+    z0: Float[Tensor, "... d"], eps: Float[Tensor, "... d"], t: Tensor | float
+) -> Float[Tensor, "... d"]:
+    """Noise clean points to time ``t``: ``(1 - t) * z0 + t * eps``.
+
+    ``t`` is a float, or a tensor broadcastable against ``z0`` once a trailing axis is added
+    (one time per row).
+    """
+    t = _as_time(t, z0)
+    return (1 - t) * z0 + t * eps
+
+
+def velocity_target(z0: Float[Tensor, "... d"], eps: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
+    """The rectified-flow regression target ``eps - z0`` (``dz/dt`` along the straight path)."""
+    return eps - z0
+
+
+def sample_train_times(
+    n: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> Float[Tensor, "n"]:
+    """Training times drawn uniformly from the grid ``{1/1000, 2/1000, ..., 1}`` (the authors')."""
+    steps = torch.randint(
+        1, NUM_TRAIN_TIMESTEPS + 1, (n,), generator=generator, device=_gen_device(generator, device)
+    )
+    return (steps.to(torch.float32) / NUM_TRAIN_TIMESTEPS).to(device)
+
+
+def reference_time_grid(num_steps: int) -> Float[Tensor, "num_steps_plus_1"]:
+    """The reference schedule: ``linspace(1, 0.001, num_steps)`` followed by a final ``0``.
+
+    ``num_steps`` Euler steps go from each grid point to the next.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
+    if num_steps == 1:
+        times = torch.tensor([1.0], dtype=torch.float64)
+    else:
+        times = torch.linspace(1.0, REFERENCE_T_MIN, num_steps, dtype=torch.float64)
+    return torch.cat([times, torch.zeros(1, dtype=torch.float64)]).to(torch.float32)
+
+
+def truncate_grid(grid: Float[Tensor, "n"], t_start: float) -> Float[Tensor, "m"]:
+    """The part of a schedule an on-manifold projection from ``t_start`` runs (SDEdit).
+
+    Keeps the grid points with time ``<= t_start`` (the final ``0`` always stays), as the reference
+    does: from ``t_start = 0.5`` on the 20-step grid that is the 11 points ``0.474, 0.421, ...,
+    0.001, 0``, i.e. 10 Euler steps (10 network evaluations). The noisy input sits at ``t_start``
+    but is first evaluated at ``0.474``: that small offset is the reference's behaviour too.
+    """
+    if not 0.0 <= t_start <= 1.0:
+        raise ValueError(f"t_start must be in [0, 1] (1 = pure noise), got {t_start}.")
+    keep = grid <= t_start + 1e-7
+    keep[-1] = True
+    return grid[keep]
+
+
+def number_of_evaluations(num_steps: int, solver: Solver) -> int:
+    """Network evaluations a solver spends on ``num_steps`` steps (Euler 1, Heun 2 per step)."""
+    return num_steps * {"euler": 1, "heun": 2}[_check_solver(solver)]
+
+
+@torch.no_grad()
+def integrate(
+    velocity_fn: VelocityFn,
+    z: Float[Tensor, "batch d"],
+    grid: Float[Tensor, "n"],
+    solver: Solver = "euler",
+) -> Float[Tensor, "batch d"]:
+    """Integrate ``dz/dt = velocity_fn(z, t)`` along ``grid`` (decreasing times).
+
+    - ``"euler"``: ``z <- z + (t_next - t) * v(z, t)``; one evaluation per step. With
+      :func:`reference_time_grid` this is the authors' sampler exactly.
+    - ``"heun"``: the trapezoidal corrector ``z <- z + dt/2 * (v(z, t) + v(z_euler, t_next))``;
+      two evaluations per step, second-order accurate.
+    """
+    _check_solver(solver)
+    times = grid.tolist()
+    for t, t_next in zip(times[:-1], times[1:]):
+        t_tensor = torch.tensor(t, device=z.device, dtype=torch.float32)
+        dt = t_next - t
+        v = velocity_fn(z, t_tensor)
+        if solver == "euler":
+            z = z + dt * v
+        else:
+            z_pred = z + dt * v
+            v_next = velocity_fn(z_pred, torch.tensor(t_next, device=z.device, dtype=torch.float32))
+            z = z + (0.5 * dt) * (v + v_next)
+    return z
+
+
+def _check_solver(solver: str) -> Solver:
+    if solver not in ("euler", "heun"):
+        raise ValueError(f"Unknown solver {solver!r}; choose 'euler' (reference) or 'heun'.")
+    return solver  # type: ignore[return-value]
+
+
+def _as_time(t: Tensor | float, like: Tensor) -> Tensor:
+    if not isinstance(t, Tensor):
+        return torch.tensor(float(t), dtype=like.dtype, device=like.device)
+    t = t.to(dtype=like.dtype, device=like.device)
+    return t.unsqueeze(-1) if t.ndim > 0 else t
+
+
+def _gen_device(generator: torch.Generator | None, device: torch.device | str) -> torch.device:
+    return generator.device if generator is not None else torch.device(device)
