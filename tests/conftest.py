@@ -53,3 +53,49 @@ def trained_mixture_prior(mixture_data) -> tuple[GenerativePrior, list[float]]:
     losses = train_quickly(prior, data)
     prior.eval()
     return prior, losses
+
+
+WORDS = "the a dog cat ball red small big ran chased saw was were happy sad . and not".split()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from tl_glp.testbed.tokenizer import build_tokenizer
+
+    return build_tokenizer(WORDS)
+
+
+def make_tiny_model(tokenizer=None, n_layers: int = 3, d_model: int = 32, seed: int = 0):
+    """A tiny random HookedTransformer (optionally with the word-level tokenizer)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers, d_model=d_model, d_head=8, n_heads=d_model // 8, d_mlp=4 * d_model, n_ctx=32,
+        d_vocab=tokenizer.vocab_size if tokenizer is not None else 40, act_fn="gelu", normalization_type="LN", seed=seed,
+        model_name="tiny-test",
+    )
+    model = HookedTransformer(cfg, tokenizer=tokenizer)
+    model.eval()
+    return model
+
+
+def make_tiny_bridge(n_layers: int = 3, d_model: int = 32, tokenizer=None):
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    cfg = TransformerBridgeConfig(n_layers=n_layers, d_model=d_model, d_head=8, n_heads=d_model // 8, d_mlp=4 * d_model, n_ctx=32, d_vocab=tokenizer.vocab_size if tokenizer is not None else 40, act_fn="gelu", normalization_type="LN")
+    bridge = TransformerBridge.boot_native(cfg, tokenizer=tokenizer)
+    bridge.eval()
+    return bridge
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_tokenizer):
+    return make_tiny_model(tiny_tokenizer)
+
+
+def random_sentences(n: int, seed: int = 0, length: int = 6) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, length))) for _ in range(n)]

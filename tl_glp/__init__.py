@@ -4,15 +4,27 @@ The public API lives here; see the README for a tour.
 """
 
 from tl_glp.activations import ActivationSource, InMemoryActivations, as_source
+from tl_glp.activations.collect import HFText, collect_activations
+from tl_glp.activations.store import ActivationStore, StoreError
 from tl_glp.config import PriorConfig
 from tl_glp.prior import GenerativePrior
+from tl_glp.training import TrainConfig, TrainResult, classifier_two_sample_auc, frechet_distance, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActivationSource",
+    "ActivationStore",
     "GenerativePrior",
+    "HFText",
     "InMemoryActivations",
     "PriorConfig",
+    "StoreError",
+    "TrainConfig",
+    "TrainResult",
     "as_source",
+    "classifier_two_sample_auc",
+    "collect_activations",
+    "frechet_distance",
+    "train",
 ]

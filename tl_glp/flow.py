@@ -66,6 +66,20 @@ def sample_train_times(
     return (steps.to(torch.float32) / NUM_TRAIN_TIMESTEPS).to(device)
 
 
+def draw_noise_and_times(
+    n: int, d: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> tuple[Float[Tensor, "n d"], Float[Tensor, "n"]]:
+    """Noise ``eps ~ N(0, I)`` and training times for ``n`` examples, in that order from ``generator``.
+
+    Drawn on the generator's device and moved to ``device``, so a seeded CPU generator gives the
+    same draws whatever device trains.
+    """
+    gen_device = _gen_device(generator, device)
+    eps = torch.randn(n, d, generator=generator, device=gen_device, dtype=torch.float32)
+    t = sample_train_times(n, generator=generator, device=gen_device)
+    return eps.to(device), t.to(device)
+
+
 def reference_time_grid(num_steps: int) -> Float[Tensor, "num_steps_plus_1"]:
     """The reference schedule: ``linspace(1, 0.001, num_steps)`` followed by a final ``0``.
 

@@ -30,9 +30,9 @@ from tl_glp.config import PriorConfig
 from tl_glp.flow import (
     Solver,
     add_noise,
+    draw_noise_and_times,
     integrate,
     reference_time_grid,
-    sample_train_times,
     truncate_grid,
     velocity_target,
 )
@@ -187,12 +187,11 @@ class GenerativePrior(Denoiser):
         """
         z0 = self.normalize(acts, layer).reshape(-1, self.cfg.d_input)
         depth = self._depth(self._layer_rows(layer, acts.shape[:-1], z0.device))
-        return self.flow_loss(z0, depth, generator)
+        eps, t = draw_noise_and_times(z0.shape[0], self.cfg.d_input, generator, z0.device)
+        return self.flow_loss(z0, eps, t, depth)
 
-    def flow_loss(self, z0: Tensor, depth: Tensor | None, generator: torch.Generator | None) -> Tensor:
-        """Unchecked loss on normalised 2-D ``z0`` (the trainer's hot path)."""
-        eps = _randn(z0.shape, generator, z0.device)
-        t = sample_train_times(z0.shape[0], generator=generator, device=z0.device)
+    def flow_loss(self, z0: Tensor, eps: Tensor, t: Tensor, depth: Tensor | None = None) -> Tensor:
+        """Unchecked loss on normalised 2-D ``z0`` with given noise and times (the trainer's hot path)."""
         v_pred = self.velocity(add_noise(z0, eps, t), t, depth)
         return F.mse_loss(v_pred, velocity_target(z0, eps))
 

@@ -1,0 +1,238 @@
+"""``collect_activations``: run a TransformerLens model over text and keep one hook's (or several
+hooks') activations for every real token.
+
+Example (a tiny random model, token input):
+    >>> import torch
+    >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+    >>> model = HookedTransformer(HookedTransformerConfig(n_layers=2, d_model=16, d_head=4, n_heads=4,
+    ...     d_mlp=32, n_ctx=16, d_vocab=20, act_fn="gelu"))
+    >>> acts = collect_activations(model, torch.randint(0, 20, (3, 8)), "blocks.0.hook_resid_post", progress=False)
+    >>> len(acts), acts.d_input
+    (24, 16)
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from tl_glp import _compat
+from tl_glp.activations.sources import ActivationSource, InMemoryActivations
+from tl_glp.activations.store import StoreWriter
+
+
+@dataclass
+class HFText:
+    """A Hugging Face dataset of texts, read lazily (``streaming=True`` never downloads it whole).
+
+    Example: ``HFText("HuggingFaceFW/fineweb", name="sample-10BT", split="train", column="text")``.
+    """
+
+    path: str
+    name: str | None = None
+    split: str = "train"
+    column: str = "text"
+    streaming: bool = True
+
+    def __iter__(self) -> Iterator[str]:
+        from datasets import load_dataset
+
+        ds = load_dataset(self.path, self.name, split=self.split, streaming=self.streaming)
+        for row in ds:
+            yield row[self.column]
+
+
+def collect_activations(
+    model: Any,
+    data: Any,
+    hook_names: str | Sequence[str],
+    *,
+    out: str | os.PathLike | None = None,
+    context_size: int = 128,
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+    skip_special_tokens: bool = True,
+    dtype: str = "float32",
+    shard_rows: int = 65536,
+    progress: bool = True,
+) -> ActivationSource:
+    """Activations at ``hook_names`` for every real token of ``data``.
+
+    Args:
+        model: a ``HookedTransformer`` or ``TransformerBridge`` (anything with ``run_with_cache``).
+        data: a list or iterable of strings, a token tensor ``[n_docs, seq]``, a :class:`HFText`,
+            or a Hugging Face ``datasets`` dataset with a ``"text"`` column.
+        hook_names: one hook name or several (one forward pass serves all; a multi-layer prior
+            trains on several).
+        out: ``None`` keeps the activations in memory; a folder streams them to an
+            :class:`~tl_glp.ActivationStore` in shards, and re-running the same call resumes.
+        context_size: documents are truncated to this many tokens (BOS included).
+        batch_size: documents per forward pass.
+        max_tokens: stop after this many activation rows.
+        skip_special_tokens: drop BOS, EOS and padding positions (their activations are outliers).
+        dtype: storage dtype, ``"float32"``, ``"float16"`` or ``"bfloat16"``.
+        shard_rows: rows per on-disk shard.
+        progress: show a tqdm bar with tokens/s.
+
+    The model runs under ``torch.inference_mode`` with ``stop_at_layer`` just past the deepest
+    requested hook, so no later layer is computed.
+    """
+    names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
+    if not names:
+        raise ValueError("hook_names is empty: name at least one hook, e.g. 'blocks.6.hook_resid_post'.")
+    for name in names:
+        _compat.check_hook_name(model, name)
+    stop = _compat.stop_layer_for(names, model.cfg.n_layers)
+    special = _special_ids(model) if skip_special_tokens else set()
+    model_name = _compat.model_name_of(model)
+    processing = _compat.model_processing(model)
+
+    d_input = (_stored_width(out) if out is not None else None) or _hook_width(model, names, stop)
+    writer = None
+    if out is not None:
+        writer = StoreWriter(
+            out,
+            d_input=d_input,
+            hook_names=names,
+            dtype=dtype,
+            shard_rows=shard_rows,
+            model_name=model_name,
+            model_processing=processing,
+            fingerprint={"context_size": context_size, "skip_special_tokens": skip_special_tokens, "max_tokens": max_tokens},
+        )
+        if writer.complete:
+            return writer.close()
+    skip_docs = writer.resume_doc if writer else 0
+    drop_rows = writer.resume_rows_of_doc if writer else 0
+    produced = writer.rows_written if writer else 0
+    kept: list[Tensor] = []
+
+    bar = tqdm(total=max_tokens, disable=not progress, unit="tok", desc="collect", initial=produced, smoothing=0.1)
+    start_time = time.perf_counter()
+    with torch.inference_mode():
+        for first_doc, tokens, lengths in _batches(model, data, batch_size, context_size, skip_docs):
+            _, cache = model.run_with_cache(tokens, names_filter=names, stop_at_layer=stop)
+            stacked = torch.stack([cache[n] for n in names], dim=2)  # [batch, pos, n_hooks, d]
+            del cache
+            keep = _keep_mask(tokens, lengths, special)
+            doc_ids = (torch.arange(tokens.shape[0]) + first_doc)[:, None].expand_as(keep)
+            rows, row_docs = stacked[keep.to(stacked.device)].float().cpu(), doc_ids[keep]
+            if drop_rows and first_doc <= skip_docs:
+                resumed = row_docs == skip_docs
+                drop = torch.cumsum(resumed.long(), 0) <= drop_rows
+                rows, row_docs = rows[~(resumed & drop)], row_docs[~(resumed & drop)]
+                drop_rows = 0
+            if max_tokens is not None and produced + rows.shape[0] > max_tokens:
+                rows, row_docs = rows[: max_tokens - produced], row_docs[: max_tokens - produced]
+            if writer:
+                writer.add(rows, row_docs)
+            else:
+                kept.append(rows.to(_torch_dtype(dtype)))
+            produced += rows.shape[0]
+            bar.update(rows.shape[0])
+            bar.set_postfix(tok_per_s=f"{(produced) / max(time.perf_counter() - start_time, 1e-9):.0f}", refresh=False)
+            if max_tokens is not None and produced >= max_tokens:
+                break
+    bar.close()
+    if writer:
+        return writer.close()
+    if not kept or sum(k.shape[0] for k in kept) == 0:
+        raise ValueError("No activations were collected: the data is empty or holds only special tokens.")
+    return InMemoryActivations(torch.cat(kept), names, model_name=model_name, model_processing=processing)
+
+
+def _stored_width(out: str | os.PathLike) -> int | None:
+    """The width recorded by an existing store at ``out`` (so resuming needs no probe pass)."""
+    from tl_glp.activations.store import _read_manifest
+
+    manifest = _read_manifest(Path(out))
+    return int(manifest["d_input"]) if manifest else None
+
+
+def _hook_width(model: Any, names: list[str], stop: int | None) -> int:
+    """The common last-dimension width of the hooks, from a one-token forward pass."""
+    device = getattr(model.cfg, "device", None) or "cpu"
+    with torch.inference_mode():
+        _, cache = model.run_with_cache(torch.zeros(1, 1, dtype=torch.long, device=device), names_filter=names, stop_at_layer=stop)
+    widths = {n: int(cache[n].shape[-1]) for n in names}
+    shapes = {n: tuple(cache[n].shape[2:]) for n in names}
+    if len(set(widths.values())) != 1 or any(len(s) != 1 for s in shapes.values()):
+        raise ValueError(f"The hooks must all give vectors of one width per token; got {shapes}.")
+    return next(iter(widths.values()))
+
+
+def _torch_dtype(dtype: str) -> torch.dtype:
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+
+
+def _special_ids(model: Any) -> set[int]:
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        return set()
+    return {int(i) for i in getattr(tokenizer, "all_special_ids", []) if i is not None}
+
+
+def _keep_mask(tokens: Tensor, lengths: Tensor, special: set[int]) -> Tensor:
+    positions = torch.arange(tokens.shape[1])[None, :]
+    keep = positions < lengths[:, None]
+    if special:
+        keep &= ~torch.isin(tokens.cpu(), torch.tensor(sorted(special)))
+    return keep
+
+
+def _batches(model: Any, data: Any, batch_size: int, context_size: int, skip_docs: int) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """Yield ``(index of first doc, right-padded tokens [b, seq], lengths [b])`` from ``skip_docs`` on.
+
+    Right padding needs no attention mask: with causal attention no real token sees a pad.
+    """
+    device = model.cfg.device if getattr(model.cfg, "device", None) else "cpu"
+    if isinstance(data, Tensor):
+        if data.ndim != 2:
+            raise ValueError(f"A token tensor must be [n_docs, seq], got {tuple(data.shape)}.")
+        if data.shape[0] == 0:
+            raise ValueError("The token tensor holds no documents.")
+        toks = data[:, :context_size]
+        for i in range(skip_docs, toks.shape[0], batch_size):
+            batch = toks[i : i + batch_size]
+            yield i, batch.to(device), torch.full((batch.shape[0],), batch.shape[1])
+        return
+    texts = _texts(data)
+    doc = skip_docs
+    texts = itertools.islice(texts, skip_docs, None)
+    seen_any = skip_docs > 0
+    while True:
+        chunk = list(itertools.islice(texts, batch_size))
+        if not chunk:
+            break
+        seen_any = True
+        rows = [model.to_tokens(t, truncate=True)[0, :context_size].cpu() for t in chunk]
+        lengths = torch.tensor([len(r) for r in rows])
+        pad = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long)
+        for j, r in enumerate(rows):
+            pad[j, : len(r)] = r
+        yield doc, pad.to(device), lengths
+        doc += len(chunk)
+    if not seen_any:
+        raise ValueError("The data holds no documents.")
+
+
+def _texts(data: Any) -> Iterable[str]:
+    if isinstance(data, str):
+        return [data]
+    if hasattr(data, "column_names") and "text" in (data.column_names or []):
+        return (row["text"] for row in data)
+    if isinstance(data, Iterable):
+        return (t if isinstance(t, str) else _bad_item(t) for t in data)
+    raise TypeError(f"Cannot read documents from a {type(data).__name__}: pass strings, a token tensor, HFText(...) or a datasets.Dataset.")
+
+
+def _bad_item(item: Any) -> str:
+    raise TypeError(f"Documents must be strings, got a {type(item).__name__}.")

@@ -1,0 +1,80 @@
+"""Distribution metrics for activations: Frechet distance and a classifier two-sample test.
+
+Example:
+    >>> import torch
+    >>> a, b = torch.randn(2000, 4), torch.randn(2000, 4) + 1
+    >>> round(frechet_distance(a, a), 6), 3.5 < frechet_distance(a, b) < 4.5
+    (0.0, True)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+
+def frechet_distance(a: Float[Tensor, "n d"], b: Float[Tensor, "m d"]) -> float:
+    """``|mu_a - mu_b|^2 + Tr(S_a) + Tr(S_b) - 2 Tr((S_a S_b)^{1/2})`` with full covariances.
+
+    Computed in float64 through eigenvalues: ``Tr((S_a S_b)^{1/2})`` is the sum of square roots of
+    the eigenvalues of the symmetric PSD matrix ``S_a^{1/2} S_b S_a^{1/2}``, which is stable where a
+    general matrix square root is not.
+    """
+    a = a.detach().reshape(-1, a.shape[-1]).to("cpu", torch.float64)
+    b = b.detach().reshape(-1, b.shape[-1]).to("cpu", torch.float64)
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"widths differ: {a.shape[-1]} vs {b.shape[-1]}")
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        raise ValueError("need at least two rows on each side")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], a.shape[1]), torch.cov(b.T).reshape(b.shape[1], b.shape[1])
+    evals_a, evecs_a = torch.linalg.eigh(cov_a)
+    sqrt_a = (evecs_a * evals_a.clamp_min(0).sqrt()) @ evecs_a.T
+    middle = sqrt_a @ cov_b @ sqrt_a
+    tr_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    fd = (mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * tr_sqrt
+    return float(fd.clamp_min(0))
+
+
+def classifier_two_sample_auc(real: Tensor, fake: Tensor, *, seed: int = 0, hidden: int = 128, steps: int = 300) -> float:
+    """Held-out ROC-AUC of a small MLP that tells ``real`` from ``fake`` (0.5 = indistinguishable).
+
+    Unlike the Frechet distance, it sees more than two moments: a Gaussian with the data's mean and
+    covariance passes FD but not this test when the data is not Gaussian.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = min(real.shape[0], fake.shape[0])
+    x = torch.cat([real[:n], fake[:n]]).float().cpu()
+    y = torch.cat([torch.ones(n), torch.zeros(n)])
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
+    perm = torch.randperm(2 * n, generator=g)
+    cut = int(1.4 * n)
+    tr, te = perm[:cut], perm[cut:]
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    for _ in range(steps):
+        idx = tr[torch.randint(0, len(tr), (256,), generator=g)]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x[idx]).squeeze(-1), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        scores = net(x[te]).squeeze(-1).numpy()
+    return roc_auc(y[te].numpy(), scores)
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC by the rank-sum formula (ties get average ranks)."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    ranks = np.empty(len(scores))
+    ranks[np.argsort(scores, kind="mergesort")] = np.arange(1, len(scores) + 1)
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.bincount(inverse, weights=ranks) / counts)[inverse]  # ties share their mean rank
+    n_pos, n_neg = labels.sum(), (~labels).sum()
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("ROC-AUC needs both classes")
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -1,0 +1,329 @@
+"""``train``: fit a :class:`~tl_glp.GenerativePrior` to activations, resumably, on one or many devices.
+
+Example (a few steps on random data, in memory):
+    >>> import torch
+    >>> from tl_glp import GenerativePrior, TrainConfig, train
+    >>> acts = torch.randn(2048, 8)
+    >>> prior = GenerativePrior.from_activations(acts, n_blocks=1)
+    >>> result = train(prior, acts, TrainConfig(batch_size=128, lr=1e-3, max_steps=5, progress=False, eval_every=0))
+    >>> result.steps
+    5
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from tl_glp.activations.sources import ActivationSource, Batch, as_source
+from tl_glp.flow import add_noise, draw_noise_and_times, velocity_target
+from tl_glp.training import checkpoint as ckpt
+from tl_glp.training import distributed as dist
+from tl_glp.training.config import TrainConfig
+from tl_glp.training.metrics import frechet_distance
+from tl_glp.training.schedule import lr_factor
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained prior and the logged metrics."""
+
+    prior: Any
+    steps: int
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    out_dir: Path | None = None
+    resumed_from: int = 0
+
+    @property
+    def final_loss(self) -> float:
+        losses = [m["loss"] for m in self.metrics if "loss" in m]
+        return losses[-1] if losses else float("nan")
+
+    def plot(self, path: str | Path) -> Path:
+        """Save the loss curve (train and validation) as a PNG."""
+        return plot_losses(self.metrics, Path(path))
+
+
+class _LossModule(nn.Module):
+    """Wraps the flow loss in a ``forward`` so DistributedDataParallel can synchronise gradients."""
+
+    def __init__(self, prior: Any) -> None:
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, z0: Tensor, eps: Tensor, t: Tensor, depth: Tensor | None) -> Tensor:
+        return self.prior.flow_loss(z0, eps, t, depth)
+
+
+def train(prior: Any, source: Any, cfg: TrainConfig | None = None, out_dir: str | Path | None = None, resume: bool = True) -> TrainResult:
+    """Train ``prior`` on ``source`` (a tensor, an ``ActivationCache`` or an activation store).
+
+    With ``out_dir`` the run writes resumable checkpoints (every ``cfg.checkpoint_every`` steps),
+    ``metrics.jsonl`` and ``loss.png``, and saves the final prior there
+    (``GenerativePrior.from_pretrained(out_dir)``). With ``resume=True`` a second call on the same
+    ``out_dir`` continues from the newest whole checkpoint and ends with the same weights as an
+    uninterrupted run. Under ``torchrun`` the global batch is split over the processes (DDP).
+    """
+    cfg = cfg or TrainConfig()
+    src = as_source(source)
+    _check_compatible(prior, src)
+    if bool(torch.all(prior.mean == 0)) and bool(torch.all(prior.var == 1)):
+        prior.fit_normalizer(src)  # a never-fitted normaliser: fit it to this data
+    world, rank = dist.world_size(), dist.rank()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must divide evenly over {world} processes.")
+    device = torch.device(cfg.device or (f"cuda:{dist.local_rank()}" if torch.cuda.is_available() else "cpu"))
+    use_bf16 = (device.type == "cuda") if cfg.bf16 is None else cfg.bf16
+    prior.to(device).train()
+    out = Path(out_dir) if out_dir is not None else None
+
+    train_rows, val_rows = src.split(cfg.val_fraction, cfg.max_val_rows)
+    per_epoch = len(train_rows) * src.n_hooks // cfg.batch_size
+    if per_epoch < 1:
+        raise ValueError(f"Only {len(train_rows) * src.n_hooks} training examples: fewer than one batch of {cfg.batch_size}. Lower batch_size or collect more.")
+    total = cfg.max_steps or per_epoch
+    hook_layers = _hook_layers(prior, src)
+
+    optimizer = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    state = {"step": 0, "epoch": 0, "batch": 0}
+    if out is not None and resume:
+        found = ckpt.list_checkpoints(out)
+        if found:
+            state = ckpt.load_checkpoint(found[-1], prior, optimizer, generator)
+            state = {k: state[k] for k in ("step", "epoch", "batch")}
+    start_step = state["step"]
+    metrics = _read_metrics(out, upto=start_step) if out is not None else []
+    if rank == 0 and out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_metrics(out, metrics)
+        (out / "train_config.json").write_text(json.dumps({**cfg.to_dict(), "source": src.describe()}, indent=2, default=str))
+    loss_module: nn.Module = _LossModule(prior)
+    if world > 1:
+        loss_module = nn.parallel.DistributedDataParallel(loss_module, device_ids=[device.index] if device.type == "cuda" else None)
+    wandb_run = _wandb(cfg, rank)
+
+    batches = _prefetch(_batch_stream(src, train_rows, cfg, state["epoch"], state["batch"], per_epoch), cfg.prefetch)
+    local = cfg.batch_size // world
+    mine = slice(rank * local, (rank + 1) * local)
+    bar = tqdm(total=total, initial=start_step, disable=not cfg.progress or rank != 0, desc="train", unit="step")
+    window_start, window_rows = time.perf_counter(), 0
+    for step in range(start_step, total):
+        epoch, batch_idx, batch = next(batches)
+        eps, t = draw_noise_and_times(cfg.batch_size, prior.cfg.d_input, generator, device)
+        layers = None if hook_layers is None else hook_layers[batch.hook_idx[mine]].to(device)
+        z0 = prior.normalize(batch.acts[mine].to(device, non_blocking=True), layers)
+        factor = lr_factor(step, total, warmup_frac=cfg.warmup_frac, start=cfg.warmup_start, final=cfg.final_lr_frac)
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * factor
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss = loss_module(z0, eps[mine], t[mine], prior._depth(layers))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(prior.parameters(), cfg.grad_clip if cfg.grad_clip else float("inf"))
+        optimizer.step()
+        state = {"step": step + 1, "epoch": epoch + (batch_idx + 1) // per_epoch, "batch": (batch_idx + 1) % per_epoch}
+        window_rows += cfg.batch_size
+        done = step + 1
+        if done % cfg.log_every == 0 or done == total:
+            loss_value = float(dist.mean_across(loss.detach()))
+            rate = window_rows / max(time.perf_counter() - window_start, 1e-9)
+            window_start, window_rows = time.perf_counter(), 0
+            row = {"step": done, "loss": loss_value, "lr": cfg.lr * factor, "grad_norm": float(grad_norm), "samples_per_s": rate}
+            bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}", refresh=False)
+            _log(row, metrics, out, wandb_run, rank)
+        if rank == 0 and cfg.eval_every and (done % cfg.eval_every == 0 or done == total):
+            _log({"step": done, **evaluate(prior, src, val_rows, cfg, hook_layers, device)}, metrics, out, wandb_run, rank)
+            prior.train()
+        if out is not None and rank == 0 and (done % cfg.checkpoint_every == 0 or done == total):
+            ckpt.save_checkpoint(out, prior, optimizer, generator, state, cfg.keep_checkpoints)
+        bar.update(1)
+    bar.close()
+    prior.eval()
+    if out is not None and rank == 0:
+        prior.save_pretrained(out)
+        if cfg.plot:
+            plot_losses(metrics, out / "loss.png")
+    dist.barrier()
+    if wandb_run is not None:
+        wandb_run.finish()
+    return TrainResult(prior, total, metrics, out, resumed_from=start_step)
+
+
+@torch.no_grad()
+def evaluate(prior: Any, src: ActivationSource, val_rows: np.ndarray, cfg: TrainConfig, hook_layers: Tensor | None, device: torch.device) -> dict[str, float]:
+    """Validation loss at each of ``cfg.eval_times`` (fixed noise) and the Frechet distance of
+    ``cfg.fd_samples`` generated activations vs held-out ones (first hook of the source)."""
+    prior.eval()
+    if len(val_rows) == 0:
+        return {}
+    batch = src.gather(val_rows[: cfg.max_val_rows] * src.n_hooks)  # hook 0 of each held-out row
+    layer = None if hook_layers is None else int(hook_layers[0])
+    x = batch.acts.to(device)
+    z0 = prior.normalize(x, layer)
+    rows = prior._layer_rows(layer, x.shape[:-1], device)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    eps = torch.randn(z0.shape, generator=g).to(device)
+    out: dict[str, float] = {}
+    for t in cfg.eval_times:
+        times = torch.full((z0.shape[0],), t, device=device)
+        v = prior.velocity(add_noise(z0, eps, times), times, prior._depth(rows))
+        out[f"val_loss_t{t:g}"] = float(torch.mean((v - velocity_target(z0, eps)) ** 2))
+    out["val_loss"] = sum(out.values()) / len(out)
+    if cfg.fd_samples and x.shape[0] >= 2:
+        n = min(cfg.fd_samples, x.shape[0])
+        fake = prior.sample(n, num_steps=cfg.fd_num_steps, layer=layer, generator=torch.Generator(device=device).manual_seed(cfg.seed + 2))
+        out["fd"] = frechet_distance(fake, x[:n])
+    return out
+
+
+def plot_losses(metrics: list[dict[str, Any]], path: Path) -> Path:
+    """Training loss (and validation loss where logged) against steps, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    train_pts = [(m["step"], m["loss"]) for m in metrics if "loss" in m]
+    val_pts = [(m["step"], m["val_loss"]) for m in metrics if "val_loss" in m]
+    if train_pts:
+        ax.plot(*zip(*train_pts), label="train loss", lw=1)
+    if val_pts:
+        ax.plot(*zip(*val_pts), "o-", label="validation loss", ms=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("flow-matching loss")
+    ax.set_title("GenerativePrior training")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_compatible(prior: Any, src: ActivationSource) -> None:
+    cfg = prior.cfg
+    if src.d_input != cfg.d_input:
+        raise ValueError(f"The activations have width {src.d_input} but the prior models d_input={cfg.d_input}; they come from another hook or model.")
+    if not cfg.is_multi_layer and src.n_hooks != 1:
+        raise ValueError(f"The source holds {src.n_hooks} hooks {src.hook_names}; a single-site prior trains on one (pass hook_names=[...] to as_source).")
+    if cfg.hook_names and src.hook_names and not set(src.hook_names) <= set(cfg.hook_names):
+        warnings.warn(f"The prior was configured for hook(s) {cfg.hook_names} but the activations come from {src.hook_names}.", UserWarning, stacklevel=3)
+    if cfg.model_name and src.model_name and cfg.model_name != src.model_name:
+        warnings.warn(f"The prior was configured for model {cfg.model_name!r} but the activations come from {src.model_name!r}.", UserWarning, stacklevel=3)
+    known = {"processed", "unprocessed"}
+    if cfg.model_processing in known and src.model_processing in known and cfg.model_processing != src.model_processing:
+        warnings.warn(f"The prior expects {cfg.model_processing} residuals but the activations are {src.model_processing} (HookedTransformer.from_pretrained folds and centres weights; from_pretrained_no_processing does not).", UserWarning, stacklevel=3)
+
+
+def _hook_layers(prior: Any, src: ActivationSource) -> Tensor | None:
+    if not prior.cfg.is_multi_layer:
+        return None
+    layers = []
+    for name in src.hook_names:
+        layer = prior.cfg.layer_of(name)
+        if layer is None or layer >= prior.cfg.n_llm_layers:
+            raise ValueError(f"Hook {name!r} does not map to one of the prior's {prior.cfg.n_llm_layers} LLM layers.")
+        layers.append(layer)
+    return torch.tensor(layers)
+
+
+def _batch_stream(src: ActivationSource, rows: np.ndarray, cfg: TrainConfig, epoch: int, start: int, per_epoch: int) -> Iterator[tuple[int, int, Batch]]:
+    while True:
+        for i, batch in enumerate(src.batches(cfg.batch_size, rows=rows, seed=cfg.seed, epoch=epoch, start=start)):
+            yield epoch, start + i, batch
+        epoch, start = epoch + 1, 0
+
+
+def _prefetch(stream: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Run ``stream`` in a daemon thread, ``depth`` items ahead (order preserved)."""
+    if depth <= 0:
+        yield from stream
+        return
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in stream:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as err:  # surfaced in the consumer
+            q.put(err)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def _log(row: dict[str, Any], metrics: list[dict[str, Any]], out: Path | None, wandb_run: Any, rank: int) -> None:
+    if rank != 0:
+        return
+    metrics.append(row)
+    if out is not None:
+        with open(out / METRICS_FILE, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    if wandb_run is not None:
+        wandb_run.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+
+
+def _read_metrics(out: Path, upto: int) -> list[dict[str, Any]]:
+    path = out / METRICS_FILE
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash
+        if row.get("step", math.inf) <= upto:
+            rows.append(row)
+    return rows
+
+
+def _write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
+    from tl_glp import _io
+
+    with _io.atomic_path(out / METRICS_FILE) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _wandb(cfg: TrainConfig, rank: int) -> Any:
+    if not cfg.wandb_project or rank != 0:
+        return None
+    try:
+        import wandb
+    except ImportError as err:
+        raise ImportError("TrainConfig.wandb_project is set but wandb is not installed: pip install wandb") from err
+    return wandb.init(project=cfg.wandb_project, config=cfg.to_dict())
