@@ -99,3 +99,15 @@ def random_sentences(n: int, seed: int = 0, length: int = 6) -> list[str]:
 
     rng = random.Random(seed)
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, length))) for _ in range(n)]
+
+
+@pytest.fixture(scope="session")
+def tiny_prior_and_acts(tiny_model):
+    """A prior trained (briefly) on the tiny model's blocks.1.hook_resid_post activations."""
+    from tl_glp import TrainConfig, collect_activations, train
+
+    acts = collect_activations(tiny_model, random_sentences(600, seed=11, length=10), "blocks.1.hook_resid_post", progress=False)
+    torch.manual_seed(0)
+    prior = GenerativePrior.from_activations(acts, n_blocks=2)
+    train(prior, acts, TrainConfig(batch_size=256, lr=2e-3, max_steps=250, progress=False, eval_every=0))
+    return prior, acts

@@ -76,3 +76,46 @@ def mlp_post_hook(hook_name: str) -> str:
     if layer is None:
         raise ValueError(f"Cannot tell which block {hook_name!r} belongs to; pass the MLP hook name explicitly.")
     return f"blocks.{layer}.mlp.hook_post"
+
+
+def load_model(name: str, *, processed: bool = False, device: str | None = None, bridge: bool = False) -> Any:
+    """Load a model by name: ``"testbed"`` (offline), or a Hugging Face / TransformerLens model id.
+
+    Unprocessed residuals (``from_pretrained_no_processing``, or a bridge without compatibility
+    processing) are the default because the published priors model that basis.
+    """
+    if name == "testbed":
+        from tl_glp.testbed import load
+
+        return load().model
+    if bridge:
+        from transformer_lens.model_bridge import TransformerBridge
+
+        model = TransformerBridge.boot_transformers(name, device=device)
+        if processed:
+            model.enable_compatibility_mode()
+        return model
+    from transformer_lens import HookedTransformer
+
+    loader = HookedTransformer.from_pretrained if processed else HookedTransformer.from_pretrained_no_processing
+    return loader(name, device=device)
+
+
+def attach_hook(model: Any, name: str, fn: Any) -> Any:
+    """Attach a forward hook at ``name`` and return what :func:`detach_hook` needs to remove
+    exactly it (TransformerLens's ``add_hook`` returns nothing, so we find our handle by identity)."""
+    check_hook_name(model, name)
+    hook_point = model.hook_dict[name]
+    before = list(hook_point.fwd_hooks)
+    hook_point.add_hook(fn, dir="fwd")
+    added = [h for h in hook_point.fwd_hooks if not any(h is b for b in before)]
+    return hook_point, added
+
+
+def detach_hook(token: Any) -> None:
+    """Remove the hooks :func:`attach_hook` added, and only those; safe to call twice."""
+    hook_point, handles = token
+    for handle in handles:
+        handle.hook.remove()
+        hook_point.fwd_hooks = [h for h in hook_point.fwd_hooks if h is not handle]
+    handles.clear()

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from tl_glp.activations.sources import as_source
 from tl_glp.flow import number_of_evaluations
 from tl_glp.prior import GenerativePrior
 from tl_glp.config import PriorConfig
@@ -114,3 +115,105 @@ def _print_table(rows: dict[str, float]) -> None:
     for key, value in rows.items():
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
         print(f"  {key:<{width}}  {shown}")
+
+
+# --------------------------------------------------------------------------- collection
+def bench_model(d_model: int = 256, n_layers: int = 4, d_vocab: int = 2000, seed: int = 0):
+    """A tiny-but-not-trivial random HookedTransformer for benchmarks (no download)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=n_layers, d_model=d_model, d_head=32, n_heads=d_model // 32, d_mlp=4 * d_model, n_ctx=256, d_vocab=d_vocab, act_fn="gelu", normalization_type="LN", seed=seed, model_name=f"bench-{n_layers}l-{d_model}d")
+    return HookedTransformer(cfg).eval()
+
+
+def bench_collect(quick: bool = False) -> dict[str, float]:
+    """Collection tokens/s vs a bare forward pass to the same layer, and peak RSS of disk collection."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from tl_glp.activations.collect import collect_activations
+
+    model = bench_model()
+    hook = "blocks.1.hook_resid_post"
+    n_docs, seq, batch = (64, 128, 32) if quick else (256, 128, 32)
+    tokens = torch.randint(10, 2000, (n_docs, seq), generator=torch.Generator().manual_seed(0))
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for i in range(0, n_docs, batch):
+                model(tokens[i : i + batch], stop_at_layer=2)
+
+    def collect_mem() -> None:
+        collect_activations(model, tokens, hook, batch_size=batch, context_size=seq, progress=False)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        counter = iter(range(1000))
+
+        def collect_disk() -> None:
+            collect_activations(model, tokens, hook, out=f"{tmp}/{next(counter)}", batch_size=batch, context_size=seq, shard_rows=8192, progress=False)
+
+        t_bare = timeit(bare, repeats=3)
+        t_mem = timeit(collect_mem, repeats=3)
+        t_disk = timeit(collect_disk, repeats=3)
+    n_tok = n_docs * seq
+    out = {
+        "bare_forward_tok_per_s": n_tok / t_bare,
+        "collect_memory_tok_per_s": n_tok / t_mem,
+        "collect_disk_tok_per_s": n_tok / t_disk,
+        "ratio_memory_vs_bare": t_bare / t_mem,
+        "ratio_disk_vs_bare": t_bare / t_disk,
+    }
+    rows = [250_000, 1_000_000] if quick else [1_000_000, 4_000_000]
+    for n in rows:
+        code = (
+            "import resource, tempfile, torch; from tl_glp.bench import bench_model; from tl_glp import collect_activations\n"
+            "m = bench_model(d_model=64, n_layers=2, d_vocab=500)\n"
+            f"toks = torch.randint(10, 500, ({n} // 128, 128))\n"
+            "with tempfile.TemporaryDirectory() as d:\n"
+            "    s = collect_activations(m, toks, 'blocks.0.hook_resid_post', out=d, batch_size=64, context_size=128, shard_rows=65536, progress=False)\n"
+            "    assert len(s) == toks.numel()\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out[f"peak_rss_mb_{n // 1000}k_rows_to_disk"] = int(done.stdout.split()[-1]) / 1024
+    print(f"bench collect: model {model.cfg.model_name}, hook {hook}, {n_docs} docs x {seq} tokens, batch {batch}; RSS runs: d_model 64")
+    _print_table(out)
+    return out
+
+
+# --------------------------------------------------------------------------- training input pipeline
+def bench_train(quick: bool = False) -> dict[str, float]:
+    """Training samples/s reading batches from a disk store vs from an in-memory tensor."""
+    import tempfile
+
+    from tl_glp.activations.store import StoreWriter
+    from tl_glp.training import TrainConfig, train
+
+    d, rows, batch = 256, (65_536 if quick else 262_144), 1024
+    steps = 10 if quick else 30
+    data = torch.randn(rows, d)
+    cfg = TrainConfig(batch_size=batch, lr=1e-4, max_steps=steps, eval_every=0, progress=False, log_every=steps, val_fraction=0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = StoreWriter(tmp, d_input=d, hook_names=["blocks.0.hook_resid_post"], shard_rows=65_536)
+        for chunk in data.split(65_536):
+            writer.add(chunk[:, None], torch.zeros(len(chunk)))
+        store = writer.close()
+
+        in_memory = as_source(data, hook_names=["blocks.0.hook_resid_post"])
+
+        def run(source: object) -> float:
+            prior = GenerativePrior(PriorConfig(d_input=d, n_blocks=2, hook_names=["blocks.0.hook_resid_post"]))
+            prior.fit_normalizer(store)
+            result = train(prior, source, cfg)
+            return result.metrics[-1]["samples_per_s"]  # the training loop alone, setup excluded
+
+        memory, disk = [], []
+        for _ in range(3):  # interleaved, so drift hits both alike
+            memory.append(run(in_memory))
+            disk.append(run(store))
+    out = {"memory_samples_per_s": statistics.median(memory), "disk_samples_per_s": statistics.median(disk)}
+    out["ratio_disk_vs_memory"] = out["disk_samples_per_s"] / out["memory_samples_per_s"]
+    print(f"bench train: d_input={d}, n_blocks=2, batch={batch}, {rows} rows, {steps} steps, median of 3 interleaved runs")
+    _print_table(out)
+    return out

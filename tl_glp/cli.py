@@ -52,6 +52,100 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- collect
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="testbed", help="TransformerLens/Hugging Face model id (e.g. gpt2, meta-llama/Llama-3.2-1B) or 'testbed' (offline tiny model; default)")
+    p.add_argument("--processed", action="store_true", help="fold LayerNorm and centre weights (HookedTransformer.from_pretrained); default: unprocessed, the basis of the published priors")
+    p.add_argument("--bridge", action="store_true", help="load through TransformerBridge instead of HookedTransformer")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+
+def _collect_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("--hook", action="append", required=True, help="hook name to collect, e.g. blocks.6.hook_resid_post; repeat for several (multi-layer priors)")
+    p.add_argument("--out", required=True, help="store folder; re-running the same command resumes after the last whole shard")
+    p.add_argument("--dataset", default=None, help="Hugging Face dataset id to stream texts from (e.g. HuggingFaceFW/fineweb); default for --model testbed: its own language")
+    p.add_argument("--dataset-config", default=None, help="dataset configuration name (e.g. sample-10BT)")
+    p.add_argument("--split", default="train", help="dataset split (default train)")
+    p.add_argument("--column", default="text", help="text column (default text)")
+    p.add_argument("--text-file", default=None, help="a local text file, one document per line, instead of --dataset")
+    p.add_argument("--context-size", type=int, default=128, help="tokens per document, BOS included; longer ones are truncated (default 128)")
+    p.add_argument("--batch-size", type=int, default=32, help="documents per forward pass (default 32)")
+    p.add_argument("--max-tokens", type=int, default=None, help="stop after this many activation rows")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="storage dtype (default float32)")
+    p.add_argument("--shard-rows", type=int, default=65536, help="rows per shard (default 65536)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+@command("collect", _collect_args)
+def _collect(args: argparse.Namespace) -> int:
+    """Collect activations from a model into an on-disk ActivationStore (resumable)."""
+    from tl_glp import _compat
+    from tl_glp.activations.collect import HFText, collect_activations
+
+    model = _compat.load_model(args.model, processed=args.processed, device=args.device, bridge=args.bridge)
+    if args.text_file:
+        with open(args.text_file) as f:
+            data = [line.strip() for line in f if line.strip()]
+    elif args.dataset:
+        data = HFText(args.dataset, name=args.dataset_config, split=args.split, column=args.column)
+    elif args.model == "testbed":
+        from tl_glp.testbed import load
+
+        data = load().language.sample_texts(max(1, (args.max_tokens or 200_000) // 40), seed=1)
+    else:
+        print("Pass --dataset or --text-file for a model other than the testbed.", file=sys.stderr)
+        return 2
+    store = collect_activations(model, data, args.hook, out=args.out, context_size=args.context_size, batch_size=args.batch_size,
+                                max_tokens=args.max_tokens, dtype=args.dtype, shard_rows=args.shard_rows, progress=not args.no_progress)
+    print(f"{args.out}: {len(store)} rows x {store.n_hooks} hook(s) x {store.d_input} dims in {store.n_shards} shards")
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--activations", required=True, help="an ActivationStore folder written by tl-glp collect")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, loss.png and the final prior; re-running resumes")
+    p.add_argument("--n-blocks", type=int, default=3, help="denoiser blocks (published: 3, 6, 12, 24; default 3)")
+    p.add_argument("--d-hidden", type=int, default=None, help="denoiser width (default 2 x d_input)")
+    p.add_argument("--d-mlp", type=int, default=None, help="meta-neurons per block (default 4 x d_input)")
+    p.add_argument("--n-llm-layers", type=int, default=None, help="the LLM's layer count, for a multi-layer prior over a multi-hook store")
+    p.add_argument("--batch-size", type=int, default=4096, help="global batch (default 4096, the paper's)")
+    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5, the paper's; small models like 1e-3)")
+    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: one pass over the data)")
+    p.add_argument("--warmup-frac", type=float, default=0.01, help="share of steps for linear warmup (default 0.01)")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between resumable checkpoints (default 1000)")
+    p.add_argument("--eval-every", type=int, default=500, help="steps between validation loss / Frechet distance (default 500; 0 = never)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data order and noise (default 0)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available; torchrun sets one per process)")
+    p.add_argument("--wandb-project", default=None, help="also log to this Weights & Biases project")
+    p.add_argument("--no-resume", action="store_true", help="start over even if --out holds checkpoints")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+@command("train", _train_args)
+def _train(args: argparse.Namespace) -> int:
+    """Train a GenerativePrior on a store (also under torchrun --nproc_per_node N for DDP)."""
+    from pathlib import Path
+
+    from tl_glp import ActivationStore, GenerativePrior, TrainConfig, train
+    from tl_glp.training import distributed
+
+    distributed.init_from_env()
+    store = ActivationStore.open(args.activations)
+    out = Path(args.out)
+    if (out / "cfg.json").exists() and not args.no_resume:
+        prior = GenerativePrior.from_pretrained(out)
+    else:
+        prior = GenerativePrior.from_activations(store, n_blocks=args.n_blocks, d_hidden=args.d_hidden, d_mlp=args.d_mlp, n_llm_layers=args.n_llm_layers)
+    cfg = TrainConfig(batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps, warmup_frac=args.warmup_frac, checkpoint_every=args.checkpoint_every,
+                      eval_every=args.eval_every, seed=args.seed, device=args.device, wandb_project=args.wandb_project, progress=not args.no_progress)
+    result = train(prior, store, cfg, out_dir=out, resume=not args.no_resume)
+    if distributed.rank() == 0:
+        print(f"trained {result.steps} steps (resumed from {result.resumed_from}); final loss {result.final_loss:.4f}; prior saved to {out}")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tl-glp", description="Generative latent priors for TransformerLens.")

@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from conftest import random_sentences
+from tl_glp import diff_of_means, plot_pareto, sae_direction, steering_sweep
+from tl_glp.steering import LLMJudge, ProbeScorer
+from tl_glp.steering.scorers import Generations, nll_fluency, parse_rating
+
+HOOK = "blocks.1.hook_resid_post"
+
+
+def test_diff_of_means_is_unit_and_separates_the_two_sets(tiny_model):
+    from tl_glp import collect_activations
+
+    pos = [s + " happy" for s in random_sentences(30, seed=1)]
+    neg = [s + " sad" for s in random_sentences(30, seed=2)]
+    d = diff_of_means(tiny_model, pos, neg, HOOK)
+    assert d.shape == (32,) and abs(float(d.norm()) - 1) < 1e-5
+    p = collect_activations(tiny_model, pos, HOOK, progress=False)
+    n = collect_activations(tiny_model, neg, HOOK, progress=False)
+    assert float(p.mean[0].float() @ d) > float(n.mean[0].float() @ d)
+    raw = diff_of_means(tiny_model, pos, neg, HOOK, normalize=False)
+    assert torch.allclose(raw / raw.norm(), d, atol=1e-6)
+
+
+def test_sae_decoder_rows_are_directions():
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    sae = StandardSAE(StandardSAEConfig(d_in=32, d_sae=64, metadata=SAEMetadata(hook_name=HOOK)))
+    d = sae_direction(sae, 5)
+    assert torch.allclose(d, sae.W_dec[5].detach() / sae.W_dec[5].detach().norm())
+    with pytest.raises(IndexError, match="64 features"):
+        sae_direction(sae, 64)
+
+
+def test_fluency_nll_matches_a_direct_computation(tiny_model):
+    prompt = tiny_model.to_tokens("the dog")[0]
+    cont = torch.tensor([5, 9, 12])
+    gens = Generations(["the dog"], ["x"], [prompt], [cont])
+    with torch.no_grad():
+        logits = tiny_model(torch.cat([prompt, cont])[None])[0]
+    lp = torch.log_softmax(logits, -1)
+    expected = -torch.stack([lp[len(prompt) - 1 + i, cont[i]] for i in range(3)]).mean()
+    assert nll_fluency(tiny_model, gens)[0] == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_sweep_table_scores_and_pareto_plot(tiny_model, tiny_prior_and_acts, tmp_path):
+    prior, _ = tiny_prior_and_acts
+    direction = torch.randn(32)
+    prompts = ["the dog", "a red cat was"]
+    judge_calls = []
+
+    def judge(text):
+        judge_calls.append(text)
+        return "Rating: [[2]]"
+
+    df = steering_sweep(tiny_model, direction, prompts, prior=prior, strengths=[0.5, 2.0], max_new_tokens=4, batch_size=5,
+                        scorers=[LLMJudge(judge, concept="dogs"), ProbeScorer(torch.ones(32), HOOK, name="probe")], progress=False)
+    assert len(df) == 2 + 2 * 2 * 2
+    assert set(df.columns) >= {"prompt", "method", "r", "alpha", "continuation", "nll", "concept", "judge_concept", "probe"}
+    assert set(df.method) == {"none", "plain", "prior"}
+    assert df.loc[df.method == "plain", "alpha"].max() == pytest.approx(2.0 * prior.act_norm)
+    assert (df.judge_concept == 2.0).all() and len(judge_calls) == len(df) and "dogs" in judge_calls[0]
+    means = df.groupby(["method", "r"]).concept.mean()
+    assert means[("plain", 2.0)] > means[("none", 0.0)]  # steering along d raises the projection on d
+    again = steering_sweep(tiny_model, direction, prompts, prior=prior, strengths=[0.5, 2.0], max_new_tokens=4, batch_size=5, progress=False)
+    assert list(again.continuation) == list(df.continuation)  # seeded: reproducible
+    path = plot_pareto(df, tmp_path / "pareto.png")
+    assert path.stat().st_size > 1000
+
+
+def test_sweep_and_judge_bad_input(tiny_model):
+    with pytest.raises(ValueError, match="no prior"):
+        steering_sweep(tiny_model, torch.randn(32), ["the"], methods=["prior"], hook_name=HOOK, act_norm=1.0)
+    with pytest.raises(ValueError, match="Unknown methods"):
+        steering_sweep(tiny_model, torch.randn(32), ["the"], methods=["magic"], hook_name=HOOK, act_norm=1.0)
+    assert parse_rating("I'd say 1. Rating: [[2]]") == 2.0 and parse_rating("score: 1") == 1.0
+    assert parse_rating("no idea") != parse_rating("no idea")  # NaN

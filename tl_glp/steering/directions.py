@@ -1,0 +1,59 @@
+"""Steering directions: difference of means, SAE decoder rows, or any tensor (all unit-norm by default).
+
+Example:
+    >>> import torch
+    >>> unit(torch.tensor([3.0, 4.0])).tolist()
+    [0.6000000238418579, 0.800000011920929]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+
+def unit(direction: Tensor) -> Tensor:
+    """``direction / |direction|`` (refuses a zero or non-finite vector)."""
+    direction = direction.detach().float()
+    norm = direction.norm()
+    if not bool(torch.isfinite(direction).all()) or norm == 0:
+        raise ValueError("Cannot normalise a zero or non-finite direction.")
+    return direction / norm
+
+
+def diff_of_means(
+    model: Any,
+    positive_texts: Sequence[str],
+    negative_texts: Sequence[str],
+    hook_name: str,
+    *,
+    normalize: bool = True,
+    batch_size: int = 32,
+    context_size: int = 128,
+) -> Tensor:
+    """Mean activation over the real tokens of ``positive_texts`` minus that of ``negative_texts``.
+
+    Runs only up to the hook's layer (via :func:`tl_glp.collect_activations`). Unit-norm unless
+    ``normalize=False``.
+    """
+    from tl_glp.activations.collect import collect_activations
+
+    if not positive_texts or not negative_texts:
+        raise ValueError("diff_of_means needs at least one positive and one negative text.")
+    means = []
+    for texts in (positive_texts, negative_texts):
+        acts = collect_activations(model, list(texts), hook_name, batch_size=batch_size, context_size=context_size, progress=False)
+        means.append(acts.mean[0].float())
+    direction = means[0] - means[1]
+    return unit(direction) if normalize else direction
+
+
+def sae_direction(sae: Any, feature: int, *, normalize: bool = True) -> Tensor:
+    """Row ``feature`` of an SAE-Lens SAE's decoder (``sae.W_dec[feature]``), unit-norm by default."""
+    w_dec = sae.W_dec
+    if not 0 <= feature < w_dec.shape[0]:
+        raise IndexError(f"feature {feature} out of range for an SAE with {w_dec.shape[0]} features.")
+    direction = w_dec[feature].detach().float().cpu()
+    return unit(direction) if normalize else direction

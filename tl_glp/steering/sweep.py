@@ -1,0 +1,142 @@
+"""``steering_sweep``: strengths x prompts x methods, generated in batches, scored, as a DataFrame.
+
+Example (see ``examples/steering.py`` for a full walk-through)::
+
+    df = tl_glp.steering_sweep(model, direction, prompts, prior=prior, strengths=[0.5, 1.0, 2.0])
+    df.groupby(["method", "r"])[["concept", "nll"]].mean()
+    tl_glp.plot_pareto(df, "pareto.png")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from tl_glp.steering.hooks import _resolve_hook_name, steer
+from tl_glp.steering.scorers import DirectionScorer, Generations, nll_fluency, scorer_name
+
+PAPER_STRENGTHS = tuple(round(0.2 * i, 1) for i in range(1, 11))
+"""r in {0.2, 0.4, ..., 2.0}, times the activation norm (glp-method.md section 9)."""
+
+
+def steering_sweep(
+    model: Any,
+    direction: Tensor,
+    prompts: Sequence[str],
+    *,
+    prior: Any = None,
+    strengths: Sequence[float] = PAPER_STRENGTHS,
+    methods: Sequence[str] = ("plain", "prior"),
+    relative: bool = True,
+    act_norm: float | None = None,
+    hook_name: str | None = None,
+    positions: Any = "last",
+    max_new_tokens: int = 20,
+    concept: Any = None,
+    scorers: Sequence[Any] = (),
+    include_baseline: bool = True,
+    batch_size: int = 32,
+    seed: int = 0,
+    do_sample: bool = True,
+    temperature: float = 1.0,
+    t_start: float = 0.5,
+    num_steps: int = 20,
+    progress: bool = True,
+):
+    """Generate continuations of ``prompts`` at each strength with each method and score them.
+
+    Methods: ``"plain"`` (additive steering) and ``"prior"`` (additive, then projected by
+    ``prior``); ``include_baseline`` adds unsteered rows (method ``"none"``, r = 0). Strengths
+    are multiples ``r`` of the activation norm when ``relative`` (default; ``act_norm`` from the
+    prior unless given), else raw ``alpha``. Both methods edit the same ``positions`` (default
+    ``"last"``, the reference's choice for prior-guided generation) and, batch for batch, use the
+    same sampling seed.
+
+    Returns a pandas DataFrame with one row per generation: ``prompt``, ``method``, ``r``,
+    ``alpha``, ``continuation``, ``nll`` (fluency: the unsteered model's mean NLL of the
+    continuation; lower is more fluent), ``concept`` (``concept`` scorer; default: projection of
+    the unsteered activations on the direction) and one column per extra scorer.
+    """
+    import pandas as pd
+
+    if "prior" in methods and prior is None:
+        raise ValueError("methods includes 'prior' but no prior was given.")
+    unknown = set(methods) - {"plain", "prior"}
+    if unknown:
+        raise ValueError(f"Unknown methods {sorted(unknown)}; choose from 'plain' and 'prior'.")
+    hook_name = _resolve_hook_name(model, prior, hook_name)
+    if relative and act_norm is None:
+        if prior is None:
+            raise ValueError("relative strengths need act_norm=... or a prior.")
+        act_norm = prior.act_norm
+    scale = act_norm if relative else 1.0
+    concept = concept or DirectionScorer(direction, hook_name)
+    jobs = [(m, float(r), p) for m in methods for r in strengths for p in prompts]
+    if include_baseline:
+        jobs = [("none", 0.0, p) for p in prompts] + jobs
+    records = []
+    batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
+    for index, batch in enumerate(tqdm(batches, disable=not progress, desc="steering sweep")):
+        by_method: dict[str, list[tuple[str, float, str]]] = {}
+        for job in batch:
+            by_method.setdefault(job[0], []).append(job)
+        for method, rows in by_method.items():
+            alphas = torch.tensor([r * scale for _, r, _ in rows])
+            gens = _generate(model, direction, [p for _, _, p in rows], alphas, prior if method == "prior" else None, hook_name,
+                             positions, max_new_tokens, seed + index, do_sample, temperature, t_start, num_steps)
+            scores = {"nll": nll_fluency(model, gens), "concept": concept(model, gens)}
+            for extra in scorers:
+                scores[scorer_name(extra)] = extra(model, gens)
+            for i, (m, r, p) in enumerate(rows):
+                records.append({"prompt": p, "method": m, "r": r, "alpha": float(alphas[i]), "continuation": gens.continuations[i], **{k: v[i] for k, v in scores.items()}})
+    return pd.DataFrame.from_records(records)
+
+
+def _generate(model, direction, prompts, alphas, prior, hook_name, positions, max_new_tokens, seed, do_sample, temperature, t_start, num_steps) -> Generations:
+    prompt_tokens = [model.to_tokens(p)[0].cpu() for p in prompts]
+    torch.manual_seed(seed)
+    kwargs = dict(max_new_tokens=max_new_tokens, stop_at_eos=False, do_sample=do_sample, temperature=temperature, verbose=False, return_type="tokens")
+    if prior is None and bool((alphas == 0).all()):
+        out = model.generate(list(prompts), **kwargs)
+    else:
+        extra = {"prior": prior, "t_start": t_start, "num_steps": num_steps, "seed": seed} if prior is not None else {}
+        with steer(model, direction, alphas, hook_name=hook_name, positions=positions, **extra):
+            out = model.generate(list(prompts), **kwargs)
+    new = out[:, -max_new_tokens:].cpu()
+    continuations = [model.to_string(row) for row in new]
+    return Generations(list(prompts), [c if isinstance(c, str) else str(c) for c in continuations], prompt_tokens, list(new))
+
+
+def plot_pareto(df: Any, path: str | Path, concept: str = "concept", fluency: str = "nll", title: str = "Steering: concept vs fluency") -> Path:
+    """Concept (x) against fluency NLL (y, lower is better) per method, one point per strength r."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = df.groupby(["method", "r"])[[concept, fluency]].mean().reset_index()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    styles = {"plain": ("tab:red", "o-"), "prior": ("tab:blue", "s-"), "none": ("black", "*")}
+    for method, part in summary.groupby("method"):
+        part = part.sort_values("r")
+        color, style = styles.get(method, (None, "o-"))
+        label = {"plain": "plain steering", "prior": "prior-guided", "none": "unsteered"}.get(method, method)
+        ax.plot(part[concept], part[fluency], style, color=color, label=label, ms=6 if method != "none" else 12)
+        if method != "none":
+            for _, row in part.iterrows():
+                ax.annotate(f"r={row['r']:g}", (row[concept], row[fluency]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"{concept} (higher = stronger concept)")
+    ax.set_ylabel(f"{fluency} of the unsteered model (lower = more fluent)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
