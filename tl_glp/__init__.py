@@ -8,6 +8,7 @@ from tl_glp.activations.collect import HFText, collect_activations
 from tl_glp.activations.store import ActivationStore, StoreError
 from tl_glp.config import PriorConfig
 from tl_glp.prior import GenerativePrior
+from tl_glp.probing import run_probing
 from tl_glp.steering import diff_of_means, patch, plot_pareto, sae_direction, steer, steering_sweep
 from tl_glp.training import TrainConfig, TrainResult, classifier_two_sample_auc, frechet_distance, train
 
@@ -31,6 +32,7 @@ __all__ = [
     "diff_of_means",
     "patch",
     "plot_pareto",
+    "run_probing",
     "sae_direction",
     "steer",
     "steering_sweep",

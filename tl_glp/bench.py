@@ -217,3 +217,64 @@ def bench_train(quick: bool = False) -> dict[str, float]:
     print(f"bench train: d_input={d}, n_blocks=2, batch={batch}, {rows} rows, {steps} steps, median of 3 interleaved runs")
     _print_table(out)
     return out
+
+
+# --------------------------------------------------------------------------- steering
+def bench_steer(quick: bool = False) -> dict[str, float]:
+    """Per-generated-token time: no hook, plain steering, prior-guided steering, and the denoiser alone."""
+    from tl_glp.flow import reference_time_grid, truncate_grid
+    from tl_glp.steering.hooks import steer
+
+    model = bench_model()
+    hook = "blocks.1.hook_resid_post"
+    d = model.cfg.d_model
+    prior = GenerativePrior(PriorConfig(d_input=d, n_blocks=3, hook_names=[hook], model_name=model.cfg.model_name, model_processing="unprocessed")).eval()
+    batch, prompt_len, new = (4, 16, 8) if quick else (8, 16, 32)
+    tokens = torch.randint(10, 2000, (batch, prompt_len), generator=torch.Generator().manual_seed(0))
+    direction = torch.randn(d)
+    direction /= direction.norm()
+
+    def generate() -> None:
+        model.generate(tokens, max_new_tokens=new, do_sample=False, stop_at_eos=False, verbose=False, use_past_kv_cache=True)
+
+    def plain() -> None:
+        with steer(model, direction, 4.0, hook_name=hook, positions="last"):
+            generate()
+
+    def guided() -> None:
+        with steer(model, direction, 4.0, prior=prior, hook_name=hook, positions="last", seed=0):
+            generate()
+
+    n_evals = len(truncate_grid(reference_time_grid(20), 0.5)) - 1
+    x = torch.randn(batch, d)
+    times_t = torch.full((batch,), 0.3)
+
+    def denoiser_only() -> None:  # the network evaluations one generation needs (one projection per forward call)
+        with torch.no_grad():
+            for _ in range(new * n_evals):
+                prior.velocity(x, times_t)
+
+    reps = 3 if quick else 7
+    samples: dict[str, list[float]] = {"none": [], "plain": [], "prior": [], "denoiser": []}
+    for fn in (generate, plain, guided, denoiser_only):
+        fn()  # warm-up
+    for _ in range(reps):  # interleaved so that drift hits all four alike
+        for key, fn in (("none", generate), ("plain", plain), ("prior", guided), ("denoiser", denoiser_only)):
+            start = time.perf_counter()
+            fn()
+            samples[key].append((time.perf_counter() - start) / new)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    out = {
+        "ms_per_token_no_hook": 1e3 * med["none"],
+        "ms_per_token_plain": 1e3 * med["plain"],
+        "ms_per_token_prior_guided": 1e3 * med["prior"],
+        "ms_per_token_denoiser_evals_alone": 1e3 * med["denoiser"],
+        "ratio_plain_vs_no_hook": med["plain"] / med["none"],
+        "ratio_prior_vs_no_hook_plus_denoiser": med["prior"] / (med["none"] + med["denoiser"]),
+        "denoiser_evals_per_projection_euler20_t0.5": n_evals,
+        "denoiser_evals_per_projection_heun20_t0.5": number_of_evaluations(n_evals, "heun"),
+    }
+    print(f"bench steer: model {model.cfg.model_name}, hook {hook}, batch {batch}, prompt {prompt_len} tokens, {new} new tokens (KV cache, greedy), "
+          f"prior d_input={d} n_blocks=3, positions='last', median of {reps} interleaved runs")
+    _print_table(out)
+    return out

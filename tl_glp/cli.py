@@ -146,6 +146,49 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- steer
+def _steer_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("--prior", required=True, help="a saved prior folder, a published GLP folder, or a Hugging Face repo id")
+    p.add_argument("--prompt", action="append", required=True, help="prompt to continue; repeat for several")
+    p.add_argument("--direction", default=None, help="a .safetensors file with a 'direction' tensor [d_model]")
+    p.add_argument("--positive", action="append", default=[], help="text for a difference-of-means direction (positive side); repeat")
+    p.add_argument("--negative", action="append", default=[], help="text for a difference-of-means direction (negative side); repeat")
+    p.add_argument("--r", type=float, action="append", default=None, help="strength as a multiple of the activation norm; repeat (default 0.5 1 2)")
+    p.add_argument("--hook", default=None, help="hook to steer at (default: the prior's own)")
+    p.add_argument("--max-new-tokens", type=int, default=20, help="tokens to generate (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="sampling and projection seed (default 0)")
+    p.add_argument("--csv", default=None, help="also write the full table (with scores) to this CSV")
+
+
+@command("steer", _steer_args)
+def _steer(args: argparse.Namespace) -> int:
+    """Side-by-side continuations: unsteered, plain steering and prior-guided steering."""
+    from tl_glp import GenerativePrior, _compat
+    from tl_glp._io import read_tensors
+    from tl_glp.steering import diff_of_means, steering_sweep
+
+    model = _compat.load_model(args.model, processed=args.processed, device=args.device, bridge=args.bridge)
+    prior = GenerativePrior.from_pretrained(args.prior, device=args.device)
+    hook = args.hook or prior.cfg.hook_name
+    if args.direction:
+        direction = read_tensors(args.direction)["direction"]
+    elif args.positive and args.negative:
+        direction = diff_of_means(model, args.positive, args.negative, hook)
+    else:
+        print("Give --direction FILE, or --positive and --negative texts.", file=sys.stderr)
+        return 2
+    df = steering_sweep(model, direction, args.prompt, prior=prior, strengths=args.r or [0.5, 1.0, 2.0], hook_name=hook,
+                        max_new_tokens=args.max_new_tokens, seed=args.seed, progress=False)
+    for prompt, part in df.groupby("prompt", sort=False):
+        print(f"\n=== {prompt!r}")
+        for _, row in part.iterrows():
+            print(f"  {row['method']:>5}  r={row['r']:<4g} nll={row['nll']:.2f} concept={row['concept']:+.2f}  {row['continuation']!r}")
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tl-glp", description="Generative latent priors for TransformerLens.")
