@@ -278,3 +278,70 @@ def bench_steer(quick: bool = False) -> dict[str, float]:
           f"prior d_input={d} n_blocks=3, positions='last', median of {reps} interleaved runs")
     _print_table(out)
     return out
+
+
+# --------------------------------------------------------------------------- probing
+def _byte_features(model, prompts: list[str], max_bytes: int = 32, batch: int = 256) -> torch.Tensor:
+    """512 features per prompt from a byte-level random model: its 256 MLP neurons at layer 0
+    plus 256 random projections of its layer-0 residual, at the last byte."""
+    proj = torch.randn(model.cfg.d_model, 256, generator=torch.Generator().manual_seed(0))
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(prompts), batch):
+            rows = [torch.tensor(list(p.encode()[-max_bytes:]) or [32]) for p in prompts[i : i + batch]]
+            lengths = torch.tensor([len(r) for r in rows])
+            tokens = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long)
+            for j, r in enumerate(rows):
+                tokens[j, : len(r)] = r
+            _, cache = model.run_with_cache(tokens, names_filter=["blocks.0.hook_resid_post", "blocks.0.mlp.hook_post"], stop_at_layer=1)
+            last = torch.arange(len(rows)), lengths - 1
+            out.append(torch.cat([cache["blocks.0.mlp.hook_post"][last], cache["blocks.0.hook_resid_post"][last] @ proj], dim=1))
+    return torch.cat(out)
+
+
+def bench_probe(quick: bool = False) -> dict[str, float]:
+    """Torch 1-D probe backend vs the sklearn reference on the same 512 candidates of sae-probes datasets."""
+    from tl_glp.probing import load_dataset, probe_1d, sae_probes_datasets
+
+    model = bench_model(d_model=64, n_layers=2, d_vocab=256)
+    names = sae_probes_datasets()
+    sizes = sorted((len(load_dataset(n)), n) for n in names)
+    parity = [n for _, n in sizes[: (1 if quick else 3)]]
+    rows = {}
+    t_sk, t_torch, diffs = [], [], []
+    for name in parity:
+        ds = load_dataset(name)
+        X = _byte_features(model, ds.prompts)
+        y = torch.from_numpy(ds.labels)
+        tr, te = torch.from_numpy(ds.train_idx), torch.from_numpy(ds.test_idx)
+        start = time.perf_counter()
+        a = probe_1d(X[tr], y[tr], X[te], y[te], top_k=512, backend="torch")
+        t_torch.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        b = probe_1d(X[tr], y[tr], X[te], y[te], top_k=512, backend="sklearn")
+        t_sk.append(time.perf_counter() - start)
+        diffs.append(abs(a.test_auc - b.test_auc))
+        print(f"  {name}: n={len(ds)} torch {t_torch[-1]:.2f}s sklearn {t_sk[-1]:.1f}s  test AUC torch {a.test_auc:.4f} sklearn {b.test_auc:.4f}  features {a.feature}/{b.feature}")
+    rows["sklearn_s_per_dataset"] = statistics.median(t_sk)
+    rows["torch_s_per_dataset"] = statistics.median(t_torch)
+    rows["speedup"] = rows["sklearn_s_per_dataset"] / rows["torch_s_per_dataset"]
+    rows["max_abs_test_auc_diff"] = max(diffs)
+    rows["mean_abs_test_auc_diff"] = float(sum(diffs) / len(diffs))
+    every = names[:10] if quick else names
+    extract_s, probe_s = 0.0, 0.0
+    for name in every:
+        ds = load_dataset(name)
+        start = time.perf_counter()
+        X = _byte_features(model, ds.prompts)
+        extract_s += time.perf_counter() - start
+        y = torch.from_numpy(ds.labels)
+        tr, te = torch.from_numpy(ds.train_idx), torch.from_numpy(ds.test_idx)
+        start = time.perf_counter()
+        probe_1d(X[tr], y[tr], X[te], y[te], top_k=512, backend="torch")
+        probe_s += time.perf_counter() - start
+    rows[f"torch_probe_s_all_{len(every)}_datasets"] = probe_s
+    rows[f"feature_extraction_s_all_{len(every)}_datasets"] = extract_s
+    print(f"bench probe: 512 candidates (256 MLP neurons + 256 random residual projections of a byte-level random model), "
+          f"parity on {parity}, threads={torch.get_num_threads()}")
+    _print_table(rows)
+    return rows

@@ -189,6 +189,66 @@ def _steer(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- probe
+def _probe_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("--prior", default=None, help="prior folder / published folder / hub id (needed for the 'meta' source)")
+    p.add_argument("--hook", default=None, help="hook to probe (default: the prior's)")
+    p.add_argument("--source", action="append", default=None, help="feature source: meta, raw, mlp, pca, random, sae; repeat (default: meta raw mlp)")
+    p.add_argument("--sae", default=None, help="SAE for the 'sae' source: a local SAE-Lens folder or RELEASE:SAE_ID (e.g. gpt2-small-res-jb:blocks.8.hook_resid_pre)")
+    p.add_argument("--dataset", action="append", default=None, help="SAE-Probes dataset name or CSV with prompt,target; repeat; 'all' for the 113 (default for --model testbed: its concept datasets)")
+    p.add_argument("--method", choices=["1d", "ksparse"], default="1d", help="1-D probing (default) or SAE-Probes' k-sparse protocol")
+    p.add_argument("--backend", choices=["torch", "sklearn"], default="torch", help="1-D probe backend (default torch, batched)")
+    p.add_argument("--top-k", type=int, default=512, help="candidate features per dataset (default 512)")
+    p.add_argument("--no-controls", action="store_true", help="skip the shuffled-label controls")
+    p.add_argument("--out", default="probe_out", help="folder for probing.csv, summary.csv and probing.png (default probe_out)")
+    p.add_argument("--cache-dir", default=None, help="cache last-token activations here")
+
+
+def load_sae(spec: str, device: str | None = None):
+    """An SAE-Lens SAE from a local folder or ``release:sae_id``."""
+    from pathlib import Path
+
+    from sae_lens import SAE
+
+    if Path(spec).exists():
+        return SAE.load_from_disk(spec, device=device or "cpu")
+    release, _, sae_id = spec.partition(":")
+    return SAE.from_pretrained(release, sae_id, device=device or "cpu")
+
+
+@command("probe", _probe_args)
+def _probe(args: argparse.Namespace) -> int:
+    """1-D (or k-sparse) probing of meta-neurons vs SAE features, raw and MLP neurons, with CIs."""
+    from pathlib import Path
+
+    from tl_glp import GenerativePrior, _compat
+    from tl_glp.probing import SAEFeatures, run_probing
+
+    model = _compat.load_model(args.model, processed=args.processed, device=args.device, bridge=args.bridge)
+    prior = GenerativePrior.from_pretrained(args.prior, device=args.device) if args.prior else None
+    sources: list = []
+    for name in args.source or ["meta", "raw", "mlp"]:
+        sources.append(SAEFeatures(load_sae(args.sae, args.device)) if name == "sae" else name)
+    datasets = args.dataset or (["all"] if args.model != "testbed" else None)
+    if datasets is None:
+        from tl_glp.testbed import load
+
+        datasets = list(load().datasets.values())
+    elif datasets == ["all"]:
+        datasets = "all"
+    results = run_probing(model, prior, sources, datasets, hook_name=args.hook, method=args.method, backend=args.backend, top_k=args.top_k,
+                          controls=not args.no_controls, cache_dir=args.cache_dir)
+    out = Path(args.out)
+    results.to_csv(out / "probing.csv")
+    summary = results.summary()
+    summary.to_csv(out / "summary.csv", index=False)
+    results.plot(out / "probing.png")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\nwrote {out / 'probing.csv'}, {out / 'summary.csv'}, {out / 'probing.png'}")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tl-glp", description="Generative latent priors for TransformerLens.")

@@ -1,0 +1,84 @@
+"""Probing datasets from the testbed language, in the SAE-Probes format (``prompt``, ``target``).
+
+One dataset per latent variable; each prompt is a document prefix and its target is the latent's
+value at the prefix's last word, balanced 50/50. Cut points are chosen where the value is
+knowable from the words so far: sentence-level variables (number, negation) are cut after the
+words that reveal them.
+
+Example:
+    >>> from tl_glp.testbed.language import Language
+    >>> sets = build_datasets(Language(), n=200, seed=0)
+    >>> sorted(sets)
+    ['negation', 'number', 'sentiment', 'tense', 'topic_animals', 'topic_food']
+    >>> sets["sentiment"]["target"].value_counts().tolist()
+    [100, 100]
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+from tl_glp.testbed.language import END, Document, Language
+
+Target = Callable[[Document, int], "str | None"]
+
+
+def _latent(name: str, positive: str) -> Target:
+    return lambda doc, i: "yes" if doc.latents[name][i] == positive else "no"
+
+
+def _topic(topic: str) -> Target:
+    return lambda doc, i: "yes" if doc.latents["topic"][i] == topic else "no"
+
+
+def _cut_ok(name: str) -> Callable[[Document, int], bool]:
+    """Positions where the latent is determined by the words up to and including position i."""
+
+    def sentence_pos(doc: Document, i: int) -> int:
+        j = i
+        while j > 0 and doc.words[j - 1] != END:
+            j -= 1
+        return i - j
+
+    if name == "number":
+        return lambda doc, i: sentence_pos(doc, i) >= 2 and doc.words[i] != END
+    if name == "negation":
+        return lambda doc, i: doc.words[i] == END
+    if name in ("sentiment", "tense"):
+        return lambda doc, i: i >= 8
+    return lambda doc, i: i >= 4
+
+
+SPECS: dict[str, tuple[str, Target]] = {
+    "sentiment": ("sentiment", _latent("sentiment", "positive")),
+    "tense": ("tense", _latent("tense", "past")),
+    "number": ("number", _latent("number", "plural")),
+    "negation": ("negation", _latent("negation", "negated")),
+    "topic_animals": ("topic", _topic("animals")),
+    "topic_food": ("topic", _topic("food")),
+}
+
+
+def build_datasets(language: Language, n: int = 800, seed: int = 0) -> dict[str, Any]:
+    """``{name: DataFrame(prompt, target)}``, ``n`` balanced rows each, deterministic for ``seed``."""
+    import pandas as pd
+
+    out = {}
+    for k, (name, (latent, target)) in enumerate(SPECS.items()):
+        rng = random.Random(seed * 1000 + k)
+        ok = _cut_ok(latent)
+        rows: dict[str, list[str]] = {"yes": [], "no": []}
+        while min(len(v) for v in rows.values()) < n // 2:
+            doc = language.sample(rng=rng)
+            cuts = [i for i in range(len(doc.words)) if ok(doc, i)]
+            if not cuts:
+                continue
+            i = rng.choice(cuts)
+            label = target(doc, i)
+            if len(rows[label]) < n // 2:
+                rows[label].append(" ".join(doc.words[: i + 1]))
+        records = [(p, t) for t in ("yes", "no") for p in rows[t]]
+        random.Random(seed).shuffle(records)
+        out[name] = pd.DataFrame(records, columns=["prompt", "target"])
+    return out
