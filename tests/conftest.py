@@ -111,3 +111,11 @@ def tiny_prior_and_acts(tiny_model):
     prior = GenerativePrior.from_activations(acts, n_blocks=2)
     train(prior, acts, TrainConfig(batch_size=256, lr=2e-3, max_steps=250, progress=False, eval_every=0))
     return prior, acts
+
+
+@pytest.fixture(scope="session")
+def testbed():
+    """The offline testbed (trained once, then cached under $TL_GLP_CACHE or ~/.cache/tl_glp)."""
+    from tl_glp.testbed import load
+
+    return load(progress=False)

@@ -249,6 +249,27 @@ def _probe(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- demo
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo_out", help="output folder for report.md and figures (default demo_out)")
+    p.add_argument("--quick", action="store_true", help="reduced sizes (a smoke run of every step, ~1 minute once the testbed is cached)")
+    p.add_argument("--model", default="testbed", help="'testbed' (offline, default) or a Hugging Face model id such as gpt2")
+    p.add_argument("--hook", default=None, help="hook to model (default: the middle block's hook_resid_post)")
+    p.add_argument("--sae", default=None, help="a pretrained SAE (folder or RELEASE:SAE_ID) instead of training one with SAE-Lens")
+    p.add_argument("--dataset", action="append", default=None, help="for real models: HF text dataset for activations, or sae-probes names for probing")
+    p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@command("demo", _demo_args)
+def _demo(args: argparse.Namespace) -> int:
+    """The whole pipeline end to end (testbed, activations, prior, steering, probing) with a report."""
+    from tl_glp.demo import run_demo
+
+    run_demo(args.out, quick=args.quick, model_name=args.model, hook=args.hook, sae=args.sae, datasets=args.dataset, device=args.device, progress=not args.quiet)
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tl-glp", description="Generative latent priors for TransformerLens.")

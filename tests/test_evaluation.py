@@ -1,0 +1,32 @@
+import torch
+
+from tl_glp.evaluation import delta_lm_loss, lm_loss_with_hook
+from tl_glp.saes import sae_reconstruction_hook, train_sae
+
+HOOK = "blocks.1.hook_resid_post"
+
+
+def test_identity_hook_gives_zero_delta_and_noise_hurts(tiny_model):
+    texts = ["the dog ran .", "a red cat was happy .", "the big ball"]
+    assert delta_lm_loss(tiny_model, texts, HOOK, lambda act, hook: act).delta == 0.0
+    noisy = delta_lm_loss(tiny_model, texts, HOOK, lambda act, hook: act + 5 * torch.randn_like(act))
+    assert noisy.delta > 0.05
+    # the loss is the plain mean next-token cross-entropy over real tokens
+    tokens = tiny_model.to_tokens(texts[0])
+    with torch.no_grad():
+        expected = tiny_model(tokens, return_type="loss")
+    assert abs(lm_loss_with_hook(tiny_model, texts[:1]) - float(expected)) < 1e-5
+
+
+def test_sae_lens_training_and_reconstruction_hook(tiny_prior_and_acts, tiny_model):
+    _, acts = tiny_prior_and_acts
+    sae = train_sae(acts, d_sae=128, k=8, steps=150, batch_size=256, seed=0)
+    x = acts[0:500]
+    with torch.no_grad():
+        fvu = float(((sae.decode(sae.encode(x)) - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+    assert fvu < 0.5
+    assert sae.cfg.metadata.hook_name == HOOK
+    hook = sae_reconstruction_hook(sae)
+    act = x[:6].reshape(2, 3, 32)
+    out = hook(act)
+    assert torch.equal(out[:, 0], act[:, 0]) and not torch.equal(out[:, 1:], act[:, 1:])

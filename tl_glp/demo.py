@@ -1,0 +1,259 @@
+"""``tl-glp demo``: the whole pipeline end to end, with a report.
+
+On the offline testbed (default) it runs in a few minutes on 2 CPU cores: the testbed model,
+activations at its middle layer, a prior trained on them (loss curve, Frechet distance and a
+classifier two-sample test against held-out activations and a moment-matched Gaussian, delta LM
+loss against an SAE trained with SAE-Lens on the same activations), plain vs prior-guided
+sentiment steering scored with ground truth, and 1-D probing of meta-neurons vs raw, MLP, PCA and
+SAE features. It writes ``report.md`` and PNG figures to the output folder.
+
+With ``--model`` (a Hugging Face id), ``--hook``, ``--sae`` and ``--dataset`` the same steps run on
+a real model (needs the Hub, and a GPU for anything large).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DEMO_POSITIVE = ["it was a lovely day and we were happy .", "the kind people were great to us .", "what a bright and lovely song ."]
+DEMO_NEGATIVE = ["it was an awful day and we were sad .", "the cruel people were terrible to us .", "what a gloomy and awful song ."]
+
+
+@dataclass
+class DemoSettings:
+    """Sizes of each step; ``quick()`` is the reduced mode the test suite runs."""
+
+    n_docs: int = 6000
+    prior_steps: int = 1000
+    prior_batch: int = 512
+    prior_lr: float = 2e-3
+    n_blocks: int = 3
+    eval_samples: int = 3000
+    sample_steps: int = 50
+    sae_steps: int = 1000
+    d_sae: int = 1024
+    sae_k: int = 16
+    lm_eval_docs: int = 200
+    steer_prompts: int = 16
+    strengths: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0)
+    new_tokens: int = 12
+    probe_top_k: int = 512
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> DemoSettings:
+        return cls(n_docs=500, prior_steps=60, prior_batch=256, eval_samples=300, sample_steps=10, sae_steps=60, d_sae=256,
+                   lm_eval_docs=30, steer_prompts=3, strengths=(1.0, 3.0), new_tokens=6, probe_top_k=64)
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    numbers: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+
+
+def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_name: str = "testbed", hook: str | None = None,
+             sae: str | None = None, datasets: list[str] | None = None, device: str | None = None, progress: bool = True,
+             settings: DemoSettings | None = None) -> DemoResult:
+    """Run every step and write ``report.md`` + figures into ``out_dir``; returns the numbers."""
+    from tl_glp import GenerativePrior, TrainConfig, classifier_two_sample_auc, collect_activations, frechet_distance, train
+    from tl_glp.evaluation import delta_lm_loss
+    from tl_glp.probing import MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, run_probing
+    from tl_glp.saes import sae_reconstruction_hook, train_sae
+    from tl_glp.steering import diff_of_means, plot_pareto, steering_sweep
+
+    cfg = settings or (DemoSettings.quick() if quick else DemoSettings())
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = DemoResult(out)
+    clock = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    say = print if progress else (lambda *a, **k: None)
+
+    # 1. the model ------------------------------------------------------------------------------
+    say("[1/5] model")
+    testbed = None
+    if model_name == "testbed":
+        from tl_glp.testbed import MIDDLE_HOOK, load
+
+        testbed = load(seed=cfg.seed, progress=progress)
+        model, hook = testbed.model, hook or MIDDLE_HOOK
+        result.numbers["testbed_lm_loss"] = testbed.metrics["lm_loss"]
+        result.numbers["testbed_entropy_floor"] = testbed.metrics["entropy_floor"]
+        texts = testbed.language.sample_texts(cfg.n_docs + cfg.lm_eval_docs, seed=cfg.seed + 1)
+    else:
+        from tl_glp import _compat
+        from tl_glp.activations.collect import HFText
+
+        model = _compat.load_model(model_name, device=device)
+        if hook is None:
+            hook = f"blocks.{model.cfg.n_layers // 2}.hook_resid_post"
+        stream = iter(HFText(datasets[0] if datasets and not datasets[0].isidentifier() else "NeelNanda/pile-10k"))
+        texts = [next(stream) for _ in range(cfg.n_docs + cfg.lm_eval_docs)]
+    train_texts, eval_texts = texts[: cfg.n_docs], texts[cfg.n_docs :]
+
+    # 2. activations ----------------------------------------------------------------------------
+    say(f"[2/5] activations at {hook}")
+    acts = collect_activations(model, train_texts, hook, progress=progress)
+    data = acts[0 : len(acts)]
+    n_held = max(200, min(len(data) // 5, 2 * cfg.eval_samples))
+    train_rows, held = data[:-n_held], data[-n_held:]
+    held_a, held_b = held[: n_held // 2], held[n_held // 2 :]
+    result.numbers["activation_rows"] = len(acts)
+
+    # 3. the prior --------------------------------------------------------------------------------
+    say("[3/5] prior")
+    from tl_glp.activations.sources import InMemoryActivations
+
+    train_src = InMemoryActivations(train_rows[:, None], [hook], acts.model_name, acts.model_processing)
+    prior = GenerativePrior.from_activations(train_src, n_blocks=cfg.n_blocks)
+    run = train(prior, train_src, TrainConfig(batch_size=cfg.prior_batch, lr=cfg.prior_lr, max_steps=cfg.prior_steps, eval_every=max(1, cfg.prior_steps // 4),
+                                              checkpoint_every=cfg.prior_steps, fd_samples=min(1000, cfg.eval_samples), progress=progress, seed=cfg.seed, device=device),
+                out_dir=out / "prior")
+    result.figures.append("prior/loss.png")
+    n = min(cfg.eval_samples, len(held_a))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    samples = prior.sample(n, num_steps=cfg.sample_steps, generator=gen).cpu()
+    gaussian = torch.distributions.MultivariateNormal(train_rows.double().mean(0), torch.cov(train_rows.double().T) + 1e-6 * torch.eye(train_rows.shape[1])).sample((n,)).float()
+    result.numbers.update({
+        "prior_final_train_loss": run.final_loss,
+        "fd_prior": frechet_distance(samples, held_a[:n]),
+        "fd_lower_bound": frechet_distance(held_b[:n], held_a[:n]),
+        "fd_gaussian": frechet_distance(gaussian, held_a[:n]),
+        "c2st_auc_prior": classifier_two_sample_auc(held_a[:n], samples, seed=cfg.seed),
+        "c2st_auc_gaussian": classifier_two_sample_auc(held_a[:n], gaussian, seed=cfg.seed),
+        "c2st_auc_held_out": classifier_two_sample_auc(held_a[:n], held_b[:n], seed=cfg.seed),
+    })
+    if sae:
+        from tl_glp.cli import load_sae
+
+        sae_model = load_sae(sae, device)
+    else:
+        sae_model = train_sae(train_src, d_sae=cfg.d_sae, k=cfg.sae_k, steps=cfg.sae_steps, seed=cfg.seed, device=device or "cpu")
+    with torch.no_grad():
+        recon = sae_model.decode(sae_model.encode(held_a[:n].to(next(sae_model.parameters()).device))).cpu()
+    result.numbers["sae_fraction_variance_unexplained"] = float(((recon - held_a[:n]) ** 2).sum() / ((held_a[:n] - held_a[:n].mean(0)) ** 2).sum())
+    prior_delta = delta_lm_loss(model, eval_texts, hook, prior.projection_hook(positions=slice(1, None), seed=cfg.seed))
+    sae_delta = delta_lm_loss(model, eval_texts, hook, sae_reconstruction_hook(sae_model))
+    result.numbers.update({"lm_loss_clean": prior_delta.clean, "delta_lm_loss_prior": prior_delta.delta, "delta_lm_loss_sae": sae_delta.delta})
+
+    # 4. steering ---------------------------------------------------------------------------------
+    say("[4/5] steering")
+    if testbed is not None:
+        docs = list(testbed.language.documents(400, seed=cfg.seed + 2))
+        positive = [d.text for d in docs if set(d.latents["sentiment"]) == {"positive"}][:150]
+        negative = [d.text for d in docs if set(d.latents["sentiment"]) == {"negative"}][:150]
+        prompts = [" ".join(d.words[:3]) for d in testbed.language.documents(cfg.steer_prompts, seed=cfg.seed + 3)]
+        language = testbed.language
+
+        def sentiment(model_: Any, gens: Any) -> list[float]:
+            return [language.sentiment_score(c) for c in gens.continuations]
+
+        def grammatical(model_: Any, gens: Any) -> list[float]:
+            return [float(language.is_grammatical(p + " " + c)) for p, c in zip(gens.prompts, gens.continuations)]
+
+        sentiment.name, grammatical.name = "concept", "grammatical"  # type: ignore[attr-defined]
+        scorers: list[Any] = [grammatical]
+        concept: Any = sentiment
+    else:
+        positive, negative = DEMO_POSITIVE, DEMO_NEGATIVE
+        prompts = ["I think that", "The movie was", "Yesterday we", "My friend said"][: cfg.steer_prompts]
+        scorers, concept = [], None
+    direction = diff_of_means(model, positive, negative, hook)
+    df = steering_sweep(model, direction, prompts, prior=prior, strengths=cfg.strengths, hook_name=hook, max_new_tokens=cfg.new_tokens,
+                        concept=concept, scorers=scorers, seed=cfg.seed, progress=progress)
+    df.to_csv(out / "steering.csv", index=False)
+    plot_pareto(df, out / "steering_pareto.png", title="Sentiment steering: concept vs fluency")
+    result.figures.append("steering_pareto.png")
+    metric_cols = [c for c in ("concept", "grammatical", "nll") if c in df.columns]
+    result.tables["steering"] = df.groupby(["method", "r"])[metric_cols].mean().reset_index()
+    mid = sorted(cfg.strengths)[len(cfg.strengths) // 2]
+    examples = df[(df.r.isin([0.0, mid]))].groupby("prompt").head(3).head(9)
+    result.tables["steering_examples"] = examples[["prompt", "method", "r", "continuation"]]
+
+    # 5. probing ----------------------------------------------------------------------------------
+    say("[5/5] probing")
+    sources = [MetaNeurons(prior), RawActivations(), MLPNeurons(), PCAFeatures(64), SAEFeatures(sae_model)]
+    probe_sets = list(testbed.datasets.values()) if testbed is not None else (datasets or ["all"])
+    if testbed is not None:
+        from tl_glp.probing import load_dataset
+
+        probe_sets = [load_dataset(frame, name=name) for name, frame in testbed.datasets.items()]
+    probing = run_probing(model, prior, sources, probe_sets if probe_sets != ["all"] else "all", hook_name=hook, top_k=cfg.probe_top_k, progress=progress)
+    probing.to_csv(out / "probing.csv")
+    probing.plot(out / "probing.png", a="meta", b="raw")
+    result.figures.append("probing.png")
+    result.tables["probing_summary"] = probing.summary()
+    result.tables["probing"] = probing.table[~probing.table.control].pivot_table(index="dataset", columns="source", values="test_auc").reset_index()
+    result.tables["probing_wins"] = probing.wins()
+
+    result.numbers["seconds"] = time.perf_counter() - clock
+    _write_report(result, cfg, model_name, hook)
+    if progress:
+        print(summary_text(result))
+    return result
+
+
+def summary_text(result: DemoResult) -> str:
+    """The printed summary: the headline numbers and tables."""
+    n = result.numbers
+    lines = ["", "=== tl-glp demo summary ==="]
+    if "testbed_lm_loss" in n:
+        lines.append(f"testbed LM loss {n['testbed_lm_loss']:.3f} nats/token vs entropy floor (lower bound) {n['testbed_entropy_floor']:.3f}")
+    lines += [
+        f"Frechet distance: prior {n['fd_prior']:.3f} | lower bound (held-out halves) {n['fd_lower_bound']:.3f} | moment-matched Gaussian {n['fd_gaussian']:.3f}",
+        f"classifier two-sample AUC vs held-out (0.5 = indistinguishable): prior {n['c2st_auc_prior']:.3f} | Gaussian {n['c2st_auc_gaussian']:.3f} | held-out {n['c2st_auc_held_out']:.3f}",
+        f"delta LM loss (clean {n['lm_loss_clean']:.3f}): prior projection {n['delta_lm_loss_prior']:+.4f} | SAE reconstruction {n['delta_lm_loss_sae']:+.4f} (SAE FVU {n['sae_fraction_variance_unexplained']:.3f})",
+        "", "steering (mean per method and strength r):", result.tables["steering"].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+        "", "probing (mean test AUC, 95% bootstrap CI over datasets):", result.tables["probing_summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+        "", f"report: {result.out_dir / 'report.md'}  ({n['seconds']:.0f} s)",
+    ]
+    return "\n".join(lines)
+
+
+def _md_table(frame: Any) -> str:
+    frame = frame.copy()
+    cols = [str(c) for c in frame.columns]
+    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        rows.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(rows)
+
+
+def _write_report(result: DemoResult, cfg: DemoSettings, model_name: str, hook: str) -> None:
+    n = result.numbers
+    parts = [
+        "# tl-glp demo report", "",
+        f"Model: `{model_name}`, hook `{hook}`; {n['activation_rows']} activation rows; settings: `{json.dumps(asdict(cfg))}`; took {n['seconds']:.0f} s.", "",
+    ]
+    if "testbed_lm_loss" in n:
+        parts += ["## 1. Testbed model", "", f"Held-out LM loss **{n['testbed_lm_loss']:.3f}** nats/token; the generator's entropy given the latent variables is "
+                  f"{n['testbed_entropy_floor']:.3f} (a lower bound: a model must also infer topic, sentiment and tense from the words).", ""]
+    parts += [
+        "## 2-3. The prior", "", "![loss](prior/loss.png)", "",
+        "| measure | prior | lower bound / reference | moment-matched Gaussian |", "|---|---|---|---|",
+        f"| Frechet distance to held-out activations | {n['fd_prior']:.3f} | {n['fd_lower_bound']:.3f} (two held-out halves) | {n['fd_gaussian']:.3f} |",
+        f"| classifier two-sample AUC (0.5 = indistinguishable) | {n['c2st_auc_prior']:.3f} | {n['c2st_auc_held_out']:.3f} (held-out vs held-out) | {n['c2st_auc_gaussian']:.3f} |",
+        "", f"Delta LM loss when every non-BOS activation at `{hook}` is replaced (clean loss {n['lm_loss_clean']:.3f}):", "",
+        "| replacement | delta LM loss |", "|---|---|",
+        f"| prior projection (t=0.5, 20 steps) | {n['delta_lm_loss_prior']:+.4f} |",
+        f"| SAE reconstruction (SAE-Lens TopK, FVU {n['sae_fraction_variance_unexplained']:.3f}) | {n['delta_lm_loss_sae']:+.4f} |", "",
+        "## 4. Steering", "", "Positive-sentiment direction (difference of means), plain vs prior-guided steering at the last position of each forward pass. "
+        "`concept`: ground-truth sentiment score of the continuation (+1 all positive, -1 all negative); `grammatical`: share of continuations the grammar accepts; "
+        "`nll`: the unsteered model's NLL of the continuation (lower = more fluent).", "",
+        "![pareto](steering_pareto.png)", "", _md_table(result.tables["steering"]), "", "Examples:", "", _md_table(result.tables["steering_examples"]), "",
+        "## 5. Probing", "", "Best single feature per source (1-D probe, 5-fold CV over C, test AUC); `(shuffled labels)` rows are the permutation null.", "",
+        "![probing](probing.png)", "", _md_table(result.tables["probing_summary"]), "", "Per dataset (test AUC):", "", _md_table(result.tables["probing"]), "",
+        "Wins (row beats column, datasets):", "", _md_table(result.tables["probing_wins"].reset_index()), "",
+    ]
+    (result.out_dir / "report.md").write_text("\n".join(parts))
+    (result.out_dir / "numbers.json").write_text(json.dumps(result.numbers, indent=2))
