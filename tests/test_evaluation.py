@@ -6,11 +6,12 @@ from tl_glp.saes import sae_reconstruction_hook, train_sae
 HOOK = "blocks.1.hook_resid_post"
 
 
-def test_identity_hook_gives_zero_delta_and_noise_hurts(tiny_model):
+def test_identity_hook_gives_zero_delta_and_noise_hurts(tiny_model, testbed):
     texts = ["the dog ran .", "a red cat was happy .", "the big ball"]
     assert delta_lm_loss(tiny_model, texts, HOOK, lambda act, hook: act).delta == 0.0
-    noisy = delta_lm_loss(tiny_model, texts, HOOK, lambda act, hook: act + 5 * torch.randn_like(act))
-    assert noisy.delta > 0.05
+    trained_texts = testbed.language.sample_texts(20, seed=9)  # a trained model: noise must hurt it
+    noisy = delta_lm_loss(testbed.model, trained_texts, "blocks.2.hook_resid_post", lambda act, hook: act + 50 * torch.randn_like(act))
+    assert noisy.delta > 0.1
     # the loss is the plain mean next-token cross-entropy over real tokens
     tokens = tiny_model.to_tokens(texts[0])
     with torch.no_grad():

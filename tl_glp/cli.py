@@ -92,7 +92,8 @@ def _collect(args: argparse.Namespace) -> int:
     elif args.model == "testbed":
         from tl_glp.testbed import load
 
-        data = load().language.sample_texts(max(1, (args.max_tokens or 200_000) // 40), seed=1)
+        language = load().language  # its own documents: ~28 tokens each, so this many always suffice
+        data = (doc.text for doc in language.documents(max(1, (args.max_tokens or 200_000) // 10), seed=1))
     else:
         print("Pass --dataset or --text-file for a model other than the testbed.", file=sys.stderr)
         return 2

@@ -40,8 +40,8 @@ class DemoSettings:
     d_sae: int = 1024
     sae_k: int = 16
     lm_eval_docs: int = 200
-    steer_prompts: int = 16
-    strengths: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0)
+    steer_prompts: int = 24
+    strengths: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
     new_tokens: int = 12
     probe_top_k: int = 512
     seed: int = 0
@@ -49,7 +49,7 @@ class DemoSettings:
     @classmethod
     def quick(cls) -> DemoSettings:
         return cls(n_docs=500, prior_steps=60, prior_batch=256, eval_samples=300, sample_steps=10, sae_steps=60, d_sae=256,
-                   lm_eval_docs=30, steer_prompts=3, strengths=(1.0, 3.0), new_tokens=6, probe_top_k=64)
+                   lm_eval_docs=30, steer_prompts=3, strengths=(0.25, 1.0), new_tokens=6, probe_top_k=64)
 
 
 @dataclass
@@ -148,9 +148,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     # 4. steering ---------------------------------------------------------------------------------
     say("[4/5] steering")
     if testbed is not None:
-        docs = list(testbed.language.documents(400, seed=cfg.seed + 2))
-        positive = [d.text for d in docs if set(d.latents["sentiment"]) == {"positive"}][:150]
-        negative = [d.text for d in docs if set(d.latents["sentiment"]) == {"negative"}][:150]
+        docs = list(testbed.language.documents(600, seed=cfg.seed + 2))
+        positive, negative = _judgement_prefixes(docs, "positive"), _judgement_prefixes(docs, "negative")
         prompts = [" ".join(d.words[:3]) for d in testbed.language.documents(cfg.steer_prompts, seed=cfg.seed + 3)]
         language = testbed.language
 
@@ -167,7 +166,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
         positive, negative = DEMO_POSITIVE, DEMO_NEGATIVE
         prompts = ["I think that", "The movie was", "Yesterday we", "My friend said"][: cfg.steer_prompts]
         scorers, concept = [], None
-    direction = diff_of_means(model, positive, negative, hook)
+    # the sentiment direction where it matters: at the last token before a judged adjective
+    direction = diff_of_means(model, positive, negative, hook, positions="last" if testbed is not None else "all")
     df = steering_sweep(model, direction, prompts, prior=prior, strengths=cfg.strengths, hook_name=hook, max_new_tokens=cfg.new_tokens,
                         concept=concept, scorers=scorers, seed=cfg.seed, progress=progress)
     df.to_csv(out / "steering.csv", index=False)
@@ -200,6 +200,20 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     if progress:
         print(summary_text(result))
     return result
+
+
+def _judgement_prefixes(docs: list[Any], sentiment: str) -> list[str]:
+    """Prefixes of single-sentiment documents that end with the copula before a judged adjective."""
+    from tl_glp.testbed.language import NEGATIVE, POSITIVE
+
+    out = []
+    for doc in docs:
+        if set(doc.latents["sentiment"]) != {sentiment}:
+            continue
+        for i, word in enumerate(doc.words[:-1]):
+            if word in ("was", "were", "is", "are") and doc.words[i + 1] in POSITIVE + NEGATIVE:
+                out.append(" ".join(doc.words[: i + 1]))
+    return out
 
 
 def summary_text(result: DemoResult) -> str:
@@ -247,7 +261,7 @@ def _write_report(result: DemoResult, cfg: DemoSettings, model_name: str, hook: 
         "| replacement | delta LM loss |", "|---|---|",
         f"| prior projection (t=0.5, 20 steps) | {n['delta_lm_loss_prior']:+.4f} |",
         f"| SAE reconstruction (SAE-Lens TopK, FVU {n['sae_fraction_variance_unexplained']:.3f}) | {n['delta_lm_loss_sae']:+.4f} |", "",
-        "## 4. Steering", "", "Positive-sentiment direction (difference of means), plain vs prior-guided steering at the last position of each forward pass. "
+        "## 4. Steering", "", "Positive-sentiment direction (difference of means at the token before a judged adjective), plain vs prior-guided steering at the last position of each forward pass. "
         "`concept`: ground-truth sentiment score of the continuation (+1 all positive, -1 all negative); `grammatical`: share of continuations the grammar accepts; "
         "`nll`: the unsteered model's NLL of the continuation (lower = more fluent).", "",
         "![pareto](steering_pareto.png)", "", _md_table(result.tables["steering"]), "", "Examples:", "", _md_table(result.tables["steering_examples"]), "",

@@ -30,20 +30,28 @@ def diff_of_means(
     hook_name: str,
     *,
     normalize: bool = True,
+    positions: str = "all",
     batch_size: int = 32,
     context_size: int = 128,
 ) -> Tensor:
-    """Mean activation over the real tokens of ``positive_texts`` minus that of ``negative_texts``.
+    """Mean activation of ``positive_texts`` minus that of ``negative_texts`` at ``hook_name``.
 
-    Runs only up to the hook's layer (via :func:`tl_glp.collect_activations`). Unit-norm unless
-    ``normalize=False``.
+    ``positions="all"`` averages over every real token (via :func:`tl_glp.collect_activations`);
+    ``"last"`` uses each text's last token only (where a prompt's next word is decided). Runs
+    only up to the hook's layer. Unit-norm unless ``normalize=False``.
     """
     from tl_glp.activations.collect import collect_activations
+    from tl_glp.probing.extract import last_token_activations
 
     if not positive_texts or not negative_texts:
         raise ValueError("diff_of_means needs at least one positive and one negative text.")
+    if positions not in ("all", "last"):
+        raise ValueError(f"positions must be 'all' or 'last', got {positions!r}.")
     means = []
     for texts in (positive_texts, negative_texts):
+        if positions == "last":
+            means.append(last_token_activations(model, list(texts), [hook_name], batch_size=batch_size, context_size=context_size)[hook_name].mean(0))
+            continue
         acts = collect_activations(model, list(texts), hook_name, batch_size=batch_size, context_size=context_size, progress=False)
         means.append(acts.mean[0].float())
     direction = means[0] - means[1]

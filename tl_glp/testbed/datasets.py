@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from typing import Any, Callable
 
-from tl_glp.testbed.language import END, Document, Language
+from tl_glp.testbed.language import END, NEGATIVE, POSITIVE, Document, Language
 
 Target = Callable[[Document, int], "str | None"]
 
@@ -45,7 +45,21 @@ def _cut_ok(name: str) -> Callable[[Document, int], bool]:
         return lambda doc, i: sentence_pos(doc, i) >= 2 and doc.words[i] != END
     if name == "negation":
         return lambda doc, i: doc.words[i] == END
-    if name in ("sentiment", "tense"):
+    if name == "sentiment":
+        # the copula before a judged adjective (the model needs the sentiment right here), once the
+        # words so far have expressed the current sentiment at least once
+        def evidence(doc: Document, i: int) -> bool:
+            for j in range(i - 1, -1, -1):
+                w = doc.words[j]
+                if w in POSITIVE or w in NEGATIVE:
+                    polarity = "positive" if w in POSITIVE else "negative"
+                    if j > 0 and doc.words[j - 1] == "not":
+                        polarity = "negative" if polarity == "positive" else "positive"
+                    return polarity == doc.latents["sentiment"][i]
+            return False
+
+        return lambda doc, i: doc.words[i] in ("was", "were", "is", "are") and i + 1 < len(doc.words) and doc.words[i + 1] != "not" and evidence(doc, i)
+    if name == "tense":
         return lambda doc, i: i >= 8
     return lambda doc, i: i >= 4
 
