@@ -2,7 +2,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from tl_glp import ActivationStore, GenerativePrior
 from tl_glp.cli import build_parser, main

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from conftest import mixture, near_mode_share
+from conftest import near_mode_share
 from tl_glp import GenerativePrior, PriorConfig
 
 

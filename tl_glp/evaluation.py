@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
-from torch import Tensor
 
 from tl_glp import _compat
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tl_glp._plot import pyplot, save_figure
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 10_000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
@@ -75,10 +76,7 @@ class ProbingResults:
     def plot(self, path: str | Path, a: str | None = None, b: str | None = None) -> Path:
         """Bar chart of mean test AUC with 95% CIs (controls hatched) and a per-dataset scatter
         of source ``a`` vs ``b`` (default: the first two sources)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         summary = self.summary(n_boot=2000)
         real = self.table[~self.table["control"]]
@@ -103,9 +101,4 @@ class ProbingResults:
         ax2.set_xlabel(f"{b} test AUC")
         ax2.set_ylabel(f"{a} test AUC")
         ax2.set_title(f"per dataset: {a} above the diagonal wins")
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from tl_glp.steering.hooks import _resolve_hook_name, steer
 from tl_glp.steering.scorers import DirectionScorer, Generations, nll_fluency, scorer_name
+from tl_glp._plot import pyplot, save_figure
 
 PAPER_STRENGTHS = tuple(round(0.2 * i, 1) for i in range(1, 11))
 """r in {0.2, 0.4, ..., 2.0}, times the activation norm (glp-method.md section 9)."""
@@ -113,10 +114,7 @@ def _generate(model, direction, prompts, alphas, prior, hook_name, positions, ma
 
 def plot_pareto(df: Any, path: str | Path, concept: str = "concept", fluency: str = "nll", title: str = "Steering: concept vs fluency") -> Path:
     """Concept (x) against fluency NLL (y, lower is better) per method, one point per strength r."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     summary = df.groupby(["method", "r"])[[concept, fluency]].mean().reset_index()
     fig, ax = plt.subplots(figsize=(6, 4.2))
@@ -134,9 +132,4 @@ def plot_pareto(df: Any, path: str | Path, concept: str = "concept", fluency: st
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

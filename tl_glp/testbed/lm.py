@@ -21,7 +21,7 @@ from tl_glp import _io
 from tl_glp.testbed.language import Document, Language
 from tl_glp.testbed.tokenizer import build_tokenizer
 
-TESTBED_VERSION = 1
+TESTBED_VERSION = 2
 MODEL_NAME = "tl-glp-testbed"
 
 

@@ -34,6 +34,7 @@ from tl_glp.training import distributed as dist
 from tl_glp.training.config import TrainConfig
 from tl_glp.training.metrics import frechet_distance
 from tl_glp.training.schedule import lr_factor
+from tl_glp._plot import pyplot, save_figure
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -193,10 +194,7 @@ def evaluate(prior: Any, src: ActivationSource, val_rows: np.ndarray, cfg: Train
 
 def plot_losses(metrics: list[dict[str, Any]], path: Path) -> Path:
     """Training loss (and validation loss where logged) against steps, saved as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     train_pts = [(m["step"], m["loss"]) for m in metrics if "loss" in m]
@@ -210,11 +208,7 @@ def plot_losses(metrics: list[dict[str, Any]], path: Path) -> Path:
     ax.set_title("GenerativePrior training")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- helpers
