@@ -33,9 +33,17 @@ def test_latents_are_recorded_per_word_and_probabilities_are_exact(language):
     doc = language.sample(seed=7)
     assert all(len(v) == len(doc.words) for v in doc.latents.values())
     assert all(lp <= 0 for lp in doc.logprobs)
-    for i, w in enumerate(doc.words):
-        if w in ("was", "were", "did") or w.endswith("ed"):
-            assert doc.latents["tense"][i] == "past"
+    from tl_glp.testbed.language import SHARED_VERBS, VERBS
+
+    past_forms = {"was", "were", "did"} | {v[2] for verbs in VERBS.values() for v in verbs} | {v[2] for v in SHARED_VERBS}
+    present_forms = {"is", "are", "does", "do"} | {v[1] for verbs in VERBS.values() for v in verbs}
+    for seed in range(20):
+        doc = language.sample(seed=seed)
+        for i, w in enumerate(doc.words):
+            if w in past_forms:
+                assert doc.latents["tense"][i] == "past"
+            if w in present_forms:
+                assert doc.latents["tense"][i] == "present"
     # sentiment words follow the latent sentiment, negated judgements flip the adjective
     for i, w in enumerate(doc.words):
         if w in POSITIVE + NEGATIVE and i > 0 and doc.words[i - 1] in ("was", "were", "is", "are", "not"):
