@@ -148,3 +148,26 @@ def test_bad_input_is_refused_or_warned(tiny_model, tiny_prior_and_acts):
     messages = " ".join(str(w.message) for w in caught)
     assert "blocks.2.hook_resid_post" in messages and "'gpt2'" in messages
     assert hook_counts(tiny_model)[0] == 0
+
+
+def test_steering_during_bridge_generation():
+    """The bridge's generate works with the hook; each forward call's last position is steered."""
+    bridge = make_tiny_bridge()
+    tokens = torch.randint(0, 40, (2, 5), generator=torch.Generator().manual_seed(0))
+    d = torch.zeros(32)
+    d[0] = 1.0
+    inner = steering_hook(d, 3.0, positions="last")
+    deltas = []
+
+    def recording(act, hook):
+        out = inner(act, hook=hook)
+        deltas.append((out - act)[0, :, 0].tolist())
+        return out
+
+    with bridge.hooks(fwd_hooks=[(HOOK, recording)]):
+        out = bridge.generate(tokens, max_new_tokens=3, verbose=False, do_sample=False, stop_at_eos=False)
+    assert out.shape == (2, 8) and len(deltas) == 3
+    assert all(delta[-1] == 3.0 and set(delta[:-1]) <= {0.0} for delta in deltas)
+    with steer(bridge, d, 3.0, hook_name=HOOK, positions="last"):
+        steered = bridge.generate(tokens, max_new_tokens=3, verbose=False, do_sample=False, stop_at_eos=False)
+    assert steered.shape == (2, 8) and len(bridge.hook_dict[HOOK].fwd_hooks) == 0

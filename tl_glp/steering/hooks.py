@@ -11,7 +11,9 @@ Positions (``positions=``):
 - ``"all"``: every position of every forward call;
 - ``"last"``: the last position of each forward call: the last prompt token at prefill, then
   every new token during cached ``model.generate`` (whose decode steps have length 1). With
-  left-padded batches (what ``generate`` uses for a list of prompts) that is each row's real last token;
+  left-padded batches (what ``generate`` uses for a list of prompts) that is each row's real last token.
+  A ``TransformerBridge`` whose ``generate`` re-runs the whole sequence each step calls the hook
+  with the full length; ``"last"`` is still the newest token (earlier ones are then recomputed unsteered);
 - a ``slice`` over the positions of each forward call (``slice(-3, None)``: the last three);
 - a boolean mask ``[pos]`` or ``[batch, pos]``: applied to forward calls of that length only, so
   a prompt mask leaves the length-1 decode steps alone.
