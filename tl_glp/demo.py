@@ -117,7 +117,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     prior = GenerativePrior.from_activations(train_src, n_blocks=cfg.n_blocks)
     run = train(prior, train_src, TrainConfig(batch_size=cfg.prior_batch, lr=cfg.prior_lr, max_steps=cfg.prior_steps, eval_every=max(1, cfg.prior_steps // 4),
                                               checkpoint_every=cfg.prior_steps, fd_samples=min(1000, cfg.eval_samples), progress=progress, seed=cfg.seed, device=device),
-                out_dir=out / "prior")
+                out_dir=out / "prior", resume=False)  # a demo always trains afresh (its data may have changed)
     result.figures.append("prior/loss.png")
     n = min(cfg.eval_samples, len(held_a))
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -143,3 +143,16 @@ def test_incompatible_sources_are_refused_or_warned_about():
         warnings.simplefilter("always")
         train(prior, other, cfg)
     assert any("blocks.3.hook_resid_post" in str(w.message) for w in caught)
+
+
+def test_a_run_folder_of_another_run_is_not_resumed_silently(tmp_path):
+    cfg = TrainConfig(batch_size=64, lr=1e-3, max_steps=4, checkpoint_every=2, eval_every=0, progress=False, plot=False)
+    a, b = torch.randn(512, 4), torch.randn(512, 4) * 3 + 1
+    train(GenerativePrior.from_activations(a, n_blocks=1), a, cfg, out_dir=tmp_path / "run")
+    with pytest.raises(ValueError, match="another run"):
+        train(GenerativePrior.from_activations(b, n_blocks=1), b, cfg, out_dir=tmp_path / "run")
+    fresh = train(GenerativePrior.from_activations(b, n_blocks=1), b, cfg.replace(max_steps=2), out_dir=tmp_path / "run", resume=False)
+    assert fresh.resumed_from == 0
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_00000002"]
+    again = train(GenerativePrior.from_activations(b, n_blocks=1), b, cfg.replace(max_steps=2), out_dir=tmp_path / "run")
+    assert again.resumed_from == 2

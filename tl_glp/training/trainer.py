@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import queue
+import shutil
 import threading
 import time
 import warnings
@@ -77,7 +78,8 @@ def train(prior: Any, source: Any, cfg: TrainConfig | None = None, out_dir: str 
     ``metrics.jsonl`` and ``loss.png``, and saves the final prior there
     (``GenerativePrior.from_pretrained(out_dir)``). With ``resume=True`` a second call on the same
     ``out_dir`` continues from the newest whole checkpoint and ends with the same weights as an
-    uninterrupted run. Under ``torchrun`` the global batch is split over the processes (DDP).
+    uninterrupted run (a folder holding another run, on other data or settings, is refused);
+    ``resume=False`` starts over and deletes the folder's old checkpoints. Under ``torchrun`` the global batch is split over the processes (DDP).
     """
     cfg = cfg or TrainConfig()
     src = as_source(source)
@@ -102,17 +104,21 @@ def train(prior: Any, source: Any, cfg: TrainConfig | None = None, out_dir: str 
     optimizer = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     state = {"step": 0, "epoch": 0, "batch": 0}
+    fingerprint = _fingerprint(prior, src, cfg, total)
     if out is not None and resume:
         found = ckpt.list_checkpoints(out)
         if found:
+            _check_same_run(out, fingerprint)
             state = ckpt.load_checkpoint(found[-1], prior, optimizer, generator)
             state = {k: state[k] for k in ("step", "epoch", "batch")}
+    if out is not None and not resume and rank == 0:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # starting over: old checkpoints must not be resumed later
     start_step = state["step"]
     metrics = _read_metrics(out, upto=start_step) if out is not None else []
     if rank == 0 and out is not None:
         out.mkdir(parents=True, exist_ok=True)
         _write_metrics(out, metrics)
-        (out / "train_config.json").write_text(json.dumps({**cfg.to_dict(), "source": src.describe()}, indent=2, default=str))
+        (out / "train_config.json").write_text(json.dumps({**cfg.to_dict(), "source": src.describe(), "fingerprint": fingerprint}, indent=2, default=str))
     loss_module: nn.Module = _LossModule(prior)
     if world > 1:
         loss_module = nn.parallel.DistributedDataParallel(loss_module, device_ids=[device.index] if device.type == "cuda" else None)
@@ -225,6 +231,34 @@ def _check_compatible(prior: Any, src: ActivationSource) -> None:
     known = {"processed", "unprocessed"}
     if cfg.model_processing in known and src.model_processing in known and cfg.model_processing != src.model_processing:
         warnings.warn(f"The prior expects {cfg.model_processing} residuals but the activations are {src.model_processing} (HookedTransformer.from_pretrained folds and centres weights; from_pretrained_no_processing does not).", UserWarning, stacklevel=3)
+
+
+def _fingerprint(prior: Any, src: ActivationSource, cfg: TrainConfig, total: int) -> dict[str, Any]:
+    """What must match for a checkpoint in ``out_dir`` to be resumed: the prior's shape, the data
+    (size, hooks, statistics) and the settings that fix the data order and the schedule."""
+    return {
+        "prior": {k: v for k, v in prior.cfg.to_dict().items() if k in ("d_input", "d_hidden", "d_mlp", "n_blocks", "n_llm_layers")},
+        "rows": len(src),
+        "hook_names": list(src.hook_names),
+        "data_mean_sum": round(float(src.mean.double().sum()), 4),
+        "data_var_sum": round(float(src.var.double().sum()), 4),
+        "batch_size": cfg.batch_size,
+        "total_steps": total,
+        "seed": cfg.seed,
+    }
+
+
+def _check_same_run(out: Path, fingerprint: dict[str, Any]) -> None:
+    saved_path = out / "train_config.json"
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text()).get("fingerprint")
+    if saved is not None and saved != fingerprint:
+        changed = sorted(k for k in fingerprint if saved.get(k) != fingerprint[k])
+        raise ValueError(
+            f"{out} holds checkpoints of another run (different {', '.join(changed)}). Resuming would mix "
+            "two runs: pass a new out_dir, or resume=False to start over there."
+        )
 
 
 def _hook_layers(prior: Any, src: ActivationSource) -> Tensor | None:
