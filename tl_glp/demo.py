@@ -176,7 +176,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     metric_cols = [c for c in ("concept", "grammatical", "nll") if c in df.columns]
     result.tables["steering"] = df.groupby(["method", "r"])[metric_cols].mean().reset_index()
     mid = sorted(cfg.strengths)[len(cfg.strengths) // 2]
-    examples = df[(df.r.isin([0.0, mid]))].groupby("prompt").head(3).head(9)
+    chosen = df[df.r.isin([0.0, mid])].sort_values(["prompt", "method"], kind="stable")
+    examples = chosen[chosen.prompt.isin(list(dict.fromkeys(df.prompt))[:4])]  # none / plain / prior side by side
     result.tables["steering_examples"] = examples[["prompt", "method", "r", "continuation"]]
 
     # 5. probing ----------------------------------------------------------------------------------
