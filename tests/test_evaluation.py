@@ -31,3 +31,26 @@ def test_sae_lens_training_and_reconstruction_hook(tiny_prior_and_acts, tiny_mod
     act = x[:6].reshape(2, 3, 32)
     out = hook(act)
     assert torch.equal(out[:, 0], act[:, 0]) and not torch.equal(out[:, 1:], act[:, 1:])
+
+
+def test_load_sae_from_a_local_folder_and_bad_specs(tmp_path):
+    import pytest
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    from tl_glp.saes import load_sae
+
+    sae = StandardSAE(StandardSAEConfig(d_in=8, d_sae=16, metadata=SAEMetadata(hook_name=HOOK)))
+    sae.save_model(str(tmp_path / "sae"))
+    loaded = load_sae(str(tmp_path / "sae"))
+    assert torch.equal(loaded.W_dec, sae.W_dec) and loaded.cfg.metadata.hook_name == HOOK
+    with pytest.raises(ValueError, match="release:sae_id"):
+        load_sae("no-such-folder-and-no-colon")
+
+
+def test_demo_sorts_dataset_arguments_into_corpus_and_probing_sets():
+    from tl_glp.demo import _split_dataset_args
+
+    assert _split_dataset_args(None) == ("NeelNanda/pile-10k", "all")
+    assert _split_dataset_args(["HuggingFaceFW/fineweb", "5_hist_fig_ismale"]) == ("HuggingFaceFW/fineweb", ["5_hist_fig_ismale"])
+    assert _split_dataset_args(["all"])[1] == "all"

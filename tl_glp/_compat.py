@@ -79,15 +79,11 @@ def mlp_post_hook(hook_name: str) -> str:
 
 
 def load_model(name: str, *, processed: bool = False, device: str | None = None, bridge: bool = False) -> Any:
-    """Load a model by name: ``"testbed"`` (offline), or a Hugging Face / TransformerLens model id.
+    """Load a Hugging Face / TransformerLens model by name (needs the Hub).
 
     Unprocessed residuals (``from_pretrained_no_processing``, or a bridge without compatibility
     processing) are the default because the published priors model that basis.
     """
-    if name == "testbed":
-        from tl_glp.testbed import load
-
-        return load().model
     if bridge:
         from transformer_lens.model_bridge import TransformerBridge
 

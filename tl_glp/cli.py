@@ -53,6 +53,17 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- collect
+def _load_model(args: argparse.Namespace):
+    """The offline testbed model, or a TransformerLens / Hugging Face model by name."""
+    if args.model == "testbed":
+        from tl_glp.testbed import load
+
+        return load().model
+    from tl_glp import _compat
+
+    return _compat.load_model(args.model, processed=args.processed, device=args.device, bridge=args.bridge)
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="testbed", help="TransformerLens/Hugging Face model id (e.g. gpt2, meta-llama/Llama-3.2-1B) or 'testbed' (offline tiny model; default)")
     p.add_argument("--processed", action="store_true", help="fold LayerNorm and centre weights (HookedTransformer.from_pretrained); default: unprocessed, the basis of the published priors")
@@ -80,10 +91,9 @@ def _collect_args(p: argparse.ArgumentParser) -> None:
 @command("collect", _collect_args)
 def _collect(args: argparse.Namespace) -> int:
     """Collect activations from a model into an on-disk ActivationStore (resumable)."""
-    from tl_glp import _compat
     from tl_glp.activations.collect import HFText, collect_activations
 
-    model = _compat.load_model(args.model, processed=args.processed, device=args.device, bridge=args.bridge)
+    model = _load_model(args)
     if args.text_file:
         with open(args.text_file) as f:
             data = [line.strip() for line in f if line.strip()]
@@ -165,11 +175,11 @@ def _steer_args(p: argparse.ArgumentParser) -> None:
 @command("steer", _steer_args)
 def _steer(args: argparse.Namespace) -> int:
     """Side-by-side continuations: unsteered, plain steering and prior-guided steering."""
-    from tl_glp import GenerativePrior, _compat
+    from tl_glp import GenerativePrior
     from tl_glp._io import read_tensors
     from tl_glp.steering import diff_of_means, steering_sweep
 
-    model = _compat.load_model(args.model, processed=args.processed, device=args.device, bridge=args.bridge)
+    model = _load_model(args)
     prior = GenerativePrior.from_pretrained(args.prior, device=args.device)
     hook = args.hook or prior.cfg.hook_name
     if args.direction:
@@ -206,27 +216,16 @@ def _probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="cache last-token activations here")
 
 
-def load_sae(spec: str, device: str | None = None):
-    """An SAE-Lens SAE from a local folder or ``release:sae_id``."""
-    from pathlib import Path
-
-    from sae_lens import SAE
-
-    if Path(spec).exists():
-        return SAE.load_from_disk(spec, device=device or "cpu")
-    release, _, sae_id = spec.partition(":")
-    return SAE.from_pretrained(release, sae_id, device=device or "cpu")
-
-
 @command("probe", _probe_args)
 def _probe(args: argparse.Namespace) -> int:
     """1-D (or k-sparse) probing of meta-neurons vs SAE features, raw and MLP neurons, with CIs."""
     from pathlib import Path
 
-    from tl_glp import GenerativePrior, _compat
+    from tl_glp import GenerativePrior
     from tl_glp.probing import SAEFeatures, run_probing
+    from tl_glp.saes import load_sae
 
-    model = _compat.load_model(args.model, processed=args.processed, device=args.device, bridge=args.bridge)
+    model = _load_model(args)
     prior = GenerativePrior.from_pretrained(args.prior, device=args.device) if args.prior else None
     sources: list = []
     for name in args.source or ["meta", "raw", "mlp"]:

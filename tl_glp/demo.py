@@ -67,7 +67,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     from tl_glp import GenerativePrior, TrainConfig, classifier_two_sample_auc, collect_activations, frechet_distance, train
     from tl_glp.evaluation import delta_lm_loss
     from tl_glp.probing import MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, run_probing
-    from tl_glp.saes import sae_reconstruction_hook, train_sae
+    from tl_glp.saes import load_sae, sae_reconstruction_hook, train_sae
     from tl_glp.steering import diff_of_means, plot_pareto, steering_sweep
 
     cfg = settings or (DemoSettings.quick() if quick else DemoSettings())
@@ -96,7 +96,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
         model = _compat.load_model(model_name, device=device)
         if hook is None:
             hook = f"blocks.{model.cfg.n_layers // 2}.hook_resid_post"
-        stream = iter(HFText(datasets[0] if datasets and not datasets[0].isidentifier() else "NeelNanda/pile-10k"))
+        corpus, _ = _split_dataset_args(datasets)
+        stream = iter(HFText(corpus))
         texts = [next(stream) for _ in range(cfg.n_docs + cfg.lm_eval_docs)]
     train_texts, eval_texts = texts[: cfg.n_docs], texts[cfg.n_docs :]
 
@@ -133,8 +134,6 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
         "c2st_auc_held_out": classifier_two_sample_auc(held_a[:n], held_b[:n], seed=cfg.seed),
     })
     if sae:
-        from tl_glp.cli import load_sae
-
         sae_model = load_sae(sae, device)
     else:
         sae_model = train_sae(train_src, d_sae=cfg.d_sae, k=cfg.sae_k, steps=cfg.sae_steps, seed=cfg.seed, device=device or "cpu")
@@ -183,12 +182,13 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     # 5. probing ----------------------------------------------------------------------------------
     say("[5/5] probing")
     sources = [MetaNeurons(prior), RawActivations(), MLPNeurons(), PCAFeatures(64), SAEFeatures(sae_model)]
-    probe_sets = list(testbed.datasets.values()) if testbed is not None else (datasets or ["all"])
     if testbed is not None:
         from tl_glp.probing import load_dataset
 
-        probe_sets = [load_dataset(frame, name=name) for name, frame in testbed.datasets.items()]
-    probing = run_probing(model, prior, sources, probe_sets if probe_sets != ["all"] else "all", hook_name=hook, top_k=cfg.probe_top_k, progress=progress)
+        probe_sets: Any = [load_dataset(frame, name=name) for name, frame in testbed.datasets.items()]
+    else:
+        probe_sets = _split_dataset_args(datasets)[1]
+    probing = run_probing(model, prior, sources, probe_sets, hook_name=hook, top_k=cfg.probe_top_k, progress=progress)
     probing.to_csv(out / "probing.csv")
     probing.plot(out / "probing.png", a="meta", b="raw")
     result.figures.append("probing.png")
@@ -201,6 +201,15 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     if progress:
         print(summary_text(result))
     return result
+
+
+def _split_dataset_args(datasets: list[str] | None) -> tuple[str, Any]:
+    """For a real model, ``--dataset`` values are a text corpus (a Hugging Face id with a "/") and
+    SAE-Probes dataset names (or "all"): returns (corpus, probing datasets) with defaults."""
+    names = datasets or []
+    corpora = [d for d in names if "/" in d]
+    probes = [d for d in names if "/" not in d]
+    return (corpora[0] if corpora else "NeelNanda/pile-10k"), ("all" if not probes or "all" in probes else probes)
 
 
 def _judgement_prefixes(docs: list[Any], sentiment: str) -> list[str]:

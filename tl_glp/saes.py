@@ -49,6 +49,21 @@ def train_sae(source: Any, *, d_sae: int = 1024, k: int = 16, steps: int = 2000,
     return trained
 
 
+def load_sae(spec: str, device: str | None = None) -> Any:
+    """An SAE-Lens SAE from a local folder (``SAE.load_from_disk``) or ``"release:sae_id"``
+    (``SAE.from_pretrained``, e.g. ``"gpt2-small-res-jb:blocks.8.hook_resid_pre"``)."""
+    from pathlib import Path
+
+    from sae_lens import SAE
+
+    if Path(spec).exists():
+        return SAE.load_from_disk(spec, device=device or "cpu")
+    release, sep, sae_id = spec.partition(":")
+    if not sep or not sae_id:
+        raise ValueError(f"{spec!r} is neither an SAE folder nor 'release:sae_id'.")
+    return SAE.from_pretrained(release, sae_id, device=device or "cpu")
+
+
 def sae_reconstruction_hook(sae: Any, positions: slice = slice(1, None)) -> Callable[..., Tensor]:
     """A hook that replaces activations at ``positions`` (default: all but BOS) by the SAE's reconstruction."""
 

@@ -49,16 +49,22 @@ def test_alpha_zero_without_prior_is_bit_identical(tiny_model):
         assert not torch.equal(tiny_model(tokens), clean)
 
 
-def test_last_position_is_each_new_token_during_cached_generation(tiny_model):
-    d = torch.zeros(32)
-    d[0] = 1.0
-    inner = steering_hook(d, 3.0, positions="last")
-    seen = []
+def recording_hook(inner, seen):
+    """Wrap a hook so each call records (sequence length, row 0's change along dimension 0)."""
 
     def recording(act, hook):
         out = inner(act, hook=hook)
         seen.append((act.shape[1], (out - act)[0, :, 0].tolist()))
         return out
+
+    return recording
+
+
+def test_last_position_is_each_new_token_during_cached_generation(tiny_model):
+    d = torch.zeros(32)
+    d[0] = 1.0
+    seen = []
+    recording = recording_hook(steering_hook(d, 3.0, positions="last"), seen)
 
     tokens = tiny_model.to_tokens("the small dog")
     with tiny_model.hooks(fwd_hooks=[(HOOK, recording)]):
@@ -156,16 +162,10 @@ def test_steering_during_bridge_generation():
     tokens = torch.randint(0, 40, (2, 5), generator=torch.Generator().manual_seed(0))
     d = torch.zeros(32)
     d[0] = 1.0
-    inner = steering_hook(d, 3.0, positions="last")
-    deltas = []
-
-    def recording(act, hook):
-        out = inner(act, hook=hook)
-        deltas.append((out - act)[0, :, 0].tolist())
-        return out
-
-    with bridge.hooks(fwd_hooks=[(HOOK, recording)]):
+    seen = []
+    with bridge.hooks(fwd_hooks=[(HOOK, recording_hook(steering_hook(d, 3.0, positions="last"), seen))]):
         out = bridge.generate(tokens, max_new_tokens=3, verbose=False, do_sample=False, stop_at_eos=False)
+    deltas = [delta for _, delta in seen]
     assert out.shape == (2, 8) and len(deltas) == 3
     assert all(delta[-1] == 3.0 and set(delta[:-1]) <= {0.0} for delta in deltas)
     with steer(bridge, d, 3.0, hook_name=HOOK, positions="last"):

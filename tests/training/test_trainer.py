@@ -156,3 +156,17 @@ def test_a_run_folder_of_another_run_is_not_resumed_silently(tmp_path):
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_00000002"]
     again = train(GenerativePrior.from_activations(b, n_blocks=1), b, cfg.replace(max_steps=2), out_dir=tmp_path / "run")
     assert again.resumed_from == 2
+
+
+def test_the_prefetch_thread_is_joined_after_training_and_after_errors(monkeypatch):
+    import threading
+
+    alive = lambda: [t for t in threading.enumerate() if t.name == "tl-glp-prefetch"]  # noqa: E731
+    data = torch.randn(2048, 4)
+    prior = GenerativePrior.from_activations(data, n_blocks=1)
+    train(prior, data, TrainConfig(batch_size=64, max_steps=3, progress=False, eval_every=0))
+    assert alive() == []
+    monkeypatch.setattr(prior, "flow_loss", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        train(prior, data, TrainConfig(batch_size=64, max_steps=3, progress=False, eval_every=0))
+    assert alive() == []

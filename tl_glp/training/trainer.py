@@ -129,36 +129,39 @@ def train(prior: Any, source: Any, cfg: TrainConfig | None = None, out_dir: str 
     mine = slice(rank * local, (rank + 1) * local)
     bar = tqdm(total=total, initial=start_step, disable=not cfg.progress or rank != 0, desc="train", unit="step")
     window_start, window_rows = time.perf_counter(), 0
-    for step in range(start_step, total):
-        epoch, batch_idx, batch = next(batches)
-        eps, t = draw_noise_and_times(cfg.batch_size, prior.cfg.d_input, generator, device)
-        layers = None if hook_layers is None else hook_layers[batch.hook_idx[mine]].to(device)
-        z0 = prior.normalize(batch.acts[mine].to(device, non_blocking=True), layers)
-        factor = lr_factor(step, total, warmup_frac=cfg.warmup_frac, start=cfg.warmup_start, final=cfg.final_lr_frac)
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * factor
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = loss_module(z0, eps[mine], t[mine], prior._depth(layers))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(prior.parameters(), cfg.grad_clip if cfg.grad_clip else float("inf"))
-        optimizer.step()
-        state = {"step": step + 1, "epoch": epoch + (batch_idx + 1) // per_epoch, "batch": (batch_idx + 1) % per_epoch}
-        window_rows += cfg.batch_size
-        done = step + 1
-        if done % cfg.log_every == 0 or done == total:
-            loss_value = float(dist.mean_across(loss.detach()))
-            rate = window_rows / max(time.perf_counter() - window_start, 1e-9)
-            window_start, window_rows = time.perf_counter(), 0
-            row = {"step": done, "loss": loss_value, "lr": cfg.lr * factor, "grad_norm": float(grad_norm), "samples_per_s": rate}
-            bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}", refresh=False)
-            _log(row, metrics, out, wandb_run, rank)
-        if rank == 0 and cfg.eval_every and (done % cfg.eval_every == 0 or done == total):
-            _log({"step": done, **evaluate(prior, src, val_rows, cfg, hook_layers, device)}, metrics, out, wandb_run, rank)
-            prior.train()
-        if out is not None and rank == 0 and (done % cfg.checkpoint_every == 0 or done == total):
-            ckpt.save_checkpoint(out, prior, optimizer, generator, state, cfg.keep_checkpoints)
-        bar.update(1)
+    try:
+        for step in range(start_step, total):
+            epoch, batch_idx, batch = next(batches)
+            eps, t = draw_noise_and_times(cfg.batch_size, prior.cfg.d_input, generator, device)
+            layers = None if hook_layers is None else hook_layers[batch.hook_idx[mine]].to(device)
+            z0 = prior.normalize(batch.acts[mine].to(device, non_blocking=True), layers)
+            factor = lr_factor(step, total, warmup_frac=cfg.warmup_frac, start=cfg.warmup_start, final=cfg.final_lr_frac)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * factor
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = loss_module(z0, eps[mine], t[mine], prior._depth(layers))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(prior.parameters(), cfg.grad_clip if cfg.grad_clip else float("inf"))
+            optimizer.step()
+            state = {"step": step + 1, "epoch": epoch + (batch_idx + 1) // per_epoch, "batch": (batch_idx + 1) % per_epoch}
+            window_rows += cfg.batch_size
+            done = step + 1
+            if done % cfg.log_every == 0 or done == total:
+                loss_value = float(dist.mean_across(loss.detach()))
+                rate = window_rows / max(time.perf_counter() - window_start, 1e-9)
+                window_start, window_rows = time.perf_counter(), 0
+                row = {"step": done, "loss": loss_value, "lr": cfg.lr * factor, "grad_norm": float(grad_norm), "samples_per_s": rate}
+                bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}", refresh=False)
+                _log(row, metrics, out, wandb_run, rank)
+            if rank == 0 and cfg.eval_every and (done % cfg.eval_every == 0 or done == total):
+                _log({"step": done, **evaluate(prior, src, val_rows, cfg, hook_layers, device)}, metrics, out, wandb_run, rank)
+                prior.train()
+            if out is not None and rank == 0 and (done % cfg.checkpoint_every == 0 or done == total):
+                ckpt.save_checkpoint(out, prior, optimizer, generator, state, cfg.keep_checkpoints)
+            bar.update(1)
+    finally:
+        batches.close()  # stops and joins the prefetch thread, also after an exception
     bar.close()
     prior.eval()
     if out is not None and rank == 0:
@@ -302,7 +305,7 @@ def _prefetch(stream: Iterator[Any], depth: int) -> Iterator[Any]:
         except BaseException as err:  # surfaced in the consumer
             q.put(err)
 
-    thread = threading.Thread(target=work, daemon=True)
+    thread = threading.Thread(target=work, daemon=True, name="tl-glp-prefetch")
     thread.start()
     try:
         while True:
@@ -312,6 +315,7 @@ def _prefetch(stream: Iterator[Any], depth: int) -> Iterator[Any]:
             yield item
     finally:
         stop.set()
+        thread.join()  # never leave the reader running into interpreter shutdown
 
 
 def _log(row: dict[str, Any], metrics: list[dict[str, Any]], out: Path | None, wandb_run: Any, rank: int) -> None:
