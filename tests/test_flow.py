@@ -13,14 +13,27 @@ def test_reference_grid_matches_linspace_then_zero():
     assert torch.all(grid[1:] < grid[:-1])
 
 
-def test_truncated_grid_from_half_keeps_the_eleven_points_below_half():
-    sub = flow.truncate_grid(flow.reference_time_grid(20), 0.5)
-    assert len(sub) == 11  # 0.474 ... 0.001, 0: ten Euler steps
-    assert bool((sub <= 0.5).all())
+def test_projection_grid_starts_at_the_reference_grid_index():
+    sub = flow.projection_grid(20, 0.5)
+    assert len(sub) == 11  # t_10 = 0.474 ... 0.001, 0: ten Euler steps
     assert abs(float(sub[0]) - (1 - 10 * 0.999 / 19)) < 1e-6
     assert float(sub[-1]) == 0.0
+    full = flow.reference_time_grid(20)
+    for t_start in (1.0, 0.9, 0.37, 0.05):
+        k = math.floor((1 - t_start) * 20)
+        assert torch.equal(flow.projection_grid(20, t_start), full[k:])
+    assert torch.equal(flow.projection_grid(20, 1.0), full)
     with pytest.raises(ValueError, match="t_start"):
-        flow.truncate_grid(flow.reference_time_grid(20), 1.5)
+        flow.projection_grid(20, 1.5)
+
+
+def test_projection_grid_refuses_a_grid_with_nothing_to_integrate():
+    # one step: the reference index floor(0.5 * 1) = 0 noises to t = 1 and runs the one step
+    assert flow.projection_grid(1, 0.5).tolist() == [1.0, 0.0]
+    assert len(flow.projection_grid(20, 0.01)) == 2  # k = 19: t = 0.001, one step
+    for n, t_start in ((20, 0.0), (20, 1e-18), (3, 0.0)):
+        with pytest.raises(ValueError, match="too small"):
+            flow.projection_grid(n, t_start)
 
 
 def test_noising_and_target_are_the_straight_path():

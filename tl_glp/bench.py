@@ -222,7 +222,7 @@ def bench_train(quick: bool = False) -> dict[str, float]:
 # --------------------------------------------------------------------------- steering
 def bench_steer(quick: bool = False) -> dict[str, float]:
     """Per-generated-token time: no hook, plain steering, prior-guided steering, and the denoiser alone."""
-    from tl_glp.flow import reference_time_grid, truncate_grid
+    from tl_glp.flow import projection_grid
     from tl_glp.steering.hooks import steer
 
     model = bench_model()
@@ -245,7 +245,7 @@ def bench_steer(quick: bool = False) -> dict[str, float]:
         with steer(model, direction, 4.0, prior=prior, hook_name=hook, positions="last", seed=0):
             generate()
 
-    n_evals = len(truncate_grid(reference_time_grid(20), 0.5)) - 1
+    n_evals = len(projection_grid(20, 0.5)) - 1
     x = torch.randn(batch, d)
     times_t = torch.full((batch,), 0.3)
 

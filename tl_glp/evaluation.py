@@ -13,6 +13,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 
 from tl_glp import _compat
+from tl_glp._tokens import model_device, right_padded_tokens
 
 
 class DeltaLoss(NamedTuple):
@@ -27,14 +28,10 @@ def lm_loss_with_hook(model: Any, texts: Sequence[str], hook_name: str | None = 
     with ``hook_fn`` attached at ``hook_name`` when given."""
     if hook_name is not None:
         _compat.check_hook_name(model, hook_name)
-    device = getattr(model.cfg, "device", None) or "cpu"
+    device = model_device(model)
     total, count = 0.0, 0
     for start in range(0, len(texts), batch_size):
-        rows = [model.to_tokens(t)[0, :context_size].cpu() for t in texts[start : start + batch_size]]
-        lengths = torch.tensor([len(r) for r in rows])
-        tokens = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long)
-        for i, r in enumerate(rows):
-            tokens[i, : len(r)] = r
+        tokens, lengths = right_padded_tokens(model, texts[start : start + batch_size], context_size)
         hooks = [(hook_name, hook_fn)] if hook_fn is not None else []
         logits = model.run_with_hooks(tokens.to(device), fwd_hooks=hooks)
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten().to(logits.device), reduction="none")

@@ -12,7 +12,7 @@ Example:
     >>> grid = reference_time_grid(20)
     >>> len(grid), float(grid[0]), float(grid[-1])
     (21, 1.0, 0.0)
-    >>> sub = truncate_grid(grid, 0.5)   # SDEdit from t = 0.5: 11 grid points, 10 Euler steps
+    >>> sub = projection_grid(20, 0.5)   # SDEdit from t = 0.5: noise to t_10 = 0.474, 10 Euler steps
     >>> len(sub), round(float(sub[0]), 3)
     (11, 0.474)
     >>> z = integrate(lambda z, t: -z, torch.ones(3), torch.tensor([1.0, 0.0]))  # one Euler step
@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Literal
 
 import torch
@@ -94,19 +95,36 @@ def reference_time_grid(num_steps: int) -> Float[Tensor, "num_steps_plus_1"]:
     return torch.cat([times, torch.zeros(1, dtype=torch.float64)]).to(torch.float32)
 
 
-def truncate_grid(grid: Float[Tensor, "n"], t_start: float) -> Float[Tensor, "m"]:
-    """The part of a schedule an on-manifold projection from ``t_start`` runs (SDEdit).
+def projection_grid(num_steps: int, t_start: float) -> Float[Tensor, "m"]:
+    """The schedule an on-manifold projection (SDEdit) from ``t_start`` runs, as the reference does.
 
-    Keeps the grid points with time ``<= t_start`` (the final ``0`` always stays), as the reference
-    does: from ``t_start = 0.5`` on the 20-step grid that is the 11 points ``0.474, 0.421, ...,
-    0.001, 0``, i.e. 10 Euler steps (10 network evaluations). The noisy input sits at ``t_start``
-    but is first evaluated at ``0.474``: that small offset is the reference's behaviour too.
+    The reference indexes its ``num_steps`` schedule with ``u = 1 - t_start``: grid index
+    ``k = floor((1 - t_start) * num_steps)``. The input is noised to that grid time ``t_k`` (not
+    to ``t_start`` itself), first evaluated at ``t_k``, and integrated along ``t_k, ..., 0``. For
+    ``t_start = 0.5`` on 20 steps: ``k = 10``, ``t_k = 0.4742``, 10 Euler steps (10 evaluations).
+    The first element of the result is the noise level.
+
+    Raises ``ValueError`` when ``k`` lands on the final ``0`` (``t_start`` below the grid's
+    resolution, ``1 - t_start`` rounding to 1): there would be nothing to integrate, and a silent
+    no-op would hide it. (Before this rule, a coarse grid with no point below ``t_start``, e.g.
+    ``num_steps=1``, returned the noised input unprojected.)
+
+    Example:
+        >>> g = projection_grid(20, 0.5)
+        >>> len(g) - 1, round(float(g[0]), 4)
+        (10, 0.4742)
     """
     if not 0.0 <= t_start <= 1.0:
         raise ValueError(f"t_start must be in [0, 1] (1 = pure noise), got {t_start}.")
-    keep = grid <= t_start + 1e-7
-    keep[-1] = True
-    return grid[keep]
+    grid = reference_time_grid(num_steps)
+    k = math.floor((1.0 - t_start) * num_steps)
+    if k >= num_steps:
+        raise ValueError(
+            f"num_steps={num_steps} is too small for t_start={t_start}: the grid index "
+            f"floor((1 - t_start) * num_steps) = {k} is the final t = 0, so there is no step to run. "
+            "Use a larger t_start or more steps (t_start=0 means no projection at all)."
+        )
+    return grid[k:]
 
 
 def number_of_evaluations(num_steps: int, solver: Solver) -> int:

@@ -33,7 +33,7 @@ from tl_glp.flow import (
     draw_noise_and_times,
     integrate,
     reference_time_grid,
-    truncate_grid,
+    projection_grid,
     velocity_target,
 )
 from tl_glp.network import Denoiser
@@ -230,9 +230,12 @@ class GenerativePrior(Denoiser):
     ) -> Float[Tensor, "... d_input"]:
         """Pull activations back onto the learned manifold (SDEdit in activation space).
 
-        Normalise, noise to ``t_start`` with fresh noise (or ``generator``'s), then run the steps
-        of the ``num_steps`` reference schedule whose time is ``<= t_start``, and de-normalise.
-        ``t_start=0`` returns the input unchanged (up to float32 rounding).
+        As the reference (glp-method.md section 5): normalise; take the grid time
+        ``t_k``, ``k = floor((1 - t_start) * num_steps)``, of the ``num_steps`` reference schedule
+        (:func:`tl_glp.flow.projection_grid`; 0.4742 for the defaults); noise to ``t_k`` with fresh
+        noise (or ``generator``'s); integrate from ``t_k`` to 0; de-normalise. ``t_start=0``
+        returns the input unchanged (up to float32 rounding); a ``num_steps`` too small for
+        ``t_start`` raises.
         """
         x = self._check_acts(acts)
         lead = x.shape[:-1]
@@ -241,8 +244,9 @@ class GenerativePrior(Denoiser):
         rows = self._layer_rows(layer, lead, x.device)
         z = self.normalize(x, layer).reshape(-1, self.cfg.d_input)
         if t_start > 0:
-            z = add_noise(z, _randn(z.shape, generator, z.device), t_start)
-            z = self._integrate(z, truncate_grid(reference_time_grid(num_steps), t_start), rows, solver)
+            grid = projection_grid(num_steps, t_start)
+            z = add_noise(z, _randn(z.shape, generator, z.device), float(grid[0]))
+            z = self._integrate(z, grid, rows, solver)
         return self.denormalize(z, rows).reshape(x.shape).to(x.dtype)
 
     # ------------------------------------------------------------------ meta-neurons

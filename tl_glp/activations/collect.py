@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tl_glp._tokens import model_device, right_padded_tokens
 from tl_glp import _compat
 from tl_glp.activations.sources import ActivationSource, InMemoryActivations
 from tl_glp.activations.store import StoreWriter
@@ -159,7 +160,7 @@ def _stored_width(out: str | os.PathLike) -> int | None:
 
 def _hook_width(model: Any, names: list[str], stop: int | None) -> int:
     """The common last-dimension width of the hooks, from a one-token forward pass."""
-    device = getattr(model.cfg, "device", None) or "cpu"
+    device = model_device(model)
     with torch.inference_mode():
         _, cache = model.run_with_cache(torch.zeros(1, 1, dtype=torch.long, device=device), names_filter=names, stop_at_layer=stop)
     widths = {n: int(cache[n].shape[-1]) for n in names}
@@ -193,7 +194,7 @@ def _batches(model: Any, data: Any, batch_size: int, context_size: int, skip_doc
 
     Right padding needs no attention mask: with causal attention no real token sees a pad.
     """
-    device = model.cfg.device if getattr(model.cfg, "device", None) else "cpu"
+    device = model_device(model)
     if isinstance(data, Tensor):
         if data.ndim != 2:
             raise ValueError(f"A token tensor must be [n_docs, seq], got {tuple(data.shape)}.")
@@ -213,11 +214,7 @@ def _batches(model: Any, data: Any, batch_size: int, context_size: int, skip_doc
         if not chunk:
             break
         seen_any = True
-        rows = [model.to_tokens(t, truncate=True)[0, :context_size].cpu() for t in chunk]
-        lengths = torch.tensor([len(r) for r in rows])
-        pad = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long)
-        for j, r in enumerate(rows):
-            pad[j, : len(r)] = r
+        pad, lengths = right_padded_tokens(model, chunk, context_size)
         yield doc, pad.to(device), lengths
         doc += len(chunk)
     if not seen_any:

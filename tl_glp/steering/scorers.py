@@ -21,6 +21,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from tl_glp._tokens import model_device, pad_right
+
 
 @dataclass
 class Generations:
@@ -40,12 +42,8 @@ def teacher_forced(model: Any, gens: Generations, hook_names: Sequence[str] = ()
     """Run the model (no hooks of ours) on prompt + continuation, right-padded (no mask needed:
     causal attention never lets a real token see a pad). Returns per row the log-probabilities of
     the continuation tokens, and per hook the activations at the continuation positions."""
-    rows = [torch.cat([p.cpu(), c.cpu()]) for p, c in zip(gens.prompt_tokens, gens.continuation_tokens)]
-    length = max(len(r) for r in rows)
-    tokens = torch.zeros(len(rows), length, dtype=torch.long)
-    for i, r in enumerate(rows):
-        tokens[i, : len(r)] = r
-    device = getattr(model.cfg, "device", None) or "cpu"
+    tokens, _ = pad_right([torch.cat([p.cpu(), c.cpu()]) for p, c in zip(gens.prompt_tokens, gens.continuation_tokens)])
+    device = model_device(model)
     logits, cache = model.run_with_cache(tokens.to(device), names_filter=list(hook_names)) if hook_names else (model(tokens.to(device)), {})
     logprobs = torch.log_softmax(logits.float(), dim=-1)
     out_lp, out_acts = [], {h: [] for h in hook_names}
