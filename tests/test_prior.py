@@ -171,3 +171,87 @@ def test_project_moves_off_distribution_points_towards_the_data(trained_mixture_
     before = torch.cdist(off, centres).min(-1).values.mean()
     after = torch.cdist(projected, centres).min(-1).values.mean()
     assert after < 0.7 * before
+
+
+def reference_projection(prior, x, t_start, num_steps, eps, layer=None):
+    """glp-method.md section 5 written out independently: normalise, noise to the grid time
+    t_k (k = floor((1 - t_start) * N)), Euler along the rest of the reference schedule, de-normalise."""
+    mean = prior.mean if layer is None else prior.mean[layer]
+    std = (prior.var if layer is None else prior.var[layer]).sqrt()
+    z = (x - mean) / std
+    times = torch.linspace(1.0, 0.001, num_steps, dtype=torch.float64).float().tolist() + [0.0]
+    k = math.floor((1 - t_start) * num_steps)
+    z = (1 - times[k]) * z + times[k] * eps
+    for i in range(k, num_steps):
+        z = z + (times[i + 1] - times[i]) * prior(z, times[i], layer=layer)
+    return z * std + mean
+
+
+@pytest.mark.parametrize("t_start, num_steps", [(0.5, 20), (0.3, 20), (0.9, 7), (0.5, 1)])
+def test_project_equals_the_reference_procedure(small_prior, t_start, num_steps):
+    prior, acts = small_prior
+    x = acts[:16] + 0.5
+    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
+    expected = reference_projection(prior, x, t_start, num_steps, eps)
+    got = prior.project(x, t_start=t_start, num_steps=num_steps, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+    # the old behaviour (noise to t_start itself) differs measurably: this is the fix
+    if t_start == 0.5 and num_steps == 20:
+        old_noise = prior.normalize(x) * 0.5 + 0.5 * eps
+        assert not torch.allclose(prior.normalize(got), old_noise, atol=1e-3)
+
+
+def test_project_equals_the_reference_procedure_multi_layer():
+    torch.manual_seed(1)
+    cfg = PriorConfig(d_input=6, n_blocks=2, n_llm_layers=4, hook_names=[f"blocks.{i}.hook_resid_post" for i in range(4)])
+    prior = GenerativePrior(cfg)
+    from tl_glp import as_source
+
+    data = torch.stack([torch.randn(200, 6) * (i + 1) + i for i in range(4)], dim=1)
+    prior.fit_normalizer(as_source(data, hook_names=cfg.hook_names))
+    x = data[:10, 2]
+    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    expected = reference_projection(prior, x, 0.5, 20, eps, layer=2)
+    got = prior.project(x, layer=2, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_project_with_nothing_to_integrate_is_an_error(small_prior):
+    prior, acts = small_prior
+    with pytest.raises(ValueError, match="too small"):
+        prior.project(acts[:2], t_start=1e-18, num_steps=20)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_prior_keeps_float32_statistics_and_returns_the_input_dtype(dtype):
+    torch.manual_seed(0)
+    acts = torch.randn(256, 8) * 300.0 + 40.0  # variances ~9e4: a square beyond fp16's range is one step away
+    prior = GenerativePrior.from_activations(acts, n_blocks=1)
+    prior.var[0] = 1e6  # Llama-like outlier dimension: overflows fp16
+    low = prior.to(dtype)
+    assert low.mean.dtype == low.var.dtype == torch.float32
+    assert float(low.var[0]) == 1e6 and low.in_proj.weight.dtype == dtype
+    assert torch.isfinite(low.normalize(acts[:4].float())).all()
+    for x in (acts[:4].float(), acts[:4].double(), acts[:4].to(dtype)):
+        assert low.project(x, generator=torch.Generator().manual_seed(0)).dtype == x.dtype
+        assert low.encode(x).dtype == x.dtype
+        assert low.normalize(x).dtype == x.dtype and low.denormalize(x).dtype == x.dtype
+        assert low(low.normalize(x), 0.5).dtype == x.dtype
+    assert low.sample(2, num_steps=2).dtype == torch.float32
+    # the projection of a low-precision prior stays close to the float32 prior's
+    ref = prior.float().project(acts[:4], generator=torch.Generator().manual_seed(0))
+    got = low.to(dtype).project(acts[:4], generator=torch.Generator().manual_seed(0))
+    assert float((got - ref).norm() / ref.norm()) < 0.05
+
+
+def test_files_saved_before_the_normalizer_module_still_load(small_prior, tmp_path):
+    from tl_glp import _io
+
+    prior, acts = small_prior
+    prior.save_pretrained(tmp_path / "p")
+    state = _io.read_tensors(tmp_path / "p" / "model.safetensors")
+    assert "normalizer.mean" in state
+    state["mean"], state["var"] = state.pop("normalizer.mean"), state.pop("normalizer.var")  # format 1 layout
+    _io.write_tensors(tmp_path / "p" / "model.safetensors", state)
+    again = GenerativePrior.from_pretrained(tmp_path / "p")
+    assert torch.equal(again.mean, prior.mean) and torch.equal(again.var, prior.var)

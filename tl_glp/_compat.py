@@ -70,6 +70,28 @@ def model_processing(model: Any) -> str:
     return "unprocessed" if cfg is not None else "unknown"
 
 
+_MODEL_WIDTH_SUFFIXES = (
+    "hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_in", "hook_out", "hook_embed",
+    "hook_pos_embed", "hook_attn_out", "hook_mlp_out", "hook_normalized", "hook_result",
+)
+_MLP_WIDTH_SUFFIXES = ("mlp.hook_pre", "mlp.hook_post", "mlp.hook_pre_linear")
+
+
+def hook_width(model: Any, name: str) -> int | None:
+    """The last-dimension width of the activations at hook ``name``, from the model's config
+    (``d_mlp`` for MLP neurons, ``d_model`` for residual-like hooks), or None where the name does
+    not tell (attention internals, unusual hooks): read without running the model, so no other
+    attached hook fires."""
+    cfg = getattr(model, "cfg", None)
+    if name.endswith(_MLP_WIDTH_SUFFIXES):
+        width = getattr(cfg, "d_mlp", None)
+    elif name.endswith(_MODEL_WIDTH_SUFFIXES) and ".attn.hook_result" not in name:
+        width = getattr(cfg, "d_model", None)
+    else:
+        width = None
+    return int(width) if isinstance(width, int) and width > 0 else None
+
+
 def mlp_post_hook(hook_name: str) -> str:
     """The MLP-neuron hook (``blocks.{L}.mlp.hook_post``) of the block a hook name belongs to."""
     layer = layer_of(hook_name)

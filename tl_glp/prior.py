@@ -1,8 +1,14 @@
 """``GenerativePrior``: normaliser + denoiser + flow, in raw activation space.
 
 Every public method takes and returns activations in the LLM's own space, with any leading
-dimensions (``[..., d_input]``), on CPU or CUDA, in the dtype of the input; normalisation happens
-inside. Times are the paper's (``t = 1`` noise, ``t = 0`` data).
+dimensions (``[..., d_input]``), on CPU or CUDA; normalisation happens inside (the normaliser,
+:mod:`tl_glp.normalizer`). Times are the paper's (``t = 1`` noise, ``t = 0`` data).
+
+Dtypes, the rule: whatever the prior's own dtype (``prior.to(torch.bfloat16)`` is fine), every
+method that takes activations returns them in the *input's* dtype (``project``, ``encode``,
+``normalize``, ``denormalize``, ``forward``); methods that make new activations (``sample``)
+return float32; losses are float32. Inside, the statistics and the solver state stay float32 and
+only the network's matrix products run in the prior's dtype.
 
 Example (a tiny untrained prior; see ``tl_glp.train`` to fit one):
     >>> import torch
@@ -37,13 +43,15 @@ from tl_glp.flow import (
     velocity_target,
 )
 from tl_glp.network import Denoiser
+from tl_glp.normalizer import Normalizer
 
 if TYPE_CHECKING:
     from tl_glp.training.config import TrainConfig
 
 CONFIG_FILE = "cfg.json"
 WEIGHTS_FILE = "model.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the statistics are saved as ``normalizer.mean``/``normalizer.var`` (1: ``mean``/``var``; still read)."""
 
 
 class GenerativePrior(Denoiser):
@@ -52,19 +60,25 @@ class GenerativePrior(Denoiser):
     ``prior(z_t, t, layer=None)`` is the raw network: the predicted velocity for *normalised*
     noisy inputs. The methods below work in raw activation space.
 
-    Statistics live in the buffers ``mean`` and ``var`` (``[d_input]``, or
-    ``[n_llm_layers, d_input]`` for a multi-layer prior) and are saved with the weights.
+    Statistics live in ``prior.normalizer`` (:class:`~tl_glp.normalizer.Normalizer`; ``prior.mean``
+    and ``prior.var`` are its ``[d_input]`` or ``[n_llm_layers, d_input]`` float32 buffers) and are
+    saved with the weights.
     """
-
-    mean: Tensor
-    var: Tensor
 
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__(cfg)
-        rows = () if cfg.n_llm_layers is None else (cfg.n_llm_layers,)
-        self.register_buffer("mean", torch.zeros(*rows, cfg.d_input))
-        self.register_buffer("var", torch.ones(*rows, cfg.d_input))
+        self.normalizer = Normalizer(cfg.d_input, cfg.n_llm_layers)
         self.setup()
+
+    @property
+    def mean(self) -> Tensor:
+        """Per-dimension mean of the training activations (float32; per LLM layer if multi-layer)."""
+        return self.normalizer.mean
+
+    @property
+    def var(self) -> Tensor:
+        """Per-dimension variance of the training activations (float32; per LLM layer if multi-layer)."""
+        return self.normalizer.var
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -107,45 +121,36 @@ class GenerativePrior(Denoiser):
                 f"{self.cfg.d_input}; collect from the hook the prior was built for."
             )
         mean, var = src.mean.to(torch.float32), src.var.to(torch.float32)  # [n_hooks, d]
-        with torch.no_grad():
-            if not self.cfg.is_multi_layer:
-                if mean.shape[0] != 1:
-                    raise ValueError(
-                        f"The source holds {mean.shape[0]} hooks ({src.hook_names}); a single-site "
-                        "prior needs one. Pass hook_names=[...] to pick one, or set n_llm_layers."
-                    )
-                self.mean.copy_(mean[0])
-                self.var.copy_(var[0])
-            else:
-                for row, name in enumerate(src.hook_names):
-                    layer = self.cfg.layer_of(name)
-                    if layer is None or layer >= self.cfg.n_llm_layers:  # type: ignore[operator]
-                        raise ValueError(f"Cannot map hook {name!r} to an LLM layer of this prior.")
-                    self.mean[layer].copy_(mean[row])
-                    self.var[layer].copy_(var[row])
+        if not self.cfg.is_multi_layer:
+            if mean.shape[0] != 1:
+                raise ValueError(
+                    f"The source holds {mean.shape[0]} hooks ({src.hook_names}); a single-site "
+                    "prior needs one. Pass hook_names=[...] to pick one, or set n_llm_layers."
+                )
+            self.normalizer.set_statistics(mean[0], var[0])
+        else:
+            for row, name in enumerate(src.hook_names):
+                layer = self.cfg.layer_of(name)
+                if layer is None or layer >= self.cfg.n_llm_layers:  # type: ignore[operator]
+                    raise ValueError(f"Cannot map hook {name!r} to an LLM layer of this prior.")
+                self.normalizer.set_statistics(mean[row], var[row], row=layer)
         return self
 
     # ------------------------------------------------------------------ normaliser
     def normalize(self, acts: Float[Tensor, "... d_input"], layer: int | Tensor | None = None) -> Float[Tensor, "... d_input"]:
-        """``(acts - mean) / sqrt(var)`` in float32, per dimension (per layer if multi-layer)."""
+        """``(acts - mean) / sqrt(var)`` per dimension (per layer if multi-layer), computed in
+        float32 and returned in ``acts``' dtype."""
         x = self._check_acts(acts)
-        mean, std = self._stats_for(x.shape[:-1], layer, x.device)
-        return (x.to(torch.float32) - mean) / std
+        return self._normalize(x, layer).to(x.dtype)
 
     def denormalize(self, z: Float[Tensor, "... d_input"], layer: int | Tensor | None = None) -> Float[Tensor, "... d_input"]:
-        """Inverse of :meth:`normalize` (float32 out)."""
-        mean, std = self._stats_for(z.shape[:-1], layer, z.device)
-        return z.to(torch.float32) * std + mean
+        """Inverse of :meth:`normalize`, computed in float32 and returned in ``z``'s dtype."""
+        return self._denormalize(z, layer).to(z.dtype)
 
     def activation_norm(self, layer: int | None = None) -> float:
         """Typical activation norm from the statistics: ``sqrt(sum(mean**2 + var))``."""
-        if self.cfg.is_multi_layer:
-            rows = self._layer_rows(layer, (), self.mean.device)
-            mean, var = self.mean[rows], self.var[rows]
-        else:
-            self._layer_rows(layer, (), self.mean.device)
-            mean, var = self.mean, self.var
-        return float(torch.sqrt((mean.double() ** 2 + var.double()).sum()))
+        rows = self._layer_rows(layer, (), self.mean.device)
+        return self.normalizer.activation_norm(None if rows is None else int(rows))
 
     @property
     def act_norm(self) -> float:
@@ -164,14 +169,14 @@ class GenerativePrior(Denoiser):
         """Predicted velocity for normalised noisy inputs ``z_t`` at paper times ``t``.
 
         ``t`` is a float or a tensor matching the leading dimensions of ``z_t``; ``layer`` is the
-        LLM layer index (multi-layer priors only). Returns float32.
+        LLM layer index (multi-layer priors only). Returns ``z_t``'s dtype.
         """
         z = self._check_acts(z_t, "z_t")
         lead = z.shape[:-1]
         times = self._check_times(t, lead, z.device)
         depth = self._depth(self._layer_rows(layer, lead, z.device))
         v = self.velocity(z.reshape(-1, self.cfg.d_input), times, depth)
-        return v.reshape(*lead, self.cfg.d_input)
+        return v.reshape(*lead, self.cfg.d_input).to(z.dtype)
 
     # ------------------------------------------------------------------ training objective
     def loss(
@@ -185,7 +190,7 @@ class GenerativePrior(Denoiser):
         Times come from the grid ``{1/1000, ..., 1}``; noise and times are drawn from
         ``generator`` (or the global RNG).
         """
-        z0 = self.normalize(acts, layer).reshape(-1, self.cfg.d_input)
+        z0 = self._normalize(self._check_acts(acts), layer).reshape(-1, self.cfg.d_input)
         depth = self._depth(self._layer_rows(layer, acts.shape[:-1], z0.device))
         eps, t = draw_noise_and_times(z0.shape[0], self.cfg.d_input, generator, z0.device)
         return self.flow_loss(z0, eps, t, depth)
@@ -216,7 +221,7 @@ class GenerativePrior(Denoiser):
         rows = self._layer_rows(layer, (n,), device)
         z = _randn((n, self.cfg.d_input), generator, device)
         z = self._integrate(z, reference_time_grid(num_steps), rows, solver)
-        return self.denormalize(z, rows)
+        return self.normalizer.denormalize(z, rows)
 
     @torch.no_grad()
     def project(
@@ -242,12 +247,12 @@ class GenerativePrior(Denoiser):
         if not 0.0 <= t_start <= 1.0:
             raise ValueError(f"t_start must be in [0, 1] (1 = pure noise), got {t_start}.")
         rows = self._layer_rows(layer, lead, x.device)
-        z = self.normalize(x, layer).reshape(-1, self.cfg.d_input)
+        z = self._normalize(x, layer).reshape(-1, self.cfg.d_input)
         if t_start > 0:
             grid = projection_grid(num_steps, t_start)
             z = add_noise(z, _randn(z.shape, generator, z.device), float(grid[0]))
             z = self._integrate(z, grid, rows, solver)
-        return self.denormalize(z, rows).reshape(x.shape).to(x.dtype)
+        return self.normalizer.denormalize(z, rows).reshape(x.shape).to(x.dtype)
 
     # ------------------------------------------------------------------ meta-neurons
     @torch.no_grad()
@@ -271,7 +276,7 @@ class GenerativePrior(Denoiser):
         if not 0.0 <= t <= 1.0:
             raise ValueError(f"t must be in [0, 1] (1 = pure noise), got {t}.")
         rows = self._layer_rows(layer, lead, x.device)
-        z = self.normalize(x, layer).reshape(-1, self.cfg.d_input)
+        z = self._normalize(x, layer).reshape(-1, self.cfg.d_input)
         eps = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)).to(z.device)
         z_t = add_noise(z, eps, t)
         names = [f"blocks.{i}.hook_neurons" for i in range(self.cfg.n_blocks)]
@@ -375,7 +380,12 @@ class GenerativePrior(Denoiser):
         return prior
 
     def load_weights(self, state: dict[str, Tensor], source: Any = "state dict") -> None:
-        """Load a full state dict, with an error that lists missing, unexpected or misshapen keys."""
+        """Load a full state dict, with an error that lists missing, unexpected or misshapen keys.
+
+        Statistics saved as top-level ``mean``/``var`` (format 1, and the published import) are
+        read into ``normalizer.mean``/``normalizer.var``.
+        """
+        state = {(f"normalizer.{k}" if k in ("mean", "var") else k): v for k, v in state.items()}
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
@@ -445,11 +455,15 @@ class GenerativePrior(Denoiser):
         return rows.to(torch.float32) / (self.cfg.n_llm_layers - 1)  # type: ignore[operator]
 
     def _stats_for(self, lead: torch.Size, layer: int | Tensor | None, device: torch.device) -> tuple[Tensor, Tensor]:
-        rows = self._layer_rows(layer, lead, device)
-        mean, var = self.mean.to(device), self.var.to(device)
-        if rows is not None:
-            mean, var = mean[rows].reshape(*lead, -1), var[rows].reshape(*lead, -1)
-        return mean, var.clamp_min(1e-12).sqrt()
+        """Float32 ``mean`` and ``std`` broadcastable against ``[*lead, d_input]``."""
+        return self.normalizer.statistics(self._layer_rows(layer, lead, device), lead, device)
+
+    def _normalize(self, x: Tensor, layer: int | Tensor | None) -> Tensor:
+        """Float32 normalised activations (no input checks: callers check)."""
+        return self.normalizer.normalize(x, self._layer_rows(layer, x.shape[:-1], x.device))
+
+    def _denormalize(self, z: Tensor, layer: int | Tensor | None) -> Tensor:
+        return self.normalizer.denormalize(z, self._layer_rows(layer, z.shape[:-1], z.device))
 
 
 def _randn(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, device: torch.device) -> Tensor:

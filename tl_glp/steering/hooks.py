@@ -45,15 +45,18 @@ from typing import Any, Callable, Iterator, Union
 import torch
 from torch import Tensor
 
+from jaxtyping import Float
+
 from tl_glp import _compat
+from tl_glp._tokens import model_device
 
 Positions = Union[str, slice, Tensor]
 HookFn = Callable[..., Tensor]
 
 
 def steering_hook(
-    direction: Tensor,
-    alpha: float | Tensor,
+    direction: Float[Tensor, "d_model"],
+    alpha: float | Float[Tensor, "batch"],
     *,
     prior: Any = None,
     positions: Positions = "all",
@@ -85,6 +88,8 @@ def steering_hook(
             )
         if activation.ndim != 3:
             raise ValueError(f"Steering expects activations [batch, pos, d_model], got {tuple(activation.shape)} at {getattr(hook, 'name', '?')}.")
+        if prior is not None:
+            _check_same_device(prior_device(prior), activation.device, f"the activations at {getattr(hook, 'name', 'this hook')}")
         batch, seq, _ = activation.shape
         mask = _position_mask(positions, batch, seq, activation.device)
         if mask is None:
@@ -129,18 +134,22 @@ class SteeringHandle:
         self.remove()
 
 
-def patch(model: Any, direction: Tensor, alpha: float | Tensor, *, prior: Any = None, hook_name: str | None = None, **kwargs: Any) -> SteeringHandle:
+def patch(model: Any, direction: Float[Tensor, "d_model"], alpha: float | Float[Tensor, "batch"], *, prior: Any = None, hook_name: str | None = None, **kwargs: Any) -> SteeringHandle:
     """Attach a steering hook to ``model`` at ``hook_name`` (default: the prior's hook) until ``.remove()``.
 
     Plain additive steering when ``prior=None``. Other keyword arguments go to :func:`steering_hook`.
+    Checked here, before anything runs: the hook exists, the direction's width is the hook's
+    (``d_model`` for residual hooks, ``d_mlp`` for MLP neurons), and the prior sits on the model's
+    device.
     """
     name = _resolve_hook_name(model, prior, hook_name)
     fn = steering_hook(direction, alpha, prior=prior, **kwargs)
+    _check_attachable(model, name, fn.direction, prior)  # type: ignore[attr-defined]
     return SteeringHandle(_compat.attach_hook(model, name, fn), name, fn)
 
 
 @contextmanager
-def steer(model: Any, direction: Tensor, alpha: float | Tensor, *, prior: Any = None, hook_name: str | None = None, **kwargs: Any) -> Iterator[SteeringHandle]:
+def steer(model: Any, direction: Float[Tensor, "d_model"], alpha: float | Float[Tensor, "batch"], *, prior: Any = None, hook_name: str | None = None, **kwargs: Any) -> Iterator[SteeringHandle]:
     """Context manager twin of :func:`patch`: the hook comes off on exit, also after an exception.
 
     Example::
@@ -177,6 +186,35 @@ def _warn_on_mismatch(model: Any, prior: Any, hook_name: str) -> None:
     processing = _compat.model_processing(model)
     if cfg.model_processing in ("processed", "unprocessed") and processing != cfg.model_processing:
         warnings.warn(f"The prior models {cfg.model_processing} residuals but this model's are {processing}: load the model the way the prior's activations were collected.", UserWarning, stacklevel=4)
+
+
+def prior_device(prior: Any) -> torch.device:
+    """The device a prior's weights and statistics live on."""
+    return prior.mean.device
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index or 0) == (b.index or 0)
+
+
+def _check_same_device(prior_dev: torch.device, other: torch.device, what: str) -> None:
+    if not _same_device(prior_dev, other):
+        raise ValueError(
+            f"The prior is on {prior_dev} but {what} are on {other}. Move the prior to the model's device "
+            f"(prior.to({str(other)!r}), or GenerativePrior.from_pretrained(..., device={str(other)!r}))."
+        )
+
+
+def _check_attachable(model: Any, name: str, direction: Tensor, prior: Any) -> None:
+    width = _compat.hook_width(model, name)
+    if width is not None and width != direction.shape[0]:
+        raise ValueError(
+            f"The steering direction has width {direction.shape[0]} but {name!r} of this "
+            f"{type(model).__name__} carries width {width}: the direction was made for another hook or "
+            f"model. Build it at this hook, e.g. tl_glp.diff_of_means(model, pos, neg, {name!r})."
+        )
+    if prior is not None:
+        _check_same_device(prior_device(prior), model_device(model), "the model's weights")
 
 
 def _canonical(name: str) -> str:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tl_glp._tokens import model_device
 from tl_glp.steering.hooks import _resolve_hook_name, steer
 from tl_glp.steering.scorers import DirectionScorer, Generations, nll_fluency, scorer_name
 from tl_glp._plot import pyplot, save_figure
@@ -42,7 +43,7 @@ def steering_sweep(
     include_baseline: bool = True,
     batch_size: int = 32,
     seed: int = 0,
-    do_sample: bool = True,
+    do_sample: bool = False,
     temperature: float = 1.0,
     t_start: float = 0.5,
     num_steps: int = 20,
@@ -54,11 +55,15 @@ def steering_sweep(
     ``prior``); ``include_baseline`` adds unsteered rows (method ``"none"``, r = 0). Strengths
     are multiples ``r`` of the activation norm when ``relative`` (default; ``act_norm`` from the
     prior unless given), else raw ``alpha``. Both methods edit the same ``positions`` (default
-    ``"last"``, the reference's choice for prior-guided generation) and, batch for batch, use the
-    same sampling seed.
+    ``"last"``, the reference's choice for prior-guided generation).
+
+    Pairing: for every strength, the prompts are cut into the same batches for every method, and
+    each (strength, batch) unit has one seed that all its methods share, for sampling (if
+    ``do_sample``) and for the prior's projection noise. Decoding is greedy by default, as in the
+    reference. The global RNG is left exactly as it was (generation runs under a forked RNG).
 
     Returns a pandas DataFrame with one row per generation: ``prompt``, ``method``, ``r``,
-    ``alpha``, ``continuation``, ``nll`` (fluency: the unsteered model's mean NLL of the
+    ``alpha``, ``seed`` (the unit's), ``continuation``, ``nll`` (fluency: the unsteered model's mean NLL of the
     continuation; lower is more fluent), ``concept`` (``concept`` scorer; default: projection of
     the unsteered activations on the direction) and one column per extra scorer.
     """
@@ -76,37 +81,42 @@ def steering_sweep(
         act_norm = prior.act_norm
     scale = act_norm if relative else 1.0
     concept = concept or DirectionScorer(direction, hook_name)
-    jobs = [(m, float(r), p) for m in methods for r in strengths for p in prompts]
-    if include_baseline:
-        jobs = [("none", 0.0, p) for p in prompts] + jobs
+    chunks = [list(prompts[i : i + batch_size]) for i in range(0, len(prompts), batch_size)]
+    settings = ([(0.0, ("none",))] if include_baseline else []) + [(float(r), tuple(methods)) for r in strengths]
     records = []
-    batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
-    for index, batch in enumerate(tqdm(batches, disable=not progress, desc="steering sweep")):
-        by_method: dict[str, list[tuple[str, float, str]]] = {}
-        for job in batch:
-            by_method.setdefault(job[0], []).append(job)
-        for method, rows in by_method.items():
-            alphas = torch.tensor([r * scale for _, r, _ in rows])
-            gens = _generate(model, direction, [p for _, _, p in rows], alphas, prior if method == "prior" else None, hook_name,
-                             positions, max_new_tokens, seed + index, do_sample, temperature, t_start, num_steps)
-            scores = {"nll": nll_fluency(model, gens), "concept": concept(model, gens)}
-            for extra in scorers:
-                scores[scorer_name(extra)] = extra(model, gens)
-            for i, (m, r, p) in enumerate(rows):
-                records.append({"prompt": p, "method": m, "r": r, "alpha": float(alphas[i]), "continuation": gens.continuations[i], **{k: v[i] for k, v in scores.items()}})
+    bar = tqdm(total=sum(len(ms) for _, ms in settings) * len(chunks), disable=not progress, desc="steering sweep")
+    for r_index, (r, unit_methods) in enumerate(settings):
+        for c_index, chunk in enumerate(chunks):
+            unit_seed = seed + r_index * len(chunks) + c_index  # shared by every method of this unit
+            alphas = torch.full((len(chunk),), r * scale)
+            for method in unit_methods:
+                gens = _generate(model, direction, chunk, alphas, prior if method == "prior" else None, hook_name,
+                                 positions, max_new_tokens, unit_seed, do_sample, temperature, t_start, num_steps)
+                scores = {"nll": nll_fluency(model, gens), "concept": concept(model, gens)}
+                for extra in scorers:
+                    scores[scorer_name(extra)] = extra(model, gens)
+                for i, p in enumerate(chunk):
+                    records.append({"prompt": p, "method": method, "r": r, "alpha": float(alphas[i]), "seed": unit_seed,
+                                    "continuation": gens.continuations[i], **{k: v[i] for k, v in scores.items()}})
+                bar.update(1)
+    bar.close()
     return pd.DataFrame.from_records(records)
 
 
 def _generate(model, direction, prompts, alphas, prior, hook_name, positions, max_new_tokens, seed, do_sample, temperature, t_start, num_steps) -> Generations:
     prompt_tokens = [model.to_tokens(p)[0].cpu() for p in prompts]
-    torch.manual_seed(seed)
-    kwargs = dict(max_new_tokens=max_new_tokens, stop_at_eos=False, do_sample=do_sample, temperature=temperature, verbose=False, return_type="tokens")
-    if prior is None and bool((alphas == 0).all()):
-        out = model.generate(list(prompts), **kwargs)
-    else:
-        extra = {"prior": prior, "t_start": t_start, "num_steps": num_steps, "seed": seed} if prior is not None else {}
-        with steer(model, direction, alphas, hook_name=hook_name, positions=positions, **extra):
+    kwargs = dict(max_new_tokens=max_new_tokens, stop_at_eos=False, do_sample=do_sample, verbose=False, return_type="tokens")
+    if do_sample:
+        kwargs["temperature"] = temperature
+    device = model_device(model)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        if prior is None and bool((alphas == 0).all()):
             out = model.generate(list(prompts), **kwargs)
+        else:
+            extra = {"prior": prior, "t_start": t_start, "num_steps": num_steps, "seed": seed} if prior is not None else {}
+            with steer(model, direction, alphas, hook_name=hook_name, positions=positions, **extra):
+                out = model.generate(list(prompts), **kwargs)
     new = out[:, -max_new_tokens:].cpu()
     continuations = [model.to_string(row) for row in new]
     return Generations(list(prompts), [c if isinstance(c, str) else str(c) for c in continuations], prompt_tokens, list(new))
