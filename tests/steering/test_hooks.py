@@ -136,8 +136,8 @@ def test_bad_input_is_refused_or_warned(tiny_model, tiny_prior_and_acts):
     prior, _ = tiny_prior_and_acts
     with pytest.raises(ValueError, match="width 16"):
         prior.steering_hook(torch.randn(16), 1.0)
-    with pytest.raises(ValueError, match="has width 32 but the steering direction has 16"):
-        with steer(tiny_model, torch.randn(16), 1.0, hook_name=HOOK):
+    with pytest.raises(ValueError, match="has width 32 but the steering direction has 16"):  # a bare hook: at the call
+        with tiny_model.hooks(fwd_hooks=[(HOOK, steering_hook(torch.randn(16), 1.0))]):
             tiny_model(tiny_model.to_tokens("the dog"))
     with pytest.raises(ValueError, match="NaN"):
         steering_hook(torch.tensor([1.0, float("nan")]), 1.0)
@@ -171,3 +171,32 @@ def test_steering_during_bridge_generation():
     with steer(bridge, d, 3.0, hook_name=HOOK, positions="last"):
         steered = bridge.generate(tokens, max_new_tokens=3, verbose=False, do_sample=False, stop_at_eos=False)
     assert steered.shape == (2, 8) and len(bridge.hook_dict[HOOK].fwd_hooks) == 0
+
+
+@pytest.mark.parametrize("kind", ["hooked", "bridge"])
+def test_plain_direction_of_the_wrong_width_fails_at_attach(tiny_model, kind):
+    model = tiny_model if kind == "hooked" else make_tiny_bridge()
+    names = [HOOK] if kind == "hooked" else [HOOK, "blocks.1.hook_out"]
+    for name in names:
+        before = len(model.hook_dict[name].fwd_hooks)
+        with pytest.raises(ValueError, match=r"width 16 but .* carries width 32"):
+            with steer(model, torch.randn(16), 1.0, hook_name=name):
+                raise AssertionError("must not get here: nothing may run before the check")
+        with pytest.raises(ValueError, match="carries width 128"):
+            patch(model, torch.randn(32), 1.0, hook_name="blocks.0.mlp.hook_post")
+        assert len(model.hook_dict[name].fwd_hooks) == before  # nothing left attached
+    with steer(model, torch.randn(128), 1.0, hook_name="blocks.0.mlp.hook_post"):
+        model(torch.tensor([[1, 2, 3]]))
+
+
+def test_prior_on_another_device_fails_at_attach_naming_both(tiny_model, tiny_prior_and_acts):
+    prior, _ = tiny_prior_and_acts
+    elsewhere = GenerativePrior(prior.cfg).to("meta")
+    with pytest.raises(ValueError, match=r"prior is on meta but the model's weights are on cpu.*prior.to\('cpu'\)"):
+        with steer(tiny_model, torch.randn(32), 1.0, prior=elsewhere):
+            pass
+    hook_fn = elsewhere.steering_hook(torch.randn(32), 1.0)
+    with pytest.raises(ValueError, match="prior is on meta but the activations"):
+        with tiny_model.hooks(fwd_hooks=[(HOOK, hook_fn)]):
+            tiny_model(tiny_model.to_tokens("the dog"))
+    assert hook_counts(tiny_model)[0] == 0

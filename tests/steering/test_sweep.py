@@ -77,3 +77,25 @@ def test_sweep_and_judge_bad_input(tiny_model):
         steering_sweep(tiny_model, torch.randn(32), ["the"], methods=["magic"], hook_name=HOOK, act_norm=1.0)
     assert parse_rating("I'd say 1. Rating: [[2]]") == 2.0 and parse_rating("score: 1") == 1.0
     assert parse_rating("no idea") != parse_rating("no idea")  # NaN
+
+
+def test_sweep_pairs_methods_greedy_by_default_and_leaves_the_global_rng_alone(tiny_model, tiny_prior_and_acts):
+    prior, _ = tiny_prior_and_acts
+    direction = torch.randn(32, generator=torch.Generator().manual_seed(3))
+    prompts = ["the dog", "a red cat was", "the ball", "a small dog saw"]
+    state = torch.get_rng_state()
+    df = steering_sweep(tiny_model, direction, prompts, prior=prior, strengths=[0.0, 1.0], max_new_tokens=3, batch_size=3, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)  # nothing touched the global RNG
+    # paired: for each (prompt, r) the plain and prior rows share the seed (and so the batch)
+    seeds = df.pivot_table(index=["prompt", "r"], columns="method", values="seed")
+    assert (seeds["plain"] == seeds["prior"]).all()
+    # greedy: at r = 0 plain steering is the unsteered model, so it repeats the baseline exactly
+    base = df[df.method == "none"].set_index("prompt").continuation
+    plain0 = df[(df.method == "plain") & (df.r == 0.0)].set_index("prompt").continuation
+    assert (base == plain0[base.index]).all()
+    sampled = steering_sweep(tiny_model, direction, prompts, prior=prior, strengths=[1.0], max_new_tokens=3, batch_size=3,
+                             do_sample=True, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    again = steering_sweep(tiny_model, direction, prompts, prior=prior, strengths=[1.0], max_new_tokens=3, batch_size=3,
+                           do_sample=True, progress=False)
+    assert list(again.continuation) == list(sampled.continuation)

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 
 from conftest import mixture, near_mode_share
@@ -44,12 +45,34 @@ def test_training_learns_and_writes_metrics_plot_and_final_prior(tmp_path):
 
 
 def test_fit_accepts_an_activation_cache(tiny_model):
-    _, cache = tiny_model.run_with_cache(tiny_model.to_tokens(["the dog ran", "a red cat was happy ."]), names_filter=["blocks.1.hook_resid_post"])
-    prior = GenerativePrior.from_activations(cache, n_blocks=1)
+    texts = ["the dog ran", "a red cat was happy ."]
+    _, cache = tiny_model.run_with_cache(tiny_model.to_tokens(texts), names_filter=["blocks.1.hook_resid_post"])
+    with pytest.raises(ValueError, match="attention_mask"):
+        as_source(cache)  # two prompts of different lengths: padding cannot be told apart silently
+    lengths = torch.tensor([tiny_model.to_tokens(t).shape[1] for t in texts])  # 4 and 7 with BOS
+    mask = torch.arange(7)[None] < lengths[:, None]
+    src = as_source(cache, attention_mask=mask)
+    assert len(src) == (4 - 1) + (7 - 1)  # real tokens only, BOS dropped
+    expected = torch.cat([tiny_model.run_with_cache(t, names_filter=["blocks.1.hook_resid_post"])[1]["blocks.1.hook_resid_post"][0, 1:] for t in texts])
+    assert torch.allclose(src.read_rows(np.arange(len(src)))[:, 0], expected, atol=1e-5)
+    prior = GenerativePrior.from_activations(src, n_blocks=1)
     assert prior.cfg.hook_names == ["blocks.1.hook_resid_post"] and prior.cfg.model_name == "tiny-test"
-    assert len(as_source(cache)) == 2 * 6  # 2 texts x 7 positions, BOS dropped (padding of the short text stays)
-    result = prior.fit(cache, batch_size=4, lr=1e-3, max_steps=3, progress=False, eval_every=0)
+    _, single = tiny_model.run_with_cache(texts[1], names_filter=["blocks.1.hook_resid_post"])
+    assert len(as_source(single)) == 6  # one prompt needs no mask
+    result = prior.fit(src, batch_size=4, lr=1e-3, max_steps=3, progress=False, eval_every=0)
     assert result.steps == 3
+
+
+def test_cache_from_left_padded_batch_drops_each_rows_pad_and_bos(tiny_model):
+    texts = ["the dog ran", "a red cat was happy ."]
+    tokens = tiny_model.to_tokens(texts, padding_side="left")
+    _, cache = tiny_model.run_with_cache(tokens, names_filter=["blocks.1.hook_resid_post"], padding_side="left")
+    mask = torch.zeros_like(tokens, dtype=torch.bool)
+    mask[0, -4:] = True
+    mask[1, :] = True
+    assert len(as_source(cache, attention_mask=mask)) == 3 + 6
+    with pytest.raises(ValueError, match="shape"):
+        as_source(cache, attention_mask=mask[:, 1:])
 
 
 def run_child(out_dir, delay):

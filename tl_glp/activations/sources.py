@@ -159,12 +159,24 @@ class InMemoryActivations(ActivationSource):
         return self.data[torch.from_numpy(np.asarray(rows, dtype=np.int64))].to(torch.float32)
 
 
-def as_source(obj: Any, hook_names: Sequence[str] | str | None = None, drop_bos: bool = True) -> ActivationSource:
+def as_source(
+    obj: Any,
+    hook_names: Sequence[str] | str | None = None,
+    drop_bos: bool = True,
+    attention_mask: Tensor | None = None,
+) -> ActivationSource:
     """Wrap a tensor, an ``ActivationCache`` or a store as an :class:`ActivationSource`.
 
     ``hook_names`` picks hooks out of a cache (default: every key) or names a tensor's hooks.
-    From a cache, position 0 is dropped when the model prepends BOS (``drop_bos``), because
-    BOS activations are outliers that a prior of text tokens should not model.
+    From a cache, BOS is dropped when the model prepends one (``drop_bos``), because BOS
+    activations are outliers that a prior of text tokens should not model.
+
+    Padding: a cache over several prompts of different lengths holds activations of pad
+    positions, which must not be modelled, and the cache itself cannot tell which they are. So a
+    cache with more than one row needs ``attention_mask`` (``[batch, pos]``, 1 for real tokens;
+    e.g. ``model.tokenizer(texts, padding=True, return_tensors="pt").attention_mask`` for the
+    same texts, or ``torch.ones`` when every prompt has the same length); only masked-in positions
+    are kept (and, with ``drop_bos``, each row's first real token).
     """
     if isinstance(hook_names, str):
         hook_names = [hook_names]
@@ -179,7 +191,7 @@ def as_source(obj: Any, hook_names: Sequence[str] | str | None = None, drop_bos:
             raise ValueError("A 0-d tensor is not a batch of activations.")
         return InMemoryActivations(obj.reshape(-1, 1, obj.shape[-1]), list(hook_names or []))
     if _is_activation_cache(obj):
-        return _from_cache(obj, hook_names, drop_bos)
+        return _from_cache(obj, hook_names, drop_bos, attention_mask)
     raise TypeError(
         f"Cannot use a {type(obj).__name__} as activations. Pass a tensor [..., d_input], the "
         "ActivationCache from model.run_with_cache, or an ActivationStore."
@@ -190,7 +202,7 @@ def _is_activation_cache(obj: Any) -> bool:
     return type(obj).__name__ == "ActivationCache" and hasattr(obj, "cache_dict")
 
 
-def _from_cache(cache: Any, hook_names: Sequence[str] | None, drop_bos: bool) -> InMemoryActivations:
+def _from_cache(cache: Any, hook_names: Sequence[str] | None, drop_bos: bool, attention_mask: Tensor | None) -> InMemoryActivations:
     available = list(cache.cache_dict.keys())
     names = list(hook_names) if hook_names else available
     missing = [n for n in names if n not in cache.cache_dict]
@@ -202,16 +214,43 @@ def _from_cache(cache: Any, hook_names: Sequence[str] | None, drop_bos: bool) ->
     stacked = torch.stack(tensors, dim=-2)  # [batch, pos, n_hooks, d]
     model = getattr(cache, "model", None)
     cfg = getattr(model, "cfg", None)
-    if drop_bos and stacked.ndim == 4 and stacked.shape[1] > 1 and getattr(cfg, "default_prepend_bos", False):
-        stacked = stacked[:, 1:]
+    bos = drop_bos and getattr(cfg, "default_prepend_bos", False)
+    if stacked.ndim == 4:
+        rows = _cache_rows(stacked, attention_mask, bos)  # [n_kept, n_hooks, d]
+    else:
+        rows = stacked
     from tl_glp._compat import model_processing
 
     return InMemoryActivations(
-        stacked.reshape(-1, len(names), stacked.shape[-1]).detach().clone().float(),
+        rows.reshape(-1, len(names), stacked.shape[-1]).detach().clone().float(),
         names,
         model_name=getattr(cfg, "model_name", None),
         model_processing=model_processing(model) if model is not None else "unknown",
     )
+
+
+def _cache_rows(stacked: Tensor, attention_mask: Tensor | None, drop_bos: bool) -> Tensor:
+    """The real-token rows of cached ``[batch, pos, n_hooks, d]`` activations."""
+    batch, seq = stacked.shape[:2]
+    if attention_mask is None:
+        if batch > 1:
+            raise ValueError(
+                f"This ActivationCache holds {batch} prompts: if their lengths differ, some positions are "
+                "padding, and the cache cannot tell which. Pass attention_mask=[batch, pos] (1 = real token), "
+                "e.g. model.tokenizer(texts, padding=True, return_tensors='pt').attention_mask for the same "
+                "texts, or torch.ones(batch, pos) if every prompt has the same length; or collect with "
+                "tl_glp.collect_activations, which drops padding itself."
+            )
+        mask = torch.ones(batch, seq, dtype=torch.bool)
+    else:
+        mask = torch.as_tensor(attention_mask).to("cpu").bool()
+        if tuple(mask.shape) != (batch, seq):
+            raise ValueError(f"attention_mask has shape {tuple(mask.shape)} but the cache holds [batch, pos] = [{batch}, {seq}].")
+    if drop_bos and seq > 1:
+        first = mask.float().argmax(dim=1)  # each row's first real token (left padding puts it later)
+        mask = mask.clone()
+        mask[torch.arange(batch), first] = False
+    return stacked[mask.to(stacked.device)]
 
 
 def _select_hooks(src: ActivationSource, names: list[str]) -> ActivationSource:
