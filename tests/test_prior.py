@@ -255,3 +255,12 @@ def test_files_saved_before_the_normalizer_module_still_load(small_prior, tmp_pa
     _io.write_tensors(tmp_path / "p" / "model.safetensors", state)
     again = GenerativePrior.from_pretrained(tmp_path / "p")
     assert torch.equal(again.mean, prior.mean) and torch.equal(again.var, prior.var)
+
+
+def test_from_pretrained_honours_device_for_weights_and_statistics(small_prior, tmp_path):
+    prior, _ = small_prior
+    prior.save_pretrained(tmp_path / "p")
+    moved = GenerativePrior.from_pretrained(tmp_path / "p", device="meta")
+    assert moved.mean.device.type == moved.var.device.type == "meta"
+    assert {p.device.type for p in moved.parameters()} == {"meta"}
+    assert moved.mean.dtype == torch.float32

@@ -180,7 +180,9 @@ def _steer(args: argparse.Namespace) -> int:
     from tl_glp.steering import diff_of_means, steering_sweep
 
     model = _load_model(args)
-    prior = GenerativePrior.from_pretrained(args.prior, device=args.device)
+    from tl_glp._tokens import model_device
+
+    prior = GenerativePrior.from_pretrained(args.prior, device=args.device or model_device(model))
     hook = args.hook or prior.cfg.hook_name
     if args.direction:
         direction = read_tensors(args.direction)["direction"]
@@ -226,10 +228,12 @@ def _probe(args: argparse.Namespace) -> int:
     from tl_glp.saes import load_sae
 
     model = _load_model(args)
-    prior = GenerativePrior.from_pretrained(args.prior, device=args.device) if args.prior else None
+    from tl_glp._tokens import model_device
+
+    prior = GenerativePrior.from_pretrained(args.prior, device=args.device or model_device(model)) if args.prior else None
     sources: list = []
     for name in args.source or ["meta", "raw", "mlp"]:
-        sources.append(SAEFeatures(load_sae(args.sae, args.device)) if name == "sae" else name)
+        sources.append(SAEFeatures(load_sae(args.sae, args.device or str(model_device(model)))) if name == "sae" else name)
     datasets = args.dataset or (["all"] if args.model != "testbed" else None)
     if datasets is None:
         from tl_glp.testbed import load

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from tl_glp import _compat
 from tl_glp._tokens import model_device, right_padded_tokens
@@ -23,7 +25,15 @@ class DeltaLoss(NamedTuple):
 
 
 @torch.inference_mode()
-def lm_loss_with_hook(model: Any, texts: Sequence[str], hook_name: str | None = None, hook_fn: Callable | None = None, *, batch_size: int = 32, context_size: int = 128) -> float:
+def lm_loss_with_hook(
+    model: Any,
+    texts: Sequence[str],
+    hook_name: str | None = None,
+    hook_fn: Callable[..., Float[Tensor, "batch pos d_model"] | None] | None = None,
+    *,
+    batch_size: int = 32,
+    context_size: int = 128,
+) -> float:
     """Mean next-token cross-entropy over the real tokens of ``texts`` (right-padded batches),
     with ``hook_fn`` attached at ``hook_name`` when given."""
     if hook_name is not None:
@@ -41,7 +51,13 @@ def lm_loss_with_hook(model: Any, texts: Sequence[str], hook_name: str | None = 
     return total / count
 
 
-def delta_lm_loss(model: Any, texts: Sequence[str], hook_name: str, hook_fn: Callable, **kwargs: Any) -> DeltaLoss:
+def delta_lm_loss(
+    model: Any,
+    texts: Sequence[str],
+    hook_name: str,
+    hook_fn: Callable[..., Float[Tensor, "batch pos d_model"] | None],
+    **kwargs: Any,
+) -> DeltaLoss:
     """LM loss with ``hook_fn`` replacing the activations at ``hook_name``, minus the clean loss.
 
     Use ``prior.projection_hook(positions=slice(1, None))`` for the prior (every non-BOS position
