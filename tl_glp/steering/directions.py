@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 
-def unit(direction: Tensor) -> Tensor:
+def unit(direction: Float[Tensor, "d_model"]) -> Float[Tensor, "d_model"]:
     """``direction / |direction|`` (refuses a zero or non-finite vector)."""
     direction = direction.detach().float()
     norm = direction.norm()
@@ -33,7 +34,7 @@ def diff_of_means(
     positions: str = "all",
     batch_size: int = 32,
     context_size: int = 128,
-) -> Tensor:
+) -> Float[Tensor, "d_model"]:
     """Mean activation of ``positive_texts`` minus that of ``negative_texts`` at ``hook_name``.
 
     ``positions="all"`` averages over every real token (via :func:`tl_glp.collect_activations`);
@@ -58,7 +59,7 @@ def diff_of_means(
     return unit(direction) if normalize else direction
 
 
-def sae_direction(sae: Any, feature: int, *, normalize: bool = True) -> Tensor:
+def sae_direction(sae: Any, feature: int, *, normalize: bool = True) -> Float[Tensor, "d_model"]:
     """Row ``feature`` of an SAE-Lens SAE's decoder (``sae.W_dec[feature]``), unit-norm by default."""
     w_dec = sae.W_dec
     if not 0 <= feature < w_dec.shape[0]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -27,7 +28,7 @@ PAPER_STRENGTHS = tuple(round(0.2 * i, 1) for i in range(1, 11))
 
 def steering_sweep(
     model: Any,
-    direction: Tensor,
+    direction: Float[Tensor, "d_model"],
     prompts: Sequence[str],
     *,
     prior: Any = None,
