@@ -238,8 +238,17 @@ def test_demo_command_on_a_local_folder(llama_dir, tmp_path):
     probing_frame().to_csv(tmp_path / "has_dog.csv", index=False)
     out = tmp_path / "demo"
     code = main(["demo", "--model", str(llama_dir), "--hook", HOOK, "--sae", str(tmp_path / "sae"), "--dataset", str(tmp_path / "has_dog.csv"),
-                 "--quick", "--quiet", "--out", str(out), "--n-docs", "120", "--prior-steps", "10"])
+                 "--quick", "--quiet", "--out", str(out), "--n-docs", "120", "--prior-steps", "10",
+                 "--set", "c2st_steps=20", "--set", "eval_samples=200", "--set", "strengths=1.0"])
     assert code == 0
     report = (out / "report.md").read_text()
     assert "Llama-3.2-1B" in report and HOOK in report
     assert (out / "probing.csv").is_file() and (out / "steering.csv").is_file()
+
+
+def test_demo_dataset_arguments_with_csv_files():
+    from tl_glp.demo import _split_dataset_args
+
+    assert _split_dataset_args(["data/has_dog.csv"]) == (None, ["data/has_dog.csv"])  # offline: the CSV prompts are the corpus
+    assert _split_dataset_args(["HuggingFaceFW/fineweb", "a.csv"]) == ("HuggingFaceFW/fineweb", ["a.csv"])
+    assert _split_dataset_args(["5_hist_fig_ismale", "a.csv.zst"]) == ("NeelNanda/pile-10k", ["5_hist_fig_ismale", "a.csv.zst"])

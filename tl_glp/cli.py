@@ -261,6 +261,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bridge", action="store_true", help="load --model through TransformerBridge instead of HookedTransformer (always on TransformerLens 4)")
     p.add_argument("--n-docs", type=int, default=None, help="documents whose activations train the prior (default 6000; --quick 500)")
     p.add_argument("--prior-steps", type=int, default=None, help="prior training steps (default 1000; --quick 60)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any DemoSettings field, e.g. --set eval_samples=200 --set c2st_steps=50; repeat")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -273,7 +274,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     settings = DemoSettings.quick() if args.quick else DemoSettings()
     sizes = {"n_docs": args.n_docs, "prior_steps": args.prior_steps}
-    settings = replace(settings, **{k: v for k, v in sizes.items() if v is not None})
+    settings = DemoSettings.from_overrides(replace(settings, **{k: v for k, v in sizes.items() if v is not None}), args.set)
     run_demo(args.out, model_name=args.model, hook=args.hook, sae=args.sae, datasets=args.dataset, device=args.device, progress=not args.quiet,
              settings=settings, bridge=args.bridge)
     return 0

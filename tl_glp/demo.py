@@ -47,7 +47,31 @@ class DemoSettings:
     strengths: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
     new_tokens: int = 12
     probe_top_k: int = 512
+    c2st_steps: int = 300
     seed: int = 0
+
+    @classmethod
+    def from_overrides(cls, base: DemoSettings, overrides: list[str]) -> DemoSettings:
+        """``base`` with ``FIELD=VALUE`` strings applied (what ``tl-glp demo --set`` passes), each
+        value parsed as the field's type; unknown fields and bad values raise with the valid names.
+
+        >>> DemoSettings.from_overrides(DemoSettings(), ["prior_steps=10", "strengths=0.5,1"]).strengths
+        (0.5, 1.0)
+        """
+        from dataclasses import fields, replace
+
+        types = {f.name: type(getattr(base, f.name)) for f in fields(cls)}
+        changes: dict[str, Any] = {}
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in types:
+                raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}.")
+            try:
+                changes[key] = tuple(float(v) for v in value.split(",") if v.strip()) if types[key] is tuple else types[key](value)
+            except ValueError as err:
+                raise ValueError(f"--set {item!r}: {value!r} is not a valid {types[key].__name__} ({err}).") from err
+        return replace(base, **changes)
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -133,9 +157,9 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
         "fd_prior": frechet_distance(samples, held_a[:n]),
         "fd_lower_bound": frechet_distance(held_b[:n], held_a[:n]),
         "fd_gaussian": frechet_distance(gaussian, held_a[:n]),
-        "c2st_auc_prior": classifier_two_sample_auc(held_a[:n], samples, seed=cfg.seed),
-        "c2st_auc_gaussian": classifier_two_sample_auc(held_a[:n], gaussian, seed=cfg.seed),
-        "c2st_auc_held_out": classifier_two_sample_auc(held_a[:n], held_b[:n], seed=cfg.seed),
+        "c2st_auc_prior": classifier_two_sample_auc(held_a[:n], samples, seed=cfg.seed, steps=cfg.c2st_steps),
+        "c2st_auc_gaussian": classifier_two_sample_auc(held_a[:n], gaussian, seed=cfg.seed, steps=cfg.c2st_steps),
+        "c2st_auc_held_out": classifier_two_sample_auc(held_a[:n], held_b[:n], seed=cfg.seed, steps=cfg.c2st_steps),
     })
     if sae:
         sae_model = load_sae(sae, device)
