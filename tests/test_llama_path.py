@@ -251,4 +251,4 @@ def test_demo_dataset_arguments_with_csv_files():
 
     assert _split_dataset_args(["data/has_dog.csv"]) == (None, ["data/has_dog.csv"])  # offline: the CSV prompts are the corpus
     assert _split_dataset_args(["HuggingFaceFW/fineweb", "a.csv"]) == ("HuggingFaceFW/fineweb", ["a.csv"])
-    assert _split_dataset_args(["5_hist_fig_ismale", "a.csv.zst"]) == ("NeelNanda/pile-10k", ["5_hist_fig_ismale", "a.csv.zst"])
+    assert _split_dataset_args(["5_hist_fig_ismale", "a.csv.zst"]) == (None, ["5_hist_fig_ismale", "a.csv.zst"])
