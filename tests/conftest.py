@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tl_glp import GenerativePrior
+from tl_glp import GenerativePrior, _compat
 
 
 def mixture(n: int, d: int = 16, n_modes: int = 4, spread: float = 0.3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,8 +65,22 @@ def tiny_tokenizer():
     return build_tokenizer(WORDS)
 
 
+HAS_HOOKED_TRANSFORMER = _compat.has_hooked_transformer()
+needs_hooked_transformer = pytest.mark.skipif(not HAS_HOOKED_TRANSFORMER, reason="TransformerLens 4 removed HookedTransformer")
+"""Mark for tests about HookedTransformer itself (TL <= 3)."""
+
+
 def make_tiny_model(tokenizer=None, n_layers: int = 3, d_model: int = 32, seed: int = 0):
-    """A tiny random HookedTransformer (optionally with the word-level tokenizer)."""
+    """A tiny random HookedTransformer (optionally with the word-level tokenizer).
+
+    On TransformerLens 4, which has no HookedTransformer, the same sizes on a TransformerBridge
+    (``boot_native``), so the core tests run there too.
+    """
+    if not HAS_HOOKED_TRANSFORMER:
+        torch.manual_seed(seed)
+        bridge = make_tiny_bridge(n_layers, d_model, tokenizer)
+        bridge.cfg.model_name = "tiny-test"
+        return bridge
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(

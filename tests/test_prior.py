@@ -15,7 +15,7 @@ def small_prior():
 
 
 def test_is_a_hooked_root_module_with_meta_neuron_hooks(small_prior):
-    from transformer_lens.hook_points import HookedRootModule
+    from tl_glp._compat import HookedRootModule  # transformer_lens.hook_points lost it in TL 4
 
     prior, _ = small_prior
     assert isinstance(prior, HookedRootModule)

@@ -121,3 +121,44 @@ def test_statistics_file_that_needs_unpickling_code_is_refused(tmp_path):
     torch.save({"mean": Evil(), "var": torch.ones(6)}, tmp_path / "glp" / "rep_statistics.pt")
     with pytest.raises(ValueError, match="weights_only=True"):
         GenerativePrior.from_pretrained(tmp_path / "glp")
+
+
+def _set_rep_statistic(folder, value):
+    cfg_path = folder / "config.yaml"
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["glp_kwargs"]["normalizer_config"]["rep_statistic"] = value
+    cfg_path.write_text(yaml.safe_dump(raw))
+
+
+def test_rep_statistic_relative_path_inside_the_folder(tmp_path):
+    folder = tmp_path / "glp"
+    _, stats = write_published(folder)
+    (folder / "stats").mkdir()
+    (folder / "rep_statistics.pt").rename(folder / "stats" / "layer3_stats.pt")
+    _set_rep_statistic(folder, "stats/layer3_stats.pt")
+    prior = GenerativePrior.from_pretrained(folder)
+    assert torch.allclose(prior.mean, stats["mean"][0]) and torch.allclose(prior.var, stats["var"][0])
+
+
+def test_rep_statistic_foreign_absolute_path_found_by_file_name(tmp_path):
+    folder = tmp_path / "glp"
+    _, stats = write_published(folder)
+    (folder / "rep_statistics.pt").rename(folder / "llama1b_l7_stats.pt")
+    _set_rep_statistic(folder, "/home/someone/data/llama1b/llama1b_l7_stats.pt")  # the authors' machine
+    prior = GenerativePrior.from_pretrained(folder)
+    assert torch.allclose(prior.mean, stats["mean"][0])
+    _set_rep_statistic(folder, str(folder.resolve() / "llama1b_l7_stats.pt"))  # absolute, inside the folder
+    assert torch.allclose(GenerativePrior.from_pretrained(folder).mean, stats["mean"][0])
+
+
+def test_rep_statistic_that_cannot_be_found_names_the_path(tmp_path):
+    folder = tmp_path / "glp"
+    write_published(folder)
+    outside = tmp_path / "elsewhere.pt"
+    (folder / "rep_statistics.pt").rename(outside)
+    _set_rep_statistic(folder, "../elsewhere.pt")  # outside the checkpoint folder: never read
+    with pytest.raises(FileNotFoundError, match=r"rep_statistic is '\.\./elsewhere\.pt'.*elsewhere\.pt"):
+        GenerativePrior.from_pretrained(folder)
+    _set_rep_statistic(folder, "/data/run/missing_stats.pt")
+    with pytest.raises(FileNotFoundError, match="missing_stats.pt"):
+        GenerativePrior.from_pretrained(folder)

@@ -1,7 +1,7 @@
 """The only module that knows how TransformerLens versions and model classes differ.
 
 The core uses just ``HookPoint``, ``HookedRootModule`` and ``ActivationCache`` (present in TL 3
-and 4). Here live the differences between ``HookedTransformer`` (TL <= 3) and
+and 4; import them from this module). Here live the differences between ``HookedTransformer`` (TL <= 3) and
 ``TransformerBridge`` (TL >= 3): hook-name validation (the bridge silently ignores unknown names,
 so we check them ourselves), the residual basis a model uses, and layer bookkeeping.
 """
@@ -11,6 +11,13 @@ from __future__ import annotations
 import difflib
 import re
 from typing import Any
+
+# The three TransformerLens names the core may use. These import paths work on TL 3 and TL 4
+# (TL 4 removed ``HookedRootModule`` from ``transformer_lens.hook_points``; import it from here).
+from transformer_lens import ActivationCache, HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+__all__ = ["ActivationCache", "HookedRootModule", "HookPoint"]
 
 _LAYER = re.compile(r"^blocks\.(\d+)\.")
 
@@ -51,8 +58,42 @@ def stop_layer_for(hook_names: list[str], n_layers: int) -> int | None:
 
 
 def model_name_of(model: Any) -> str | None:
+    """``model.cfg.model_name``: ``HookedTransformer`` keeps the name without the organisation
+    (``Llama-3.2-1B``), a bridge what it was booted with (an id, or the path of a local folder)."""
     cfg = getattr(model, "cfg", None)
     return getattr(cfg, "model_name", None)
+
+
+def short_model_name(name: str) -> str:
+    """The model part of a model name, lower-cased: no organisation, no folder.
+
+    Handles Hub ids (``meta-llama/Llama-3.2-1B``), TransformerLens names (``Llama-3.2-1B``), local
+    folders (``/models/Llama-3.2-1B/``) and Hugging Face cache snapshots
+    (``.../models--meta-llama--Llama-3.2-1B/snapshots/<hash>``).
+
+    >>> short_model_name("meta-llama/Llama-3.2-1B"), short_model_name("/models/Llama-3.2-1B/")
+    ('llama-3.2-1b', 'llama-3.2-1b')
+    """
+    parts = [p for p in str(name).replace("\\", "/").split("/") if p]
+    if not parts:
+        return ""
+    for i, part in enumerate(parts[:-1]):  # a Hugging Face cache folder names the repo before /snapshots/
+        if part.startswith("models--") and parts[i + 1] == "snapshots":
+            return part.split("--")[-1].lower()
+    return parts[-1].lower()
+
+
+def same_model(a: str | None, b: str | None) -> bool:
+    """Whether two model names mean the same model, ignoring organisation prefix, folder and case.
+
+    >>> same_model("meta-llama/Llama-3.2-1B", "Llama-3.2-1B")
+    True
+    >>> same_model("meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.1-8B")
+    False
+    """
+    if not a or not b:
+        return False
+    return short_model_name(a) == short_model_name(b)
 
 
 def model_processing(model: Any) -> str:
@@ -100,23 +141,97 @@ def mlp_post_hook(hook_name: str) -> str:
     return f"blocks.{layer}.mlp.hook_post"
 
 
-def load_model(name: str, *, processed: bool = False, device: str | None = None, bridge: bool = False) -> Any:
-    """Load a Hugging Face / TransformerLens model by name (needs the Hub).
+def has_hooked_transformer() -> bool:
+    """True where TransformerLens still ships ``HookedTransformer`` (TL <= 3; TL 4 removed it)."""
+    try:
+        from transformer_lens import HookedTransformer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_model(name: str, *, processed: bool = False, device: str | None = None, bridge: bool = False, dtype: Any = None) -> Any:
+    """A TransformerLens model from a Hub id (needs the Hub) or a local Hugging Face model folder.
 
     Unprocessed residuals (``from_pretrained_no_processing``, or a bridge without compatibility
     processing) are the default because the published priors model that basis.
+
+    Routes:
+      - ``bridge=True``, or TransformerLens 4 (no ``HookedTransformer``):
+        ``TransformerBridge.boot_transformers(name)``; works for Hub ids and local folders alike.
+        Its ``cfg.model_name`` is the id or folder path as given.
+      - a Hub id: ``HookedTransformer.from_pretrained_no_processing`` (``from_pretrained`` when
+        ``processed``).
+      - a local folder (``config.json`` + weights, as ``save_pretrained`` writes them):
+        :func:`hooked_transformer_from_folder`, because ``HookedTransformer.from_pretrained*``
+        accepts only the official names it knows (TL 3.9: a path raises "not found").
     """
-    if bridge:
+    import torch
+
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    local = _is_model_folder(name)
+    if bridge or not has_hooked_transformer():
         from transformer_lens.model_bridge import TransformerBridge
 
-        model = TransformerBridge.boot_transformers(name, device=device)
+        kwargs = {"dtype": dtype} if dtype is not None else {}
+        model = TransformerBridge.boot_transformers(name, device=device, **kwargs)
         if processed:
             model.enable_compatibility_mode()
         return model
+    if local:
+        return hooked_transformer_from_folder(name, processed=processed, device=device, dtype=dtype)
     from transformer_lens import HookedTransformer
 
     loader = HookedTransformer.from_pretrained if processed else HookedTransformer.from_pretrained_no_processing
-    return loader(name, device=device)
+    return loader(name, device=device, **({"dtype": dtype} if dtype is not None else {}))
+
+
+def _is_model_folder(name: str) -> bool:
+    from pathlib import Path
+
+    path = Path(name).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{name} exists but holds no config.json: pass a folder written by a Hugging Face model's save_pretrained.")
+    return path.is_dir()
+
+
+def hooked_transformer_from_folder(path: str, *, processed: bool = False, device: str | None = None, dtype: Any = None, hf_model: Any = None, tokenizer: Any = None) -> Any:
+    """A ``HookedTransformer`` (TL 3) from a local Hugging Face model folder, without the Hub.
+
+    ``HookedTransformer.from_pretrained_no_processing(path)`` refuses paths in TL 3.9 (it first
+    maps the name to an official one). ``from_pretrained_no_processing("meta-llama/Llama-3.2-1B",
+    hf_model=..., tokenizer=...)`` does work offline, but only for weights of exactly that
+    architecture (TL builds the config from the official name, not from ``hf_model``). This
+    helper builds the config from the folder's ``config.json`` with TransformerLens's own
+    converter, loads the weights with TL's converter, and applies the processing
+    (fold LayerNorm, centre weights) only if ``processed``. ``cfg.model_name`` is the folder name.
+
+    TL's converter decides the architecture of a path that contains ``llama`` from the name alone
+    and then fails, so it is handed a copy of ``config.json`` in a neutral temporary folder.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    import transformer_lens.loading_from_pretrained as loading
+    from transformer_lens import HookedTransformer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(path).expanduser()
+    dtype = dtype or torch.float32
+    with tempfile.TemporaryDirectory(prefix="tlglp-cfg-") as tmp:
+        shutil.copy(folder / "config.json", Path(tmp) / "config.json")
+        cfg = loading.get_pretrained_model_config(tmp, device=device, dtype=dtype, fold_ln=processed)
+    cfg.model_name = folder.resolve().name
+    hf_model = hf_model if hf_model is not None else AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder)
+    model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=True)
+    state = loading.get_pretrained_state_dict(str(folder), cfg, hf_model=hf_model, dtype=dtype)
+    model.load_and_process_state_dict(state, fold_ln=processed, center_writing_weights=processed, center_unembed=processed,
+                                      fold_value_biases=processed, refactor_factored_attn_matrices=False)
+    model.eval()
+    return model
 
 
 def attach_hook(model: Any, name: str, fn: Any) -> Any:

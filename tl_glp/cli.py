@@ -65,7 +65,7 @@ def _load_model(args: argparse.Namespace):
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="testbed", help="TransformerLens/Hugging Face model id (e.g. gpt2, meta-llama/Llama-3.2-1B) or 'testbed' (offline tiny model; default)")
+    p.add_argument("--model", default="testbed", help="TransformerLens/Hugging Face model id (e.g. gpt2, meta-llama/Llama-3.2-1B), a local model folder (save_pretrained layout), or 'testbed' (offline tiny model; default)")
     p.add_argument("--processed", action="store_true", help="fold LayerNorm and centre weights (HookedTransformer.from_pretrained); default: unprocessed, the basis of the published priors")
     p.add_argument("--bridge", action="store_true", help="load through TransformerBridge instead of HookedTransformer")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -257,20 +257,30 @@ def _probe(args: argparse.Namespace) -> int:
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_out", help="output folder for report.md and figures (default demo_out)")
     p.add_argument("--quick", action="store_true", help="reduced sizes (a smoke run of every step, ~1 minute once the testbed is cached)")
-    p.add_argument("--model", default="testbed", help="'testbed' (offline, default) or a Hugging Face model id such as gpt2")
+    p.add_argument("--model", default="testbed", help="'testbed' (offline, default), a Hugging Face model id such as gpt2, or a local model folder (save_pretrained layout)")
     p.add_argument("--hook", default=None, help="hook to model (default: the middle block's hook_resid_post)")
     p.add_argument("--sae", default=None, help="a pretrained SAE (folder or RELEASE:SAE_ID) instead of training one with SAE-Lens")
-    p.add_argument("--dataset", action="append", default=None, help="for real models: HF text dataset for activations, or sae-probes names for probing")
+    p.add_argument("--dataset", action="append", default=None, help="for real models: HF text dataset for activations, sae-probes names, or CSV files (prompt,target) for probing; repeat. With CSVs and no HF dataset, the CSV prompts are the corpus (offline)")
     p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument("--bridge", action="store_true", help="load --model through TransformerBridge instead of HookedTransformer (always on TransformerLens 4)")
+    p.add_argument("--n-docs", type=int, default=None, help="documents whose activations train the prior (default 6000; --quick 500)")
+    p.add_argument("--prior-steps", type=int, default=None, help="prior training steps (default 1000; --quick 60)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any DemoSettings field, e.g. --set eval_samples=200 --set c2st_steps=50; repeat")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 @command("demo", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
     """The whole pipeline end to end (testbed, activations, prior, steering, probing) with a report."""
-    from tl_glp.demo import run_demo
+    from dataclasses import replace
 
-    run_demo(args.out, quick=args.quick, model_name=args.model, hook=args.hook, sae=args.sae, datasets=args.dataset, device=args.device, progress=not args.quiet)
+    from tl_glp.demo import DemoSettings, run_demo
+
+    settings = DemoSettings.quick() if args.quick else DemoSettings()
+    sizes = {"n_docs": args.n_docs, "prior_steps": args.prior_steps}
+    settings = DemoSettings.from_overrides(replace(settings, **{k: v for k, v in sizes.items() if v is not None}), args.set)
+    run_demo(args.out, model_name=args.model, hook=args.hook, sae=args.sae, datasets=args.dataset, device=args.device, progress=not args.quiet,
+             settings=settings, bridge=args.bridge)
     return 0
 
 

@@ -7,8 +7,11 @@ loss against an SAE trained with SAE-Lens on the same activations), plain vs pri
 sentiment steering scored with ground truth, and 1-D probing of meta-neurons vs raw, MLP, PCA and
 SAE features. It writes ``report.md`` and PNG figures to the output folder.
 
-With ``--model`` (a Hugging Face id), ``--hook``, ``--sae`` and ``--dataset`` the same steps run on
-a real model (needs the Hub, and a GPU for anything large).
+With ``--model`` (a Hugging Face id, or a local folder written by ``save_pretrained``), ``--hook``,
+``--sae`` (``RELEASE:SAE_ID``, or a local folder for ``SAE.load_from_disk``) and ``--dataset`` the
+same steps run on a real model. With a local model folder, a local SAE folder and CSV datasets
+(``prompt``, ``target``; their prompts then also serve as the text corpus) it runs offline; for
+anything large it wants a GPU.
 """
 
 from __future__ import annotations
@@ -44,7 +47,31 @@ class DemoSettings:
     strengths: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
     new_tokens: int = 12
     probe_top_k: int = 512
+    c2st_steps: int = 300
     seed: int = 0
+
+    @classmethod
+    def from_overrides(cls, base: DemoSettings, overrides: list[str]) -> DemoSettings:
+        """``base`` with ``FIELD=VALUE`` strings applied (what ``tl-glp demo --set`` passes), each
+        value parsed as the field's type; unknown fields and bad values raise with the valid names.
+
+        >>> DemoSettings.from_overrides(DemoSettings(), ["prior_steps=10", "strengths=0.5,1"]).strengths
+        (0.5, 1.0)
+        """
+        from dataclasses import fields, replace
+
+        types = {f.name: type(getattr(base, f.name)) for f in fields(cls)}
+        changes: dict[str, Any] = {}
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in types:
+                raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}.")
+            try:
+                changes[key] = tuple(float(v) for v in value.split(",") if v.strip()) if types[key] is tuple else types[key](value)
+            except ValueError as err:
+                raise ValueError(f"--set {item!r}: {value!r} is not a valid {types[key].__name__} ({err}).") from err
+        return replace(base, **changes)
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -62,8 +89,11 @@ class DemoResult:
 
 def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_name: str = "testbed", hook: str | None = None,
              sae: str | None = None, datasets: list[str] | None = None, device: str | None = None, progress: bool = True,
-             settings: DemoSettings | None = None) -> DemoResult:
-    """Run every step and write ``report.md`` + figures into ``out_dir``; returns the numbers."""
+             settings: DemoSettings | None = None, bridge: bool = False) -> DemoResult:
+    """Run every step and write ``report.md`` + figures into ``out_dir``; returns the numbers.
+
+    ``settings`` (sizes and steps) wins over ``quick``; ``bridge`` loads a real ``model_name``
+    through ``TransformerBridge`` (see :func:`tl_glp._compat.load_model`)."""
     from tl_glp import GenerativePrior, TrainConfig, classifier_two_sample_auc, collect_activations, frechet_distance, train
     from tl_glp.evaluation import delta_lm_loss
     from tl_glp.probing import MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, run_probing
@@ -91,14 +121,12 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
         texts = testbed.language.sample_texts(cfg.n_docs + cfg.lm_eval_docs, seed=cfg.seed + 1)
     else:
         from tl_glp import _compat
-        from tl_glp.activations.collect import HFText
 
-        model = _compat.load_model(model_name, device=device)
+        model = _compat.load_model(model_name, device=device, bridge=bridge)
         if hook is None:
             hook = f"blocks.{model.cfg.n_layers // 2}.hook_resid_post"
-        corpus, _ = _split_dataset_args(datasets)
-        stream = iter(HFText(corpus))
-        texts = [next(stream) for _ in range(cfg.n_docs + cfg.lm_eval_docs)]
+        corpus, probe_args = _split_dataset_args(datasets)
+        texts = _corpus_texts(corpus, probe_args, cfg.n_docs + cfg.lm_eval_docs)
     train_texts, eval_texts = texts[: cfg.n_docs], texts[cfg.n_docs :]
 
     # 2. activations ----------------------------------------------------------------------------
@@ -129,9 +157,9 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
         "fd_prior": frechet_distance(samples, held_a[:n]),
         "fd_lower_bound": frechet_distance(held_b[:n], held_a[:n]),
         "fd_gaussian": frechet_distance(gaussian, held_a[:n]),
-        "c2st_auc_prior": classifier_two_sample_auc(held_a[:n], samples, seed=cfg.seed),
-        "c2st_auc_gaussian": classifier_two_sample_auc(held_a[:n], gaussian, seed=cfg.seed),
-        "c2st_auc_held_out": classifier_two_sample_auc(held_a[:n], held_b[:n], seed=cfg.seed),
+        "c2st_auc_prior": classifier_two_sample_auc(held_a[:n], samples, seed=cfg.seed, steps=cfg.c2st_steps),
+        "c2st_auc_gaussian": classifier_two_sample_auc(held_a[:n], gaussian, seed=cfg.seed, steps=cfg.c2st_steps),
+        "c2st_auc_held_out": classifier_two_sample_auc(held_a[:n], held_b[:n], seed=cfg.seed, steps=cfg.c2st_steps),
     })
     if sae:
         sae_model = load_sae(sae, device)
@@ -203,13 +231,45 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     return result
 
 
-def _split_dataset_args(datasets: list[str] | None) -> tuple[str, Any]:
-    """For a real model, ``--dataset`` values are a text corpus (a Hugging Face id with a "/") and
-    SAE-Probes dataset names (or "all"): returns (corpus, probing datasets) with defaults."""
+def _is_csv(name: str) -> bool:
+    return str(name).endswith((".csv", ".csv.gz", ".csv.zst"))
+
+
+def _split_dataset_args(datasets: list[str] | None) -> tuple[str | None, Any]:
+    """For a real model, ``--dataset`` values are a text corpus (a Hugging Face id with a "/"),
+    SAE-Probes dataset names (or "all") and local CSV files with ``prompt`` and ``target`` columns
+    (probing datasets). Returns (corpus, probing datasets): the corpus defaults to
+    ``NeelNanda/pile-10k``, or to ``None`` when CSV files are given (then their prompts are the
+    corpus, so the demo runs offline); the probing datasets default to "all"."""
     names = datasets or []
-    corpora = [d for d in names if "/" in d]
-    probes = [d for d in names if "/" not in d]
-    return (corpora[0] if corpora else "NeelNanda/pile-10k"), ("all" if not probes or "all" in probes else probes)
+    csvs = [d for d in names if _is_csv(d)]
+    corpora = [d for d in names if "/" in d and not _is_csv(d)]
+    probes = [d for d in names if "/" not in d and not _is_csv(d)]
+    corpus = corpora[0] if corpora else (None if csvs else "NeelNanda/pile-10k")
+    if csvs and not probes:
+        return corpus, csvs
+    return corpus, ("all" if not probes or "all" in probes else probes + csvs)
+
+
+def _corpus_texts(corpus: str | None, probe_args: Any, n: int) -> list[str]:
+    """``n`` documents: streamed from the Hugging Face dataset ``corpus`` (needs the Hub), or,
+    with ``corpus=None``, the prompts of the CSV probing datasets repeated as often as needed."""
+    if corpus is not None:
+        from tl_glp.activations.collect import HFText
+
+        stream = iter(HFText(corpus))
+        return [next(stream) for _ in range(n)]
+    import pandas as pd
+
+    prompts: list[str] = []
+    for path in [p for p in probe_args if _is_csv(p)]:
+        frame = pd.read_csv(path)
+        if "prompt" not in frame.columns:
+            raise ValueError(f"{path} has no 'prompt' column (found {list(frame.columns)}); a probing CSV needs 'prompt' and 'target'.")
+        prompts += [str(t) for t in frame["prompt"].dropna()]
+    if not prompts:
+        raise ValueError("No texts for the activations: pass a Hugging Face text dataset id or a CSV with prompts as --dataset.")
+    return [prompts[i % len(prompts)] for i in range(n)]
 
 
 def _judgement_prefixes(docs: list[Any], sentiment: str) -> list[str]:

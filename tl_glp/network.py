@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
-from transformer_lens.hook_points import HookedRootModule, HookPoint
+from tl_glp._compat import HookedRootModule, HookPoint
 
 from tl_glp.config import PriorConfig
 from tl_glp.flow import NUM_TRAIN_TIMESTEPS

@@ -65,14 +65,20 @@ def _epoch_name(checkpoint: str | int) -> str:
     return str(checkpoint)
 
 
-def read_published_config(path: Path) -> PriorConfig:
-    """The :class:`PriorConfig` described by a published ``config.yaml``."""
+def _read_yaml(path: Path) -> dict[str, Any]:
     cfg_path = path / PUBLISHED_CONFIG
     try:
         raw = yaml.safe_load(cfg_path.read_text())
     except yaml.YAMLError as err:
         raise ValueError(f"{cfg_path} is not valid YAML ({err}).") from err
-    glp = (raw or {}).get("glp_kwargs") or {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def read_published_config(path: Path) -> PriorConfig:
+    """The :class:`PriorConfig` described by a published ``config.yaml``."""
+    cfg_path = path / PUBLISHED_CONFIG
+    raw = _read_yaml(path)
+    glp = raw.get("glp_kwargs") or {}
     den = glp.get("denoiser_config")
     if not den or "d_input" not in den:
         raise ValueError(f"{cfg_path} has no glp_kwargs.denoiser_config.d_input: not a published GLP config.")
@@ -103,11 +109,54 @@ def convert_state_dict(published: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return out
 
 
+def statistics_path(path: Path) -> Path:
+    """The normaliser statistics file of the published prior in folder ``path``.
+
+    ``config.yaml``'s ``glp_kwargs.normalizer_config.rep_statistic`` names it. The authors wrote
+    paths of their own machines there (``/data/.../rep_statistics.pt`` or
+    ``${dataset_root}/rep_statistics.pt``), so the file is only ever looked for *inside* the
+    checkpoint folder: a relative path is taken from the folder, and any other path (absolute,
+    interpolated, from another machine) by its file name in the folder. Without the setting the
+    file is ``rep_statistics.pt``. Nothing outside the folder is read.
+
+    Example (a relative setting)::
+
+        normalizer_config: {rep_statistic: stats/rep_statistics.pt}   # -> <folder>/stats/rep_statistics.pt
+    """
+    folder = path.resolve()
+    norm = (_read_yaml(path).get("glp_kwargs") or {}).get("normalizer_config") or {}
+    setting = norm.get("rep_statistic") if isinstance(norm, dict) else None
+    if not setting:
+        if (path / PUBLISHED_STATS).is_file():
+            return path / PUBLISHED_STATS
+        raise FileNotFoundError(f"Published prior at {path} has no {PUBLISHED_STATS} (the normaliser statistics), "
+                                "and its config.yaml names no glp_kwargs.normalizer_config.rep_statistic.")
+    setting = str(setting)
+    tried = []
+    as_path = Path(setting)
+    if not as_path.is_absolute() and "$" not in setting:
+        candidate = (path / as_path).resolve()
+        if candidate.is_relative_to(folder):
+            tried.append(candidate)
+    if as_path.name:
+        tried.append(folder / as_path.name)
+    if as_path.is_absolute() and Path(setting).resolve().is_relative_to(folder):
+        tried.insert(0, Path(setting).resolve())
+    for candidate in tried:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"Published prior at {path}: config.yaml's glp_kwargs.normalizer_config.rep_statistic is {setting!r}, and no such "
+        f"file is in the checkpoint folder (looked for {[str(c) for c in dict.fromkeys(tried)]}). Put the statistics file "
+        f"({as_path.name or PUBLISHED_STATS}, a dict with 'mean' and 'var') into {path}, or set rep_statistic to its path "
+        "relative to that folder."
+    )
+
+
 def read_published_statistics(path: Path, cfg: PriorConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """``mean`` and ``var`` from ``rep_statistics.pt`` (``torch.load(weights_only=True)`` only)."""
-    stats_path = path / PUBLISHED_STATS
-    if not stats_path.is_file():
-        raise FileNotFoundError(f"Published prior at {path} has no {PUBLISHED_STATS} (the normaliser statistics).")
+    """``mean`` and ``var`` from the statistics file :func:`statistics_path` finds
+    (``torch.load(weights_only=True)`` only: a file that needs to run code is refused)."""
+    stats_path = statistics_path(path)
     try:
         stats: Any = torch.load(stats_path, map_location="cpu", weights_only=True)
     except Exception as err:

@@ -114,6 +114,8 @@ def test_bad_input(tiny_model):
 
 def test_sae_lens_cached_activations_are_a_source(tmp_path, monkeypatch):
     """Activations written by SAE-Lens's own CacheActivationsRunner train a prior directly."""
+    pytest.importorskip("sae_lens", reason="needs sae-lens (the sae extra; not installable with TransformerLens 4)")
+    pytest.importorskip("datasets", reason="needs datasets (the dev extra)")
     from datasets import Dataset
     import sae_lens.cache_activations_runner as runner_mod
     from sae_lens import CacheActivationsRunner, CacheActivationsRunnerConfig

@@ -3,7 +3,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import make_tiny_bridge
+from conftest import HAS_HOOKED_TRANSFORMER, make_tiny_bridge, needs_hooked_transformer
 from tl_glp import GenerativePrior, PriorConfig, patch, steer
 from tl_glp.steering import projection_hook, steering_hook
 
@@ -60,6 +60,7 @@ def recording_hook(inner, seen):
     return recording
 
 
+@needs_hooked_transformer  # length-1 decode steps are HookedTransformer's KV cache; the bridge case is test_steering_during_bridge_generation
 def test_last_position_is_each_new_token_during_cached_generation(tiny_model):
     d = torch.zeros(32)
     d[0] = 1.0
@@ -104,6 +105,7 @@ def test_prior_guided_steering_projects_and_is_reproducible_with_a_seed(tiny_mod
     assert not torch.equal(plain, runs[0]) and not torch.equal(clean, runs[0])
 
 
+@pytest.mark.skipif(not HAS_HOOKED_TRANSFORMER, reason="the 0.7 threshold is calibrated on the TL 3 tiny HookedTransformer's activations; TL 4's stand-in bridge gives other data")
 def test_projection_pulls_off_manifold_activations_towards_the_data(tiny_prior_and_acts):
     prior, acts = tiny_prior_and_acts
     data = acts[0 : len(acts)]

@@ -181,7 +181,7 @@ def _warn_on_mismatch(model: Any, prior: Any, hook_name: str) -> None:
     if cfg.hook_names and hook_name not in cfg.hook_names and _canonical(hook_name) not in {_canonical(n) for n in cfg.hook_names}:
         warnings.warn(f"The prior was trained on {cfg.hook_names} but is being applied at {hook_name!r}.", UserWarning, stacklevel=4)
     model_name = _compat.model_name_of(model)
-    if cfg.model_name and model_name and cfg.model_name != model_name:
+    if cfg.model_name and model_name and not _compat.same_model(cfg.model_name, model_name):  # org prefix, folder, case ignored
         warnings.warn(f"The prior was trained on {cfg.model_name!r} activations but the model is {model_name!r}.", UserWarning, stacklevel=4)
     processing = _compat.model_processing(model)
     if cfg.model_processing in ("processed", "unprocessed") and processing != cfg.model_processing:
