@@ -70,6 +70,7 @@ def test_sklearn_backend_is_the_reference_pipeline(sae_probes_features, sklearn_
 
 
 def test_torch_backend_tracks_the_reference_on_sae_probes_datasets(sae_probes_features, sklearn_backend):
+    """(Was test_run_probing.py::test_real_sae_probes_datasets_backend_parity: same bounds, one more dataset.)"""
     diffs = []
     for name, (Xtr, ytr, Xte, yte) in sae_probes_features.items():
         a = probe_1d(Xtr, ytr, Xte, yte, top_k=TOP_K, backend="torch")
