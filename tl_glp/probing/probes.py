@@ -16,14 +16,14 @@ Two backends give the same answer:
 
 - ``"sklearn"``: the reference pipeline itself, one ``StandardScaler`` + ``LogisticRegressionCV``
   per candidate (tens of ms each);
-- ``"torch"``: every candidate x ``C`` x fold at once by batched Newton steps on the same
-  objective (``0.5 w^2 + C * sum(log-loss)``, intercept unpenalised), on the same scaled-once
-  feature and the same folds, with AUCs from batched tie-aware ranks and scikit-learn's rule for
-  ``C`` (first maximum of the fold sum).
-
-With one feature, a fitted model ranks rows like ``x`` when ``w > 0`` and like ``-x`` when
-``w < 0``, so an AUC depends only on the sign of ``w``: this is why the two backends agree to
-rounding on almost every dataset.
+- ``"torch"``: every candidate x fold at once, on the same scaled-once feature and the same folds.
+  With one feature, a fitted model ranks rows like ``x`` when ``w > 0``, like ``-x`` when
+  ``w < 0`` and all alike when ``w = 0``, so an AUC depends only on the sign of ``w``; and the sign
+  of the L2-regularised optimum is the sign of the fold's covariance of ``x`` and ``y`` for every
+  ``C`` (:func:`l2_logistic_sign`). The backend therefore needs no fitting: batched tie-aware
+  ranks give every fold AUC, and scikit-learn's rule for ``C`` (first maximum of the fold sum)
+  picks the first ``C`` of the grid. It differs from scikit-learn only where lbfgs stops short of
+  the optimum on a feature that barely covaries with the label (rare, and < 0.01 AUC).
 
 Example:
     >>> import torch
@@ -302,12 +302,16 @@ def _probe_sklearn(Xc: Tensor, y: Tensor, Xt: Tensor, y_test: Tensor, Cs, n_fold
 
 # --------------------------------------------------------------------------- batched torch backend
 def _cv_torch(xs: Tensor, y: Tensor, folds, Cs) -> tuple[np.ndarray, np.ndarray]:
-    """Fold-mean AUC at the chosen C and the C's index, for every (already scaled) column."""
-    Cs_t = torch.tensor(list(Cs), dtype=torch.float64)
+    """Fold-mean AUC at the chosen C and the C's index, for every (already scaled) column.
+
+    A fold's AUC depends only on the sign of the fitted ``w``, and that sign does not depend on
+    ``C`` (see :func:`l2_logistic_sign`): every ``C`` gives the same fold sum, and the first ``C``
+    wins, as in ``LogisticRegressionCV`` (first maximum of the summed fold scores).
+    """
     total = torch.zeros(len(Cs), xs.shape[1], dtype=torch.float64)
     for tr, va in folds:  # summed in fold order, as LogisticRegressionCV sums its scores_
         tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
-        w, _ = fit_logistic_1d(xs[tr_t], y[tr_t].double(), Cs_t)  # [C, K]
+        w = l2_logistic_sign(xs[tr_t], y[tr_t])[None].expand(len(Cs), -1)  # [C, K]
         total += _signed_auc(xs[va_t], y[va_t], w)
     best_c = torch.argmax(total, dim=0)  # first maximum of the fold sum, as LogisticRegressionCV
     mean = total / len(folds)
@@ -315,7 +319,7 @@ def _cv_torch(xs: Tensor, y: Tensor, folds, Cs) -> tuple[np.ndarray, np.ndarray]
 
 
 def _test_torch(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, C: float) -> float:
-    w, _ = fit_logistic_1d(x_train[:, None], y_train.double(), torch.tensor([C], dtype=torch.float64))
+    w = l2_logistic_sign(x_train[:, None], y_train)[None]
     return float(_signed_auc(x_test[:, None], y_test, w)[0, 0])
 
 
@@ -327,54 +331,24 @@ def _standardise(train: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
     return (train - mean) / std, (other - mean) / std
 
 
-def fit_logistic_1d(
-    x: Float[Tensor, "n k"], y: Float[Tensor, " n"], Cs: Float[Tensor, " n_C"], iters: int = 40, tol: float = 1e-5, dtype: torch.dtype = torch.float32
-) -> tuple[Float[Tensor, "n_C k"], Float[Tensor, "n_C k"]]:
-    """Minimise ``0.5 w^2 + C sum_i log(1 + exp(-s_i (w x_i + b)))`` for every column of ``x``
-    ``[n, K]`` and every ``C`` at once (``s = 2y - 1``): scikit-learn's L2 objective.
+def l2_logistic_sign(x: Float[Tensor, "n k"], y: Int[Tensor, " n"]) -> Float[Tensor, " k"]:
+    """The sign (+1, -1 or 0) of ``w`` in the minimiser of ``0.5 w^2 + C sum_i log-loss(w x_i + b, y_i)``
+    (scikit-learn's L2 objective, intercept unpenalised) for each column of ``x``, for every ``C > 0``.
 
-    Damped Newton steps on ``(w, b)``: each iteration makes one pass over the data, computing the
-    objective at the current point with the gradient and Hessian; a problem whose objective rose
-    goes back and halves its last step. Returns ``w, b`` of shape ``[len(Cs), K]``.
+    Minimising over ``b`` first leaves a convex function of ``w`` whose slope at ``w = 0`` (where
+    the best ``b`` is the log-odds of ``mean(y)``) is ``-C * sum_i (y_i - mean(y)) x_i``. So
+    ``w > 0`` exactly when ``x`` and ``y`` covary positively, ``w < 0`` when negatively, and
+    ``w = 0`` when they do not covary: no iterative fit is needed to know how a 1-D probe ranks.
+
+    Example:
+        >>> x = torch.tensor([[0.0, 3.0], [1.0, 2.0], [2.0, 1.0], [3.0, 0.0]])
+        >>> l2_logistic_sign(x, torch.tensor([0, 0, 1, 1])).tolist()
+        [1.0, -1.0]
     """
-    n, K = x.shape
-    C = Cs.to(dtype)[:, None].expand(len(Cs), K)
-    xt = x.T.to(dtype)[None]  # [1, K, n]
-    yt = y.to(dtype)[None, None]  # [1, 1, n]
-    sign = 1 - 2 * yt  # log-loss is softplus(sign * z)
-    p0 = float(y.double().mean().clamp(1e-6, 1 - 1e-6))
-    w = torch.zeros(len(Cs), K, dtype=dtype)
-    b = torch.full((len(Cs), K), float(np.log(p0 / (1 - p0))), dtype=dtype)
-    w_prev, b_prev = w.clone(), b.clone()
-    dw_prev, db_prev = torch.zeros_like(w), torch.zeros_like(b)
-    f_prev = torch.full_like(w, float("inf"))
-    step = torch.ones_like(w)
-    for _ in range(iters):
-        z = w[..., None] * xt + b[..., None]
-        f = 0.5 * w**2 + C * torch.nn.functional.softplus(sign * z).sum(-1)
-        worse = f > f_prev + 1e-6 * f_prev.abs()
-        p = torch.sigmoid(z)
-        r = p - yt
-        h = p * (1 - p)
-        g_w = w + C * (r * xt).sum(-1)
-        g_b = C * r.sum(-1)
-        h_ww = 1 + C * (h * xt * xt).sum(-1)
-        h_wb = C * (h * xt).sum(-1)
-        h_bb = C * h.sum(-1) + 1e-12
-        det = h_ww * h_bb - h_wb**2
-        dw = (h_bb * g_w - h_wb * g_b) / det
-        db = (h_ww * g_b - h_wb * g_w) / det
-        # accepted problems take a fresh Newton step; rejected ones retry half their last step
-        step = torch.where(worse, step / 2, torch.ones_like(step))
-        w_prev, b_prev = torch.where(worse, w_prev, w), torch.where(worse, b_prev, b)
-        dw_prev, db_prev = torch.where(worse, dw_prev, dw), torch.where(worse, db_prev, db)
-        f_prev = torch.where(worse, f_prev, f)
-        w_new, b_new = w_prev - step * dw_prev, b_prev - step * db_prev
-        moved = torch.maximum((w_new - w).abs(), (b_new - b).abs())
-        w, b = w_new, b_new
-        if bool((moved < tol * (1 + w.abs())).all()) and not bool(worse.any()):
-            break
-    return w.double(), b.double()
+    x, yc = x.double(), y.double() - y.double().mean()
+    cov = (yc[:, None] * x).sum(0)
+    scale = (yc.abs()[:, None] * x.abs()).sum(0)
+    return torch.where(cov.abs() <= 1e-12 * scale, torch.zeros_like(cov), torch.sign(cov))
 
 
 def _signed_auc(x: Float[Tensor, "n k"], y: Int[Tensor, " n"], w: Float[Tensor, "n_C k"]) -> Float[Tensor, "n_C k"]:
