@@ -346,9 +346,9 @@ def l2_logistic_sign(x: Float[Tensor, "n k"], y: Int[Tensor, " n"]) -> Float[Ten
         [1.0, -1.0]
     """
     x, yc = x.double(), y.double() - y.double().mean()
-    cov = (yc[:, None] * x).sum(0)
-    scale = (yc.abs()[:, None] * x.abs()).sum(0)
-    return torch.where(cov.abs() <= 1e-12 * scale, torch.zeros_like(cov), torch.sign(cov))
+    cov = yc @ x
+    bound = yc.norm() * x.norm(dim=0)  # Cauchy-Schwarz: |cov| <= bound; below rounding, w is 0
+    return torch.where(cov.abs() <= 1e-12 * bound, torch.zeros_like(cov), torch.sign(cov))
 
 
 def _signed_auc(x: Float[Tensor, "n k"], y: Int[Tensor, " n"], w: Float[Tensor, "n_C k"]) -> Float[Tensor, "n_C k"]:
