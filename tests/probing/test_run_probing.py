@@ -8,7 +8,7 @@ import torch
 from conftest import random_sentences
 from tl_glp import run_probing
 from tl_glp.probing import (
-    MetaNeuronSAE, MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, last_token_activations, load_dataset, probe_1d,
+    MetaNeuronSAE, MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, last_token_activations, load_dataset,
 )
 
 HOOK = "blocks.1.hook_resid_post"
@@ -97,20 +97,6 @@ def test_a_planted_single_dimension_is_found_and_the_control_stays_at_chance(tin
     control = results.table[results.table.control].iloc[0]
     assert real.feature == 7 and real.test_auc > 0.99
     assert abs(control.test_auc - 0.5) < 0.12
-
-
-def test_real_sae_probes_datasets_backend_parity(tiny_model):
-    diffs = []
-    for name in ("95_toxic_is", "41_truthqa_tf", "117_us_state_FL"):
-        ds = load_dataset(name)
-        acts = last_token_activations(tiny_model, ds.prompts, [HOOK, "blocks.1.mlp.hook_post"])
-        X = torch.cat([acts[HOOK], acts["blocks.1.mlp.hook_post"]], dim=1)
-        y = torch.from_numpy(ds.labels)
-        tr, te = torch.from_numpy(ds.train_idx), torch.from_numpy(ds.test_idx)
-        a = probe_1d(X[tr], y[tr], X[te], y[te], top_k=12, backend="torch")
-        b = probe_1d(X[tr], y[tr], X[te], y[te], top_k=12, backend="sklearn")
-        diffs.append(abs(a.test_auc - b.test_auc))
-    assert max(diffs) <= 0.01 and float(np.mean(diffs)) <= 0.003
 
 
 def test_sources_refuse_mismatched_hooks_and_widths(tiny_model):

@@ -1,17 +1,29 @@
 """1-D and k-sparse probes, exactly as glp-method.md section 9 describes.
 
-1-D probing: rank every feature by ``|mean(class 1) - mean(class 0)|`` on the training rows, keep
-the top ``top_k`` (512); for each, standardise and fit an L2 logistic regression with 5-fold
-cross-validation over ``C`` in {1e-5, ..., 1} scored by ROC-AUC; pick the feature with the best
-mean CV AUC and report its test AUC (refitted on all training rows with its best ``C``).
+1-D probing (the reference pipeline, per candidate feature):
+
+1. rank every feature by ``|mean(class 1) - mean(class 0)|`` on the training rows and keep the
+   top ``top_k`` (512);
+2. for each candidate, fit a ``StandardScaler`` once on the *whole* training split, then
+   ``LogisticRegressionCV(Cs=C_GRID, cv=5, scoring="roc_auc")`` with an L2 penalty and
+   ``max_iter=1000`` on the scaled feature. ``cv=5`` means scikit-learn's ``StratifiedKFold(5)``
+   *without shuffling* (:func:`cv_folds`); ``C`` is the first one with the largest fold-mean AUC;
+3. the candidate's validation AUC is that fold mean at the chosen ``C``; the feature with the best
+   validation AUC (the first one, in ranked order, on ties) wins, and its test AUC comes from the
+   refit on the whole training split at its ``C``.
 
 Two backends give the same answer:
 
-- ``"sklearn"``: the reference, one scikit-learn fit per candidate, ``C`` and fold (~86 ms per
-  candidate on one core);
-- ``"torch"``: all candidates x ``C`` values x folds fitted at once by batched Newton steps on
-  the same regularised objective (``0.5 w^2 + C * sum(log-loss)``), with AUCs from batched
-  tie-aware ranks.
+- ``"sklearn"``: the reference pipeline itself, one ``StandardScaler`` + ``LogisticRegressionCV``
+  per candidate (tens of ms each);
+- ``"torch"``: every candidate x fold at once, on the same scaled-once feature and the same folds.
+  With one feature, a fitted model ranks rows like ``x`` when ``w > 0``, like ``-x`` when
+  ``w < 0`` and all alike when ``w = 0``, so an AUC depends only on the sign of ``w``; and the sign
+  of the L2-regularised optimum is the sign of the fold's covariance of ``x`` and ``y`` for every
+  ``C`` (:func:`l2_logistic_sign`). The backend therefore needs no fitting: batched tie-aware
+  ranks give every fold AUC, and scikit-learn's rule for ``C`` (first maximum of the fold sum)
+  picks the first ``C`` of the grid. It differs from scikit-learn only where lbfgs stops short of
+  the optimum on a feature that barely covaries with the label (rare, and < 0.01 AUC).
 
 Example:
     >>> import torch
@@ -22,26 +34,37 @@ Example:
     >>> r = probe_1d(X[:300], y[:300], X[300:], y[300:], top_k=20)
     >>> r.feature, r.test_auc > 0.8
     (7, True)
+    >>> ref = probe_1d(X[:300], y[:300], X[300:], y[300:], top_k=20, backend="sklearn")
+    >>> ref.feature, abs(ref.test_auc - r.test_auc) < 1e-9
+    (7, True)
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 C_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 """The regularisation strengths searched by cross-validation."""
 
 SPARSE_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+"""The ``k`` values of SAE-Probes' k-sparse protocol."""
+
+N_FOLDS = 5
+"""``LogisticRegressionCV(cv=5)``: five unshuffled stratified folds."""
 
 
 @dataclass
 class ProbeResult:
-    """The chosen feature (index into the columns of ``X``), its CV (validation) and test AUC."""
+    """The chosen feature (index into the columns of ``X``), its CV (validation) and test AUC,
+    the chosen ``C`` and the ranked candidates."""
 
     feature: int
     val_auc: float
@@ -52,82 +75,116 @@ class ProbeResult:
 
 @dataclass
 class KSparseResult:
-    """A k-sparse probe: the ``k`` features used, CV AUC, test AUC and the chosen ``C``."""
+    """A k-sparse probe: the ``k`` features used, CV AUC, test AUC, the chosen ``C`` and the
+    refitted model's weights on those features (standardised units; L1 sets some to exactly 0)."""
 
     k: int
     features: list[int]
     val_auc: float
     test_auc: float
     C: float
+    coef: list[float] = field(default_factory=list, repr=False)
 
 
-def rank_by_mean_difference(X: Tensor, y: Tensor) -> Tensor:
-    """Feature indices sorted by ``|mean(X[y==1]) - mean(X[y==0])|``, largest first (stable)."""
+def rank_by_mean_difference(X: Float[Tensor, "n d"], y: Int[Tensor, " n"]) -> Int[Tensor, " d"]:
+    """Feature indices sorted by ``|mean(X[y==1]) - mean(X[y==0])|``, largest first (stable).
+
+    Example:
+        >>> rank_by_mean_difference(torch.tensor([[0.0, 5.0], [0.0, 1.0]]), torch.tensor([1, 0])).tolist()
+        [1, 0]
+    """
     X, y = _as_tensor(X), _as_tensor(y).bool()
     diff = (X[y].mean(0) - X[~y].mean(0)).abs()
     diff = torch.nan_to_num(diff, nan=-1.0)
     return torch.from_numpy(np.argsort(-diff.numpy(), kind="stable"))
 
 
-def cv_folds(y: Tensor | np.ndarray, n_folds: int = 5, seed: int = 42) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified, shuffled folds (scikit-learn's ``StratifiedKFold``), shared by both backends."""
+def cv_folds(y: Int[Tensor, " n"] | np.ndarray, n_folds: int = N_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folds ``LogisticRegressionCV(cv=n_folds)`` uses: ``StratifiedKFold(n_folds)``, *not*
+    shuffled (each class's rows are cut in order), as ``(train_rows, validation_rows)`` pairs.
+
+    Example:
+        >>> [va.tolist() for _, va in cv_folds(np.array([0, 1] * 5))]
+        [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    """
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y)
-    return list(StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    return list(StratifiedKFold(n_splits=n_folds).split(np.zeros(len(y)), y))
 
 
 def probe_1d(
-    X_train: Tensor,
-    y_train: Tensor,
-    X_test: Tensor,
-    y_test: Tensor,
+    X_train: Float[Tensor, "n_train d"],
+    y_train: Int[Tensor, " n_train"],
+    X_test: Float[Tensor, "n_test d"],
+    y_test: Int[Tensor, " n_test"],
     *,
     top_k: int = 512,
     backend: str = "torch",
     Cs: Sequence[float] = C_GRID,
-    n_folds: int = 5,
-    seed: int = 42,
+    n_folds: int = N_FOLDS,
 ) -> ProbeResult:
-    """The best single feature for a binary label (see the module docstring)."""
+    """The best single feature for a binary label (the protocol in the module docstring).
+
+    Args:
+        X_train, X_test: features (columns are candidates), any float dtype (used as float64).
+        y_train, y_test: labels in {0, 1}; both classes must occur in each.
+        top_k: how many features, ranked by class-mean difference, are cross-validated.
+        backend: ``"torch"`` (batched, fast) or ``"sklearn"`` (the reference pipeline itself).
+        Cs, n_folds: the ``C`` grid and the number of unshuffled stratified folds.
+    """
     X_train, X_test = _as_tensor(X_train).double(), _as_tensor(X_test).double()
     y_train, y_test = _as_tensor(y_train).long(), _as_tensor(y_test).long()
     _check_binary(y_train, "y_train")
     _check_binary(y_test, "y_test")
     if X_train.shape[1] != X_test.shape[1]:
         raise ValueError(f"X_train has {X_train.shape[1]} features but X_test has {X_test.shape[1]}.")
-    candidates = rank_by_mean_difference(X_train, y_train)[:top_k]
-    folds = cv_folds(y_train.numpy(), n_folds, seed)
-    Xc, Xt = X_train[:, candidates], X_test[:, candidates]
-    if backend == "torch":
-        val, best_c = _cv_torch(Xc, y_train, folds, Cs)
-    elif backend == "sklearn":
-        val, best_c = _cv_sklearn(Xc, y_train, folds, Cs)
-    else:
+    if backend not in ("torch", "sklearn"):
         raise ValueError(f"backend must be 'torch' or 'sklearn', got {backend!r}.")
+    candidates = rank_by_mean_difference(X_train, y_train)[:top_k]
+    Xc, Xt = X_train[:, candidates], X_test[:, candidates]
+    if backend == "sklearn":
+        val, best_c, test = _probe_sklearn(Xc, y_train, Xt, y_test, Cs, n_folds)
+        j = int(np.argmax(val))
+        return ProbeResult(int(candidates[j]), float(val[j]), float(test[j]), float(Cs[best_c[j]]), candidates.tolist())
+    xs_train, xs_test = _standardise(Xc, Xt)  # scaled once, on the whole training split
+    val, best_c = _cv_torch(xs_train, y_train, cv_folds(y_train.numpy(), n_folds), Cs)
     j = int(np.argmax(val))
     C = float(Cs[best_c[j]])
-    fit = _test_torch if backend == "torch" else _test_sklearn
-    test_auc = fit(Xc[:, j], y_train, Xt[:, j], y_test, C)
+    test_auc = _test_torch(xs_train[:, j], y_train, xs_test[:, j], y_test, C)
     return ProbeResult(int(candidates[j]), float(val[j]), float(test_auc), C, candidates.tolist())
 
 
 def probe_ksparse(
-    X_train: Tensor,
-    y_train: Tensor,
-    X_test: Tensor,
-    y_test: Tensor,
+    X_train: Float[Tensor, "n_train d"],
+    y_train: Int[Tensor, " n_train"],
+    X_test: Float[Tensor, "n_test d"],
+    y_test: Int[Tensor, " n_test"],
     *,
     ks: Sequence[int] = SPARSE_KS,
     penalty: str = "l1",
     Cs: Sequence[float] = C_GRID,
-    n_folds: int = 5,
+    n_folds: int = N_FOLDS,
     seed: int = 42,
     normalize: bool = True,
 ) -> list[KSparseResult]:
-    """SAE-Probes' k-sparse protocol: the top-``k`` features by class-mean difference (after
-    SAE-Probes' mean-activation normalisation when ``normalize``), one standardised logistic
-    regression (``penalty`` "l1" or "l2") with ``C`` chosen by CV AUC, for each ``k``."""
+    """SAE-Probes' k-sparse protocol, one result per ``k``.
+
+    For each ``k``: the top-``k`` features by class-mean difference (ranked after SAE-Probes'
+    mean-activation normalisation when ``normalize``), standardised, and one logistic regression
+    with ``penalty`` ``"l1"`` (saga) or ``"l2"`` (lbfgs); ``C`` is the first with the best mean AUC
+    over :func:`cv_folds`, then the model is refitted on all training rows. The L1 penalty is a
+    real L1 penalty on every scikit-learn version (see :func:`logistic_penalty_kwargs`), so the
+    refitted ``coef`` can hold exact zeros.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> X = torch.randn(300, 20, generator=g)
+        >>> y = (X[:, 0] + X[:, 1] > 0).long()       # a two-feature concept
+        >>> res = probe_ksparse(X[:200], y[:200], X[200:], y[200:], ks=(1, 2))
+        >>> [r.k for r in res], sorted(res[1].features), res[1].test_auc > res[0].test_auc + 0.05
+        ([1, 2], [0, 1], True)
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import make_pipeline
@@ -140,12 +197,13 @@ def probe_ksparse(
     _check_binary(y_train, "y_train")
     ranked_on = _mean_act_normalization(X_train) if normalize else X_train
     order = rank_by_mean_difference(ranked_on, y_train)
-    folds = cv_folds(y_train.numpy(), n_folds, seed)
+    folds = cv_folds(y_train.numpy(), n_folds)
     ytr, yte = y_train.numpy(), y_test.numpy()
+    l1_ratio = 1.0 if penalty == "l1" else 0.0
+    solver = "saga" if penalty == "l1" else "lbfgs"
 
     def model(C: float):
-        solver = {"l1": "saga", "l2": "lbfgs"}[penalty]
-        clf = LogisticRegression(C=C, l1_ratio=1.0 if penalty == "l1" else 0.0, solver=solver, max_iter=1000, random_state=seed) if penalty == "l1" else LogisticRegression(C=C, max_iter=1000, random_state=seed)
+        clf = LogisticRegression(C=C, solver=solver, max_iter=1000, random_state=seed, **logistic_penalty_kwargs(l1_ratio))
         return make_pipeline(StandardScaler(), clf)
 
     results = []
@@ -160,63 +218,109 @@ def probe_ksparse(
             scores.append(float(np.mean(aucs)))
         best = int(np.argmax(scores))
         final = model(Cs[best]).fit(xtr, ytr)
-        results.append(KSparseResult(k, cols.tolist(), scores[best], float(roc_auc_score(yte, final.predict_proba(xte)[:, 1])), float(Cs[best])))
+        test_auc = float(roc_auc_score(yte, final.predict_proba(xte)[:, 1]))
+        coef = final[-1].coef_.ravel().tolist()
+        results.append(KSparseResult(k, cols.tolist(), scores[best], test_auc, float(Cs[best]), coef))
     return results
 
 
+# --------------------------------------------------------------------------- scikit-learn versions
+def _sklearn_version() -> tuple[int, int]:
+    import sklearn
+
+    major, minor = (int(p) for p in re.findall(r"\d+", sklearn.__version__)[:2])
+    return major, minor
+
+
+def logistic_penalty_kwargs(l1_ratio: float, cv: bool = False, version: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Keyword arguments that make ``LogisticRegression`` (``cv=False``) or ``LogisticRegressionCV``
+    (``cv=True``) use a pure L2 (``l1_ratio=0``) or pure L1 (``l1_ratio=1``) penalty.
+
+    scikit-learn 1.8 deprecated ``penalty`` in favour of ``l1_ratio``/``l1_ratios``; before 1.8,
+    ``l1_ratio`` is *ignored* unless ``penalty="elasticnet"`` (``l1_ratio=1.0`` alone fits an L2
+    model), so older versions need ``penalty=``.
+
+    Example:
+        >>> logistic_penalty_kwargs(1.0, version=(1, 7))
+        {'penalty': 'l1'}
+        >>> logistic_penalty_kwargs(1.0, version=(1, 8))
+        {'l1_ratio': 1.0}
+        >>> logistic_penalty_kwargs(0.0, cv=True, version=(1, 9))
+        {'l1_ratios': (0.0,)}
+    """
+    if l1_ratio not in (0.0, 1.0):
+        raise ValueError(f"l1_ratio must be 0 (L2) or 1 (L1), got {l1_ratio}.")
+    if (version or _sklearn_version()) >= (1, 8):
+        return {"l1_ratios": (float(l1_ratio),)} if cv else {"l1_ratio": float(l1_ratio)}
+    return {"penalty": "l1" if l1_ratio == 1.0 else "l2"}
+
+
+def reference_logistic_cv(Cs: Sequence[float] = C_GRID, n_folds: int = N_FOLDS) -> Any:
+    """The reference 1-D model: ``LogisticRegressionCV(Cs, cv=n_folds, scoring="roc_auc",
+    penalty="l2", max_iter=1000)``, spelt for the installed scikit-learn."""
+    from sklearn.linear_model import LogisticRegressionCV
+
+    kwargs = logistic_penalty_kwargs(0.0, cv=True)
+    if "use_legacy_attributes" in LogisticRegressionCV().get_params():  # scikit-learn >= 1.9
+        kwargs["use_legacy_attributes"] = False
+    return LogisticRegressionCV(Cs=list(Cs), cv=n_folds, scoring="roc_auc", max_iter=1000, **kwargs)
+
+
+def fold_scores(clf: Any) -> np.ndarray:
+    """A fitted binary ``LogisticRegressionCV``'s validation scores as ``[n_folds, n_Cs]``, from
+    its ``scores_`` (a dict keyed by the positive class in the legacy layout, else an array with a
+    size-1 ``l1_ratios`` axis)."""
+    scores = clf.scores_
+    if isinstance(scores, dict):
+        scores = scores[clf.classes_[-1]]
+    scores = np.asarray(scores, dtype=np.float64)
+    return scores.reshape(scores.shape[0], len(clf.Cs_))
+
+
 # --------------------------------------------------------------------------- sklearn reference
-def _cv_sklearn(Xc: Tensor, y: Tensor, folds, Cs) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.linear_model import LogisticRegression
+def _probe_sklearn(Xc: Tensor, y: Tensor, Xt: Tensor, y_test: Tensor, Cs, n_folds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per candidate: StandardScaler on the whole train split, LogisticRegressionCV on the scaled
+    feature; the fold-mean AUC at the chosen C, the C's index and the refit's test AUC."""
     from sklearn.metrics import roc_auc_score
     from sklearn.preprocessing import StandardScaler
 
-    X, yy = Xc.numpy(), y.numpy()
-    val = np.zeros(X.shape[1])
-    best_c = np.zeros(X.shape[1], dtype=int)
-    for j in range(X.shape[1]):
-        x = X[:, j : j + 1]
-        scores = []
-        for C in Cs:
-            aucs = []
-            for tr, va in folds:
-                scaler = StandardScaler().fit(x[tr])
-                clf = LogisticRegression(C=C, max_iter=1000).fit(scaler.transform(x[tr]), yy[tr])
-                aucs.append(roc_auc_score(yy[va], clf.predict_proba(scaler.transform(x[va]))[:, 1]))
-            scores.append(np.mean(aucs))
-        best_c[j] = int(np.argmax(scores))
-        val[j] = scores[best_c[j]]
-    return val, best_c
-
-
-def _test_sklearn(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, C: float) -> float:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.preprocessing import StandardScaler
-
-    xtr, xte = x_train.numpy()[:, None], x_test.numpy()[:, None]
-    scaler = StandardScaler().fit(xtr)
-    clf = LogisticRegression(C=C, max_iter=1000).fit(scaler.transform(xtr), y_train.numpy())
-    return float(roc_auc_score(y_test.numpy(), clf.predict_proba(scaler.transform(xte))[:, 1]))
+    X, Xte, yy, yte = Xc.numpy(), Xt.numpy(), y.numpy(), y_test.numpy()
+    K = X.shape[1]
+    val, test = np.zeros(K), np.zeros(K)
+    best_c = np.zeros(K, dtype=int)
+    for j in range(K):
+        scaler = StandardScaler().fit(X[:, j : j + 1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=FutureWarning)
+            clf = reference_logistic_cv(Cs, n_folds).fit(scaler.transform(X[:, j : j + 1]), yy)
+        C = float(np.ravel(clf.C_)[0])
+        best_c[j] = int(np.flatnonzero(np.asarray(clf.Cs_) == C)[0])
+        val[j] = fold_scores(clf).mean(axis=0)[best_c[j]]
+        test[j] = roc_auc_score(yte, clf.predict_proba(scaler.transform(Xte[:, j : j + 1]))[:, 1])
+    return val, best_c, test
 
 
 # --------------------------------------------------------------------------- batched torch backend
-def _cv_torch(Xc: Tensor, y: Tensor, folds, Cs) -> tuple[np.ndarray, np.ndarray]:
-    Cs_t = torch.tensor(list(Cs), dtype=torch.float64)
-    total = torch.zeros(len(Cs), Xc.shape[1], dtype=torch.float64)
-    for tr, va in folds:
+def _cv_torch(xs: Tensor, y: Tensor, folds, Cs) -> tuple[np.ndarray, np.ndarray]:
+    """Fold-mean AUC at the chosen C and the C's index, for every (already scaled) column.
+
+    A fold's AUC depends only on the sign of the fitted ``w``, and that sign does not depend on
+    ``C`` (see :func:`l2_logistic_sign`): every ``C`` gives the same fold sum, and the first ``C``
+    wins, as in ``LogisticRegressionCV`` (first maximum of the summed fold scores).
+    """
+    total = torch.zeros(len(Cs), xs.shape[1], dtype=torch.float64)
+    for tr, va in folds:  # summed in fold order, as LogisticRegressionCV sums its scores_
         tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
-        x_tr, x_va = _standardise(Xc[tr_t], Xc[va_t])
-        w, _ = fit_logistic_1d(x_tr, y[tr_t].double(), Cs_t)  # [C, K]
-        total += _signed_auc(x_va, y[va_t], w)
+        w = l2_logistic_sign(xs[tr_t], y[tr_t])[None].expand(len(Cs), -1)  # [C, K]
+        total += _signed_auc(xs[va_t], y[va_t], w)
+    best_c = torch.argmax(total, dim=0)  # first maximum of the fold sum, as LogisticRegressionCV
     mean = total / len(folds)
-    best_c = torch.argmax(mean, dim=0)  # first maximum, as np.argmax
-    return mean.max(dim=0).values.numpy(), best_c.numpy()
+    return mean.gather(0, best_c[None])[0].numpy(), best_c.numpy()
 
 
 def _test_torch(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, C: float) -> float:
-    x_tr, x_te = _standardise(x_train[:, None], x_test[:, None])
-    w, _ = fit_logistic_1d(x_tr, y_train.double(), torch.tensor([C], dtype=torch.float64))
-    return float(_signed_auc(x_te, y_test, w)[0, 0])
+    w = l2_logistic_sign(x_train[:, None], y_train)[None]
+    return float(_signed_auc(x_test[:, None], y_test, w)[0, 0])
 
 
 def _standardise(train: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
@@ -227,62 +331,34 @@ def _standardise(train: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
     return (train - mean) / std, (other - mean) / std
 
 
-def fit_logistic_1d(x: Tensor, y: Tensor, Cs: Tensor, iters: int = 40, tol: float = 1e-5, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-    """Minimise ``0.5 w^2 + C sum_i log(1 + exp(-s_i (w x_i + b)))`` for every column of ``x``
-    ``[n, K]`` and every ``C`` at once (``s = 2y - 1``): scikit-learn's L2 objective.
+def l2_logistic_sign(x: Float[Tensor, "n k"], y: Int[Tensor, " n"]) -> Float[Tensor, " k"]:
+    """The sign (+1, -1 or 0) of ``w`` in the minimiser of ``0.5 w^2 + C sum_i log-loss(w x_i + b, y_i)``
+    (scikit-learn's L2 objective, intercept unpenalised) for each column of ``x``, for every ``C > 0``.
 
-    Damped Newton steps on ``(w, b)``: each iteration makes one pass over the data, computing the
-    objective at the current point with the gradient and Hessian; a problem whose objective rose
-    goes back and halves its last step. Returns ``w, b`` of shape ``[len(Cs), K]``.
+    Minimising over ``b`` first leaves a convex function of ``w`` whose slope at ``w = 0`` (where
+    the best ``b`` is the log-odds of ``mean(y)``) is ``-C * sum_i (y_i - mean(y)) x_i``. So
+    ``w > 0`` exactly when ``x`` and ``y`` covary positively, ``w < 0`` when negatively, and
+    ``w = 0`` when they do not covary: no iterative fit is needed to know how a 1-D probe ranks.
+
+    Example:
+        >>> x = torch.tensor([[0.0, 3.0], [1.0, 2.0], [2.0, 1.0], [3.0, 0.0]])
+        >>> l2_logistic_sign(x, torch.tensor([0, 0, 1, 1])).tolist()
+        [1.0, -1.0]
     """
-    n, K = x.shape
-    C = Cs.to(dtype)[:, None].expand(len(Cs), K)
-    xt = x.T.to(dtype)[None]  # [1, K, n]
-    yt = y.to(dtype)[None, None]  # [1, 1, n]
-    sign = 1 - 2 * yt  # log-loss is softplus(sign * z)
-    p0 = float(y.double().mean().clamp(1e-6, 1 - 1e-6))
-    w = torch.zeros(len(Cs), K, dtype=dtype)
-    b = torch.full((len(Cs), K), float(np.log(p0 / (1 - p0))), dtype=dtype)
-    w_prev, b_prev = w.clone(), b.clone()
-    dw_prev, db_prev = torch.zeros_like(w), torch.zeros_like(b)
-    f_prev = torch.full_like(w, float("inf"))
-    step = torch.ones_like(w)
-    for _ in range(iters):
-        z = w[..., None] * xt + b[..., None]
-        f = 0.5 * w**2 + C * torch.nn.functional.softplus(sign * z).sum(-1)
-        worse = f > f_prev + 1e-6 * f_prev.abs()
-        p = torch.sigmoid(z)
-        r = p - yt
-        h = p * (1 - p)
-        g_w = w + C * (r * xt).sum(-1)
-        g_b = C * r.sum(-1)
-        h_ww = 1 + C * (h * xt * xt).sum(-1)
-        h_wb = C * (h * xt).sum(-1)
-        h_bb = C * h.sum(-1) + 1e-12
-        det = h_ww * h_bb - h_wb**2
-        dw = (h_bb * g_w - h_wb * g_b) / det
-        db = (h_ww * g_b - h_wb * g_w) / det
-        # accepted problems take a fresh Newton step; rejected ones retry half their last step
-        step = torch.where(worse, step / 2, torch.ones_like(step))
-        w_prev, b_prev = torch.where(worse, w_prev, w), torch.where(worse, b_prev, b)
-        dw_prev, db_prev = torch.where(worse, dw_prev, dw), torch.where(worse, db_prev, db)
-        f_prev = torch.where(worse, f_prev, f)
-        w_new, b_new = w_prev - step * dw_prev, b_prev - step * db_prev
-        moved = torch.maximum((w_new - w).abs(), (b_new - b).abs())
-        w, b = w_new, b_new
-        if bool((moved < tol * (1 + w.abs())).all()) and not bool(worse.any()):
-            break
-    return w.double(), b.double()
+    x, yc = x.double(), y.double() - y.double().mean()
+    cov = yc @ x
+    bound = yc.norm() * x.norm(dim=0)  # Cauchy-Schwarz: |cov| <= bound; below rounding, w is 0
+    return torch.where(cov.abs() <= 1e-12 * bound, torch.zeros_like(cov), torch.sign(cov))
 
 
-def _signed_auc(x: Tensor, y: Tensor, w: Tensor) -> Tensor:
+def _signed_auc(x: Float[Tensor, "n k"], y: Int[Tensor, " n"], w: Float[Tensor, "n_C k"]) -> Float[Tensor, "n_C k"]:
     """AUC of the predictions ``sigmoid(w x + b)`` for each (C, column): they rank like ``x``
     when ``w > 0``, like ``-x`` when ``w < 0``, and all tie (0.5) when ``w == 0``."""
     auc = auc_columns(x, y)[None]  # [1, K]
     return torch.where(w > 0, auc, torch.where(w < 0, 1 - auc, torch.full_like(auc, 0.5)))
 
 
-def auc_columns(scores: Tensor, y: Tensor) -> Tensor:
+def auc_columns(scores: Float[Tensor, "n k"], y: Int[Tensor, " n"]) -> Float[Tensor, " k"]:
     """ROC-AUC of every column of ``scores`` ``[n, K]`` against labels ``y`` (ties get mean ranks)."""
     y = _as_tensor(y).bool()
     n1 = int(y.sum())
@@ -293,7 +369,7 @@ def auc_columns(scores: Tensor, y: Tensor) -> Tensor:
     return (ranks[y].sum(0) - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
-def average_ranks(x: Tensor) -> Tensor:
+def average_ranks(x: Float[Tensor, "n k"]) -> Float[Tensor, "n k"]:
     """1-based ranks along dim 0, ties sharing their average rank (like ``scipy.stats.rankdata``)."""
     n = x.shape[0]
     sorted_x, order = torch.sort(x, dim=0, stable=True)

@@ -8,6 +8,15 @@ Example:
     >>> res = ProbingResults(table)
     >>> res.summary(n_boot=200)[["source", "mean_test_auc"]].round(3).values.tolist()
     [['meta', 0.825], ['raw', 0.75]]
+
+k-sparse tables (a ``k`` column) are summarised, counted and plotted per ``k``, never averaged
+over ``k``:
+
+    >>> ks = ProbingResults(pd.concat([table.assign(k=1), table.assign(k=4, test_auc=table.test_auc + 0.05)]))
+    >>> ks.summary(n_boot=200)[["source", "k", "mean_test_auc"]].round(3).values.tolist()
+    [['meta', 1, 0.825], ['raw', 1, 0.75], ['meta', 4, 0.875], ['raw', 4, 0.8]]
+    >>> int(ks.wins(k=4).loc["meta", "raw"])    # datasets where meta beats raw at k=4
+    2
 """
 
 from __future__ import annotations
@@ -42,21 +51,51 @@ class ProbingResults:
 
     table: Any
 
+    @property
+    def ks(self) -> list[int]:
+        """The ``k`` values of a k-sparse table (sorted), ``[]`` for a 1-D one."""
+        if "k" not in self.table.columns:
+            return []
+        return sorted(int(k) for k in self.table["k"].dropna().unique())
+
     def summary(self, n_boot: int = 10_000, seed: int = 0) -> Any:
-        """Mean test AUC per source (and per control) with a 95% percentile bootstrap CI over datasets."""
+        """Mean test AUC per source (and per control, and per ``k`` for k-sparse tables, in a
+        ``k`` column) with a 95% percentile bootstrap CI over datasets."""
         import pandas as pd
 
+        keys = ["source", "control"] + (["k"] if self.ks else [])
         rows = []
-        for (source, control), part in self.table.groupby(["source", "control"], sort=False):
+        for key, part in self.table.groupby(keys, sort=False):
+            source, control = key[0], key[1]
             lo, hi = bootstrap_ci(part["test_auc"].to_numpy(), n_boot=n_boot, seed=seed)
-            rows.append({"source": source + (" (shuffled labels)" if control else ""), "mean_test_auc": part["test_auc"].mean(), "ci_low": lo, "ci_high": hi, "n_datasets": len(part)})
-        return pd.DataFrame(rows)
+            row = {"source": source + (" (shuffled labels)" if control else "")}
+            if self.ks:
+                row["k"] = int(key[2])
+            rows.append({**row, "mean_test_auc": part["test_auc"].mean(), "ci_low": lo, "ci_high": hi, "n_datasets": len(part)})
+        out = pd.DataFrame(rows)
+        return out.sort_values("k", kind="stable", ignore_index=True) if self.ks else out
 
-    def wins(self) -> Any:
-        """Head-to-head win counts: entry (A, B) = datasets where A's test AUC beats B's."""
+    def _rows_at(self, k: int | None) -> Any:
+        """The table's rows for one ``k`` (required for a k-sparse table with several ``k``)."""
+        if not self.ks:
+            if k is not None:
+                raise ValueError("k is only meaningful for a k-sparse table.")
+            return self.table
+        if k is None:
+            if len(self.ks) > 1:
+                raise ValueError(f"This k-sparse table holds k in {self.ks}: pass k=... (results are never averaged over k).")
+            k = self.ks[0]
+        if k not in self.ks:
+            raise ValueError(f"k={k} is not in this table (k in {self.ks}).")
+        return self.table[self.table["k"] == k]
+
+    def wins(self, k: int | None = None) -> Any:
+        """Head-to-head win counts: entry (A, B) = datasets where A's test AUC beats B's (at one
+        ``k`` for a k-sparse table)."""
         import pandas as pd
 
-        real = self.table[~self.table["control"]]
+        table = self._rows_at(k)
+        real = table[~table["control"]]
         pivot = real.pivot_table(index="dataset", columns="source", values="test_auc")
         sources = list(pivot.columns)
         counts = pd.DataFrame(0, index=sources, columns=sources)
@@ -73,13 +112,16 @@ class ProbingResults:
         self.table.to_csv(path, index=False)
         return path
 
-    def plot(self, path: str | Path, a: str | None = None, b: str | None = None) -> Path:
+    def plot(self, path: str | Path, a: str | None = None, b: str | None = None, k: int | None = None) -> Path:
         """Bar chart of mean test AUC with 95% CIs (controls hatched) and a per-dataset scatter
-        of source ``a`` vs ``b`` (default: the first two sources)."""
+        of source ``a`` vs ``b`` (default: the first two sources). A k-sparse table is plotted at
+        one ``k`` (required when it holds several)."""
         plt = pyplot()
 
-        summary = self.summary(n_boot=2000)
-        real = self.table[~self.table["control"]]
+        table = self._rows_at(k)
+        k_label = f" (k={int(table['k'].iloc[0])})" if self.ks else ""
+        summary = ProbingResults(table).summary(n_boot=2000)
+        real = table[~table["control"]]
         sources = list(dict.fromkeys(real["source"]))
         a = a or sources[0]
         b = b or (sources[1] if len(sources) > 1 else sources[0])
@@ -94,7 +136,7 @@ class ProbingResults:
         ax1.axhline(0.5, color="k", lw=0.8, ls=":")
         ax1.set_ylim(0.4, 1.0)
         ax1.set_ylabel("mean test AUC (95% bootstrap CI)")
-        ax1.set_title("1-D probing by feature source")
+        ax1.set_title(("k-sparse" if self.ks else "1-D") + " probing by feature source" + k_label)
         pivot = real.pivot_table(index="dataset", columns="source", values="test_auc")
         ax2.scatter(pivot[b], pivot[a], s=14)
         ax2.plot([0.4, 1], [0.4, 1], "k:", lw=0.8)

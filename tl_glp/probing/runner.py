@@ -108,7 +108,7 @@ def _probe_source(source: FeatureSource, acts: dict, hook: str, ds: ProbingDatas
     for control, y_train, y_test in labelings:
         base = {"dataset": ds.name, "source": source.name, "control": control, "n_features": X_train.shape[1]}
         if method == "1d":
-            r = probe_1d(X_train, y_train, X_test, y_test, top_k=top_k, backend=backend, seed=seed)
+            r = probe_1d(X_train, y_train, X_test, y_test, top_k=top_k, backend=backend)
             out.append({**base, "feature": r.feature, "val_auc": r.val_auc, "test_auc": r.test_auc, "C": r.C})
         else:
             for r in probe_ksparse(X_train, y_train, X_test, y_test, ks=ks, seed=seed):
