@@ -1,6 +1,28 @@
-"""Look inside a prior (or any feature source): top activations, dashboards, explanations, ground truth."""
+"""Look inside a prior (or any feature source): top activations, dashboards, explanations, ground truth.
 
+Example::
+
+    from tl_glp.interpret import top_activations, explain, score_explanations
+    res = top_activations(model, MetaNeurons(prior), texts, k=20)     # streaming, any corpus size
+    res.to_html("dash/")                                                # dash/index.html
+    explain(res, judge); score_explanations(res, None, judge)           # judge(prompt) -> str
+    res.save("res/"); res.to_neuronpedia("np/")
+"""
+
+from tl_glp.interpret.explain import DetectionScore, explain, neuronpedia_records, score_explanations, to_neuronpedia
 from tl_glp.interpret.features import is_signed, token_batches
 from tl_glp.interpret.topk import Example, Tail, TopActivations, top_activations
 
-__all__ = ["Example", "Tail", "TopActivations", "is_signed", "token_batches", "top_activations"]
+__all__ = [
+    "DetectionScore",
+    "Example",
+    "Tail",
+    "TopActivations",
+    "explain",
+    "is_signed",
+    "neuronpedia_records",
+    "score_explanations",
+    "to_neuronpedia",
+    "token_batches",
+    "top_activations",
+]
