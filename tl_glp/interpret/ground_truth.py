@@ -17,8 +17,9 @@ Example:
     >>> feats = torch.randn(100, 5, generator=torch.Generator().manual_seed(0))
     >>> feats[:, 2] = torch.arange(100) < 50                       # a unit that copies "past"
     >>> report = monosemanticity({"toy": feats}, labels, signed={"toy": False})
-    >>> report.best[["source", "latent", "value", "feature", "auc"]].iloc[0].tolist()
-    ['toy', 'tense', 'past', 2, 1.0]
+    >>> row = report.best.iloc[0]
+    >>> row.source, row.latent, row.value, int(row.feature), float(row.auc)
+    ('toy', 'tense', 'past', 2, 1.0)
     >>> report.share_detected()["toy"]
     0.5
 """
