@@ -5,7 +5,7 @@ import torch
 from tests.conftest import random_sentences
 from tl_glp.interpret import TopActivations, top_activations
 from tl_glp.interpret.features import flat_token_features
-from tl_glp.interpret.topk import brute_force_top, decode_keys, order_keys
+from tl_glp.interpret.topk import brute_force_top, decode_keys, histogram_edges, order_keys
 from tl_glp.probing import MetaNeurons, MLPNeurons, RawActivations
 
 HOOK = "blocks.1.hook_resid_post"
@@ -37,7 +37,7 @@ def test_equals_brute_force_with_ties_and_any_batch_size(tiny_model):
     feats, doc, pos = flat_token_features(tiny_model, src, texts, HOOK)
     assert len(torch.unique(feats[:, 0])) < len(feats) / 2  # ties are common
     want_v, want_d, want_p = brute_force_top(feats, doc, pos, k=7)
-    results = [top_activations(tiny_model, src, texts, hook_name=HOOK, k=7, batch_size=bs, progress=False) for bs in (1, 4, 23)]
+    results = [top_activations(tiny_model, src, texts, hook_name=HOOK, k=7, batch_size=bs, histogram_sample=1.0, progress=False) for bs in (1, 4, 23)]
     for res in results:
         assert torch.equal(res.top.doc, want_d) and torch.equal(res.top.pos, want_p)
         assert torch.equal(res.top.values, want_v)
@@ -50,6 +50,12 @@ def test_equals_brute_force_with_ties_and_any_batch_size(tiny_model):
         assert torch.equal(a.top.context.nan_to_num(-99), b.top.context.nan_to_num(-99))
     res = results[0]
     assert res.n_tokens == len(feats) and int(res.histogram[0].sum()) == len(feats)
+    edges = histogram_edges().float()
+    for f in (0, 5):  # every count in its bin
+        want = torch.histogram(feats[:, f].clamp(edges[0], edges[-1] / 2), bins=edges).hist
+        assert torch.equal(res.histogram[f].float(), want)
+    sampled = top_activations(tiny_model, src, texts, hook_name=HOOK, k=7, batch_size=5, progress=False)
+    assert 0 < sampled.settings["histogram_tokens"] < len(feats) and int(sampled.histogram[3].sum()) == sampled.settings["histogram_tokens"]
     assert torch.allclose(res.density, (feats > 0).float().mean(0))
     # the context window holds the feature's own activation at the example token
     left = res.context[0]

@@ -109,8 +109,8 @@ def histogram_svg(counts: Sequence[int], width: int = 520, height: int = 110) ->
     return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">{"".join(bars)}{"".join(labels)}</svg>'
 
 
-def feature_page(res: TopActivations, feature: int, n_examples: int | None = None) -> str:
-    """The HTML of one feature's page."""
+def feature_page(res: TopActivations, feature: int, n_examples: int | None = None, note: str = "") -> str:
+    """The HTML of one feature's page (``note``: a line of text shown under the statistics)."""
     top = res.examples(feature, "top", n_examples)
     bottom = res.examples(feature, "bottom", n_examples) if res.signed else []
     acts = [a for e in top + bottom for a in e.acts if not math.isnan(a)]
@@ -125,9 +125,11 @@ def feature_page(res: TopActivations, feature: int, n_examples: int | None = Non
     parts = [f"<h1>{html.escape(title)}</h1>", '<p><a href="index.html">&larr; index</a></p>', "<table>"]
     parts += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in stats]
     parts.append("</table>")
+    if note:
+        parts.append(f"<p>{html.escape(note)}</p>")
     if feature in res.explanations:
         score = res.scores.get(feature, {})
-        detail = ", ".join(f"{k} {_fmt(float(v))}" for k, v in score.items() if isinstance(v, (int, float)))
+        detail = ", ".join(f"{k} {_fmt(float(score[k]))}" for k in ("balanced_accuracy", "auc", "n_positive", "n_negative") if k in score)
         parts.append(f'<h2>Explanation</h2><p class="expl">{html.escape(res.explanations[feature])}</p>')
         if detail:
             parts.append(f'<p class="muted">detection scoring: {html.escape(detail)}</p>')
@@ -149,13 +151,14 @@ def write_dashboards(
     max_features: int = 500,
     descending: bool = True,
     n_examples: int | None = None,
+    notes: dict[int, str] | None = None,
 ) -> Path:
     """Write ``feature_{i}.html`` for the chosen features and ``index.html`` sorted by ``order_by``.
 
     ``order_by`` is any :meth:`TopActivations.score` name (``max``, ``density``, ``std``,
     ``balanced_accuracy``, ``auc``); features without a score sort last. ``features`` picks them
-    explicitly; otherwise the first ``max_features`` in the sort order get pages. Returns the path
-    of ``index.html``.
+    explicitly; otherwise the first ``max_features`` in the sort order get pages. ``notes`` adds a
+    line of text to chosen features' pages. Returns the path of ``index.html``.
     """
     folder = Path(folder)
     score = res.score(order_by)
@@ -166,7 +169,7 @@ def write_dashboards(
         order = [res._check_feature(f) for f in features]
     rows = []
     for f in order:
-        _write_text(folder / f"feature_{f}.html", feature_page(res, f, n_examples))
+        _write_text(folder / f"feature_{f}.html", feature_page(res, f, n_examples, (notes or {}).get(f, "")))
         best = res.examples(f, "top", 1)
         snippet = context_html(best[0], max(abs(best[0].value), 1e-12), res.token_sep) if best else ""
         rows.append(f'<tr class="feature"><td><a href="feature_{f}.html">{f}</a></td><td class="num">{_fmt(float(score[f]))}</td>'

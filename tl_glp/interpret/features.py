@@ -15,8 +15,8 @@ Example:
     ...     d_mlp=16, n_ctx=8, d_vocab=12, act_fn="gelu"))
     >>> tokens = torch.randint(0, 12, (5, 6), generator=torch.Generator().manual_seed(0))
     >>> batches = list(token_batches(model, RawActivations(), tokens, "blocks.0.hook_resid_post", batch_size=2))
-    >>> [b.features.shape for b in batches][0], sum(len(b.doc_ids) for b in batches)
-    (torch.Size([2, 6, 8]), 5)
+    >>> batches[0].rows.shape, batches[0].features.shape, sum(len(b.doc_ids) for b in batches)
+    (torch.Size([12, 8]), torch.Size([2, 6, 8]), 5)
 """
 
 from __future__ import annotations
@@ -37,15 +37,22 @@ _SEED_MIX = 1_000_003
 
 @dataclass
 class TokenBatch:
-    """One batch of documents: tokens, which positions are real, and every feature at every position.
+    """One batch of documents: tokens, which positions are real, and the features of the real ones.
 
-    ``features`` holds NaN at padding and special-token positions (``valid`` is False there).
+    ``rows`` holds one row per real (``valid``) position, document-major in position order;
+    :attr:`features` lays them out as ``[batch, seq, n_features]`` with NaN elsewhere.
     """
 
     doc_ids: Int[Tensor, "batch"]
     tokens: Int[Tensor, "batch seq"]
     valid: Bool[Tensor, "batch seq"]
-    features: Float[Tensor, "batch seq n_features"]
+    rows: Float[Tensor, "n_valid n_features"]
+
+    @property
+    def features(self) -> Float[Tensor, "batch seq n_features"]:
+        feats = torch.full((*self.tokens.shape, self.rows.shape[-1]), float("nan"), device=self.rows.device)
+        feats[self.valid.to(self.rows.device)] = self.rows
+        return feats
 
 
 def resolve_source(source: FeatureSource | str, prior: Any = None) -> FeatureSource:
@@ -190,11 +197,7 @@ def token_batches(
             del cache
         doc_of_row = doc_ids[:, None].expand_as(valid)[valid]
         flat = source_features(source, acts, hook_name, doc_of_row).float()
-        if not keep_on_device:
-            flat = flat.cpu()
-        feats = torch.full((*tokens.shape, flat.shape[-1]), float("nan"), device=flat.device)
-        feats[valid.to(flat.device)] = flat
-        yield TokenBatch(doc_ids, tokens, valid, feats)
+        yield TokenBatch(doc_ids, tokens, valid, flat if keep_on_device else flat.cpu())
 
 
 def flat_token_features(
@@ -208,7 +211,7 @@ def flat_token_features(
     feats, docs, poss = [], [], []
     for batch in token_batches(model, source, texts, hook_name, **kwargs):
         pos = torch.arange(batch.tokens.shape[1])[None].expand_as(batch.valid)
-        feats.append(batch.features[batch.valid.to(batch.features.device)].cpu())
+        feats.append(batch.rows.cpu())
         docs.append(batch.doc_ids[:, None].expand_as(batch.valid)[batch.valid])
         poss.append(pos[batch.valid])
     return torch.cat(feats), torch.cat(docs), torch.cat(poss)

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import math
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -56,17 +58,10 @@ N_HIST_BINS = 2 * _N_MAG + 1
 
 
 def histogram_edges() -> Tensor:
-    """The ``N_HIST_BINS + 1`` bin edges of every feature's histogram (symmetric, log-spaced)."""
+    """The ``N_HIST_BINS + 1`` bin edges of every feature's histogram (symmetric, log-spaced);
+    bin ``i`` holds ``edges[i] <= x < edges[i + 1]``, the outermost bins also what lies beyond."""
     mags = 10 ** torch.linspace(HIST_DECADES[0], HIST_DECADES[1], _N_MAG + 1, dtype=torch.float64)
     return torch.cat([-mags.flip(0), mags])  # the middle bin [-1e-4, 1e-4] holds the (near) zeros
-
-
-def _histogram_bins(x: Tensor) -> Tensor:
-    """Bin index of every value (see :func:`histogram_edges`); the range is clamped at 1e4."""
-    mag = x.abs().clamp_min(1e-30).log10()
-    j = ((mag - HIST_DECADES[0]) * HIST_PER_DECADE).floor().clamp(0, _N_MAG - 1).long()
-    zero = x.abs() < 10 ** HIST_DECADES[0]
-    return torch.where(zero, torch.full_like(j, _N_MAG), _N_MAG + torch.sign(x).long() * (j + 1))
 
 
 def order_keys(values: Tensor, position: Tensor) -> Tensor:
@@ -216,8 +211,9 @@ class TopActivations:
         return self.top.values[:, 0]
 
     def score(self, by: str = "max") -> Tensor:
-        """A per-feature score to sort by: ``max``, ``density``, ``std``, or an explanation score
-        name (``balanced_accuracy``, ``auc``; NaN where unscored)."""
+        """A per-feature score to sort by: ``max``, ``density``, ``std``, or any name stored in
+        ``scores`` (``balanced_accuracy``, ``auc`` from detection scoring, ``ground_truth_auc``;
+        NaN where a feature has none)."""
         if by == "max":
             return self.max_activation()
         if by == "density":
@@ -228,7 +224,7 @@ class TopActivations:
         for f, s in self.scores.items():
             if by in s:
                 values[f] = float(s[by])
-        if not self.scores:
+        if not any(by in s for s in self.scores.values()):
             raise ValueError(f"No scores named {by!r}: run score_explanations first, or sort by max / density / std.")
         return values
 
@@ -303,26 +299,40 @@ class TopActivations:
 class _TailBuffer:
     """Per-feature running top-k of int64 keys, with the feature's activations around each entry."""
 
-    def __init__(self, n_features: int, k: int, width: int, device: torch.device) -> None:
+    def __init__(self, n_features: int, k: int, width: int, largest: bool, device: torch.device) -> None:
+        self.largest = largest
         self.keys = torch.full((n_features, k), _INVALID, dtype=torch.int64, device=device)
         self.context = torch.full((n_features, k, width), float("nan"), device=device)
 
-    def merge(self, cols: slice, keys: Tensor, feats: Tensor, seq: int, offsets: Tensor, sign: float) -> None:
-        """Merge one batch's keys ``[n_rows, n_cols]`` for feature columns ``cols``; ``feats`` is the
-        batch's features ``[batch, seq, n_cols]`` for the context windows."""
+    def merge(self, cols: slice, xt: Tensor, position: Tensor, windows: Tensor) -> None:
+        """Merge one batch into feature columns ``cols``.
+
+        ``xt`` is ``[n_cols, n_rows]`` (one column per real token of the batch), ``position`` the
+        rows' corpus positions ``[n_rows]``, ``windows`` ``[n_rows, W]`` the row index of each
+        row's window token (-1 outside the document or at a special token).
+        """
         k = self.keys.shape[1]
-        kk = min(k, keys.shape[0])
-        best = torch.topk(keys, kk, dim=0)  # [kk, n_cols]
-        cand_keys = best.values.T  # [n_cols, kk]
-        rows = best.indices.T
-        b, p = rows // seq, rows % seq
-        win = p[..., None] + offsets  # [n_cols, kk, W]
-        inside = (win >= 0) & (win < seq)
-        f_idx = torch.arange(feats.shape[-1], device=feats.device)[:, None, None].expand_as(win)
-        ctx = feats[b[..., None].expand_as(win), win.clamp(0, seq - 1), f_idx] * sign
-        ctx = torch.where(inside, ctx, torch.full_like(ctx, float("nan")))
-        all_keys = torch.cat([self.keys[cols], cand_keys], dim=1)
-        all_ctx = torch.cat([self.context[cols], ctx.to(self.context.device)], dim=1)
+        n = xt.shape[1]
+        kk = min(k, n)
+        extra = 1 if n > kk else 0
+        tv, ti = torch.topk(xt, kk + extra, dim=1, largest=self.largest)  # fast float top-k
+        signed = tv if self.largest else -tv
+        rows = ti[:, :kk]
+        keys = order_keys(signed[:, :kk], position[rows])
+        # the float top-k is exact unless a tie straddles its boundary (or NaN shows up): redo
+        # those features with the 64-bit keys, which order ties by corpus position
+        redo = torch.isnan(signed).any(dim=1)
+        if extra:
+            redo |= signed[:, kk - 1] == signed[:, kk]
+        if bool(redo.any()):
+            idx = redo.nonzero().squeeze(1)
+            exact = torch.topk(order_keys(xt[idx] if self.largest else -xt[idx], position[None]), kk, dim=1)
+            keys[idx], rows[idx] = exact.values, exact.indices
+        win = windows[rows]  # [n_cols, kk, W]
+        ctx = torch.gather(xt, 1, win.clamp_min(0).reshape(xt.shape[0], -1)).reshape(win.shape)
+        ctx = torch.where(win >= 0, ctx, torch.full_like(ctx, float("nan")))
+        all_keys = torch.cat([self.keys[cols], keys], dim=1)
+        all_ctx = torch.cat([self.context[cols], ctx], dim=1)
         top = torch.topk(all_keys, k, dim=1)
         self.keys[cols] = top.values
         self.context[cols] = torch.gather(all_ctx, 1, top.indices[..., None].expand(-1, -1, all_ctx.shape[-1]))
@@ -343,6 +353,7 @@ def top_activations(
     density_threshold: float = 0.0,
     n_random: int = 100,
     seed: int = 0,
+    histogram_sample: float = 0.1,
     feature_chunk: int = 8192,
     progress: bool = True,
 ) -> TopActivations:
@@ -365,6 +376,9 @@ def top_activations(
             detection scoring; their activations of every feature are kept too.
         seed: seed of the random positions. Meta-neuron noise uses ``source.seed`` and the
             document index (see :func:`~tl_glp.interpret.features.document_seed`).
+        histogram_sample: share of tokens (a seeded per-token draw, the same in any batching)
+            whose activations enter the histograms; 1.0 counts every token. Density, mean and
+            std always use every token.
         feature_chunk: features merged at once (bounds the temporary memory on wide sources).
         progress: show a tqdm bar (documents).
     """
@@ -386,38 +400,46 @@ def top_activations(
     state: dict[str, Any] = {}
     n_tokens = 0
     for batch in token_batches(model, src, docs, hook, batch_size=batch_size, context_size=context_size, keep_on_device=True):
-        feats = batch.features  # [b, seq, F], NaN at invalid positions
-        dev = feats.device
-        b, seq, n_feat = feats.shape
+        rows = batch.rows  # [n_valid, F]: the real tokens only
+        dev = rows.device
+        n_feat = rows.shape[1]
         if not state:
             state = _init_state(n_feat, k, left + right + 1, track_bottom, n_random, dev)
-        valid = batch.valid.to(dev)
-        doc_ids = batch.doc_ids.to(dev)
-        position = (doc_ids[:, None] * seq_stride + torch.arange(seq, device=dev)[None]).reshape(-1, 1)  # [rows, 1]
-        flat = feats.reshape(b * seq, n_feat)
-        offsets = offsets_cpu.to(dev)
+        b, seq = batch.tokens.shape
+        # row index of every (document, position) of the batch, -1 where not a real token
+        row_of = torch.full((b, seq), -1, dtype=torch.int64)
+        row_of[batch.valid] = torch.arange(rows.shape[0])
+        doc_of, pos_of = batch.valid.nonzero(as_tuple=True)
+        win_pos = pos_of[:, None] + offsets_cpu
+        inside = (win_pos >= 0) & (win_pos < seq)
+        windows = torch.where(inside, row_of[doc_of[:, None].expand_as(win_pos), win_pos.clamp(0, seq - 1)], -1).to(dev)
+        position = (batch.doc_ids[doc_of] * seq_stride + pos_of).to(dev)
+        prio = _priorities(batch, seq_stride, seed).to(dev)
+        sample = prio < histogram_sample
         for start in range(0, n_feat, feature_chunk):
             cols = slice(start, min(n_feat, start + feature_chunk))
-            part, part3 = flat[:, cols], feats[:, :, cols]
-            state["top"].merge(cols, order_keys(part, position), part3, seq, offsets, 1.0)
+            xt = rows[:, cols].T.contiguous()  # [c, n]: reductions along the last dimension
+            state["top"].merge(cols, xt, position, windows)
             if track_bottom:
-                state["bottom"].merge(cols, order_keys(-part, position), -part3, seq, offsets, -1.0)
-        rows = flat[valid.reshape(-1)]  # [n_valid, F]
+                state["bottom"].merge(cols, xt, position, windows)
+                state["fire_neg"][cols] += (xt < -density_threshold).sum(1)
+            state["fire"][cols] += (xt > density_threshold).sum(1)
+            state["sum"][cols] += xt.sum(1, dtype=torch.float64)
+            state["sumsq"][cols] += (xt * xt).sum(1, dtype=torch.float64)
+            if bool(sample.any()):
+                part = xt[:, sample]
+                bins = (torch.bucketize(part, state["edges"], right=True) - 1).clamp_(0, N_HIST_BINS - 1) + torch.arange(part.shape[0], device=dev)[:, None] * N_HIST_BINS
+                state["hist"][cols] += torch.bincount(bins.reshape(-1), minlength=part.shape[0] * N_HIST_BINS).reshape(-1, N_HIST_BINS)
         n_tokens += rows.shape[0]
-        state["fire"] += (rows > density_threshold).sum(0)
-        if track_bottom:
-            state["fire_neg"] += (rows < -density_threshold).sum(0)
-        state["sum"] += rows.double().sum(0)
-        state["sumsq"] += (rows.double() ** 2).sum(0)
-        bins = _histogram_bins(rows) + torch.arange(n_feat, device=dev)[None] * N_HIST_BINS
-        state["hist"] += torch.bincount(bins.reshape(-1), minlength=n_feat * N_HIST_BINS).reshape(n_feat, N_HIST_BINS)
-        _merge_random(state, batch, rows, valid, seq_stride, seed, n_random)
+        state["hist_tokens"] += int(sample.sum())
+        _merge_random(state, rows, prio, position, n_random)
         bar.update(b)
     bar.close()
     if n_tokens == 0:
         raise ValueError("The corpus holds no real tokens (only special tokens or padding).")
     return _finish(state, model, src, hook, docs, seq_stride, k, context, n_tokens, track_bottom,
                    {"batch_size": batch_size, "context_size": context_size, "density_threshold": density_threshold, "seed": seed,
+                    "histogram_sample": histogram_sample, "histogram_tokens": state["hist_tokens"],
                     "source_seed": getattr(src, "seed", None), "source_t": getattr(src, "t", None), "model_name": _compat.model_name_of(model)})
 
 
@@ -432,29 +454,37 @@ def _default_hook(src: FeatureSource) -> str:
 
 
 def _init_state(n_feat: int, k: int, width: int, bottom: bool, n_random: int, dev: torch.device) -> dict[str, Any]:
+    edges = histogram_edges().float()
+    edges[0], edges[-1] = -math.inf, math.inf  # values beyond +-1e4 land in the outermost bins
     return {
-        "top": _TailBuffer(n_feat, k, width, dev),
-        "bottom": _TailBuffer(n_feat, k, width, dev) if bottom else None,
+        "top": _TailBuffer(n_feat, k, width, True, dev),
+        "bottom": _TailBuffer(n_feat, k, width, False, dev) if bottom else None,
         "fire": torch.zeros(n_feat, dtype=torch.int64, device=dev),
         "fire_neg": torch.zeros(n_feat, dtype=torch.int64, device=dev),
         "sum": torch.zeros(n_feat, dtype=torch.float64, device=dev),
         "sumsq": torch.zeros(n_feat, dtype=torch.float64, device=dev),
         "hist": torch.zeros(n_feat, N_HIST_BINS, dtype=torch.int64, device=dev),
+        "hist_tokens": 0,
+        "edges": edges.to(dev),
         "rand_keys": torch.full((n_random,), _INVALID, dtype=torch.int64, device=dev),
         "rand_values": torch.full((n_random, n_feat), float("nan"), device=dev),
     }
 
 
-def _merge_random(state: dict[str, Any], batch: Any, rows: Tensor, valid: Tensor, stride: int, seed: int, n_random: int) -> None:
-    """Keep the ``n_random`` valid positions with the highest seeded per-document priority."""
+def _priorities(batch: Any, stride: int, seed: int) -> Tensor:
+    """A seeded uniform number per real token, drawn per document (so independent of batching)."""
+    rand = [torch.rand(stride, generator=torch.Generator().manual_seed(seed * 7919 + int(d) + 1)) for d in batch.doc_ids]
+    return torch.stack(rand)[:, : batch.tokens.shape[1]][batch.valid]
+
+
+def _merge_random(state: dict[str, Any], rows: Tensor, prio: Tensor, position: Tensor, n_random: int) -> None:
+    """Keep the ``n_random`` real tokens with the highest priority, and their features."""
     if n_random == 0:
         return
-    dev = rows.device
-    prio = torch.stack([torch.rand(batch.tokens.shape[1], generator=torch.Generator().manual_seed(seed * 7919 + int(d) + 1)) for d in batch.doc_ids])
-    position = batch.doc_ids[:, None] * stride + torch.arange(batch.tokens.shape[1])[None]
-    keys = order_keys(prio, position)[batch.valid].to(dev)
-    all_keys = torch.cat([state["rand_keys"], keys])
-    all_values = torch.cat([state["rand_values"], rows.float()])
+    keys = order_keys(prio, position)
+    best = torch.topk(keys, min(n_random, len(keys)))
+    all_keys = torch.cat([state["rand_keys"], best.values])
+    all_values = torch.cat([state["rand_values"], rows[best.indices].float()])
     top = torch.topk(all_keys, n_random)  # the buffer holds n_random entries, so there are enough
     state["rand_keys"], state["rand_values"] = top.values, all_values[top.indices]
 
@@ -468,7 +498,7 @@ def _finish(state: dict[str, Any], model: Any, src: FeatureSource, hook: str, do
         return Tail(values * sign, doc, pos, buf.context.cpu())
 
     top = tail(state["top"], 1.0)
-    low = tail(state["bottom"], -1.0) if bottom else None
+    low = tail(state["bottom"], -1.0) if bottom else None  # its keys rank -activation
     _, rand_position = decode_keys(state["rand_keys"].cpu())
     keep = rand_position >= 0
     rand_position = rand_position[keep]
