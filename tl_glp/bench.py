@@ -370,7 +370,8 @@ def bench_interpret(quick: bool = False) -> dict[str, float]:
                 prior.velocity(z, times[: z.shape[0]])
 
     def topk() -> None:
-        top_activations(model, MetaNeurons(prior), tokens, hook_name=hook, k=k, batch_size=batch, context_size=seq, progress=False)
+        # one denoiser call per batch of documents, as in the bare loop (MetaNeurons' batch_size is rows per call)
+        top_activations(model, MetaNeurons(prior, batch_size=batch * seq), tokens, hook_name=hook, k=k, batch_size=batch, context_size=seq, progress=False)
 
     reps = 3 if quick else 5
     bare()

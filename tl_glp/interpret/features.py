@@ -135,21 +135,21 @@ def meta_neurons_per_document(
         eps[start : start + count] = torch.randn(count, prior.cfg.d_input, generator=gen, device=device)
         start += count
     z_t = add_noise(z, eps, source.t)
-    names = [f"blocks.{i}.hook_neurons" for i in range(prior.cfg.n_blocks)]
+    d_mlp = prior.cfg.d_mlp
     rows = None if layer is None else torch.full((z.shape[0],), layer, device=device)
-    out = []
+    out = torch.empty(z.shape[0], prior.cfg.n_blocks * d_mlp, device=device)
     for begin in range(0, z_t.shape[0], source.batch_size):
         part = z_t[begin : begin + source.batch_size]
-        captured: dict[str, Tensor] = {}
+        end = begin + part.shape[0]
 
-        def grab(act: Tensor, hook: Any) -> None:
-            captured[hook.name] = act
+        def grab(act: Tensor, hook: Any, begin: int = begin, end: int = end) -> None:
+            block = int(hook.name.split(".")[1])
+            out[begin:end, block * d_mlp : (block + 1) * d_mlp] = act
 
-        with prior.hooks(fwd_hooks=[(name, grab) for name in names]):
+        with prior.hooks(fwd_hooks=[(f"blocks.{i}.hook_neurons", grab) for i in range(prior.cfg.n_blocks)]):
             times = torch.full((part.shape[0],), float(source.t), device=device)
-            prior.velocity(part, times, prior._depth(None if rows is None else rows[begin : begin + source.batch_size]))
-        out.append(torch.cat([captured[name].float() for name in names], dim=-1))
-    return torch.cat(out)
+            prior.velocity(part, times, prior._depth(None if rows is None else rows[begin:end]))
+    return out
 
 
 def source_features(source: FeatureSource, acts: dict[str, Tensor], hook_name: str, doc_of_row: Tensor) -> Tensor:

@@ -418,18 +418,20 @@ def top_activations(
         sample = prio < histogram_sample
         for start in range(0, n_feat, feature_chunk):
             cols = slice(start, min(n_feat, start + feature_chunk))
-            xt = rows[:, cols].T.contiguous()  # [c, n]: reductions along the last dimension
+            part = rows[:, cols].T  # [c, n]: reductions run along the last dimension
+            xt = part if part.is_contiguous() else _scratch(state, "xt", part.shape, dev).copy_(part)
             state["top"].merge(cols, xt, position, windows)
+            flags = _scratch(state, "flags", xt.shape, dev)  # reused: fresh big allocations cost more than the math
+            state["fire"][cols] += torch.gt(xt, density_threshold, out=flags).sum(1).long()
             if track_bottom:
                 state["bottom"].merge(cols, xt, position, windows)
-                state["fire_neg"][cols] += (xt < -density_threshold).sum(1)
-            state["fire"][cols] += (xt > density_threshold).sum(1)
-            state["sum"][cols] += xt.sum(1, dtype=torch.float64)
-            state["sumsq"][cols] += (xt * xt).sum(1, dtype=torch.float64)
+                state["fire_neg"][cols] += torch.lt(xt, -density_threshold, out=flags).sum(1).long()
+            state["sum"][cols] += xt.sum(1).double()  # float32 within a batch, float64 across batches
+            state["sumsq"][cols] += torch.linalg.vector_norm(xt, dim=1).double() ** 2
             if bool(sample.any()):
-                part = xt[:, sample]
-                bins = (torch.bucketize(part, state["edges"], right=True) - 1).clamp_(0, N_HIST_BINS - 1) + torch.arange(part.shape[0], device=dev)[:, None] * N_HIST_BINS
-                state["hist"][cols] += torch.bincount(bins.reshape(-1), minlength=part.shape[0] * N_HIST_BINS).reshape(-1, N_HIST_BINS)
+                picked = xt[:, sample]
+                bins = (torch.bucketize(picked, state["edges"], right=True) - 1).clamp_(0, N_HIST_BINS - 1) + torch.arange(picked.shape[0], device=dev)[:, None] * N_HIST_BINS
+                state["hist"][cols] += torch.bincount(bins.reshape(-1), minlength=picked.shape[0] * N_HIST_BINS).reshape(-1, N_HIST_BINS)
         n_tokens += rows.shape[0]
         state["hist_tokens"] += int(sample.sum())
         _merge_random(state, rows, prio, position, n_random)
@@ -469,6 +471,15 @@ def _init_state(n_feat: int, k: int, width: int, bottom: bool, n_random: int, de
         "rand_keys": torch.full((n_random,), _INVALID, dtype=torch.int64, device=dev),
         "rand_values": torch.full((n_random, n_feat), float("nan"), device=dev),
     }
+
+
+def _scratch(state: dict[str, Any], name: str, shape: torch.Size, dev: torch.device) -> Tensor:
+    """A reusable float buffer of ``shape`` (grown when needed, never shrunk)."""
+    n = math.prod(shape)
+    buf = state.get(name)
+    if buf is None or buf.numel() < n:
+        buf = state[name] = torch.empty(n, device=dev)
+    return buf[:n].view(shape)
 
 
 def _priorities(batch: Any, stride: int, seed: int) -> Tensor:
