@@ -115,12 +115,14 @@ def meta_neurons_per_document(
     acts: Float[Tensor, "n_tokens d_input"],
     doc_of_row: Int[Tensor, "n_tokens"],
     hook_name: str | None = None,
+    out: Tensor | None = None,
 ) -> Float[Tensor, "n_tokens n_features"]:
     """Meta-neurons of ``acts`` whose noise is drawn per document (seeded by ``(source.seed, doc)``).
 
     Rows of one document must be contiguous and in position order. The noise of a document is
     ``torch.randn(n_rows_of_doc, d_input)`` from a generator on the prior's device seeded with
-    :func:`document_seed`, so a document gets the same noise in any batch.
+    :func:`document_seed`, so a document gets the same noise in any batch. ``out`` (a float
+    buffer of at least ``n_tokens * n_features`` elements) is written into instead of a new tensor.
     """
     prior = source.prior
     device = prior.mean.device
@@ -137,7 +139,11 @@ def meta_neurons_per_document(
     z_t = add_noise(z, eps, source.t)
     d_mlp = prior.cfg.d_mlp
     rows = None if layer is None else torch.full((z.shape[0],), layer, device=device)
-    out = torch.empty(z.shape[0], prior.cfg.n_blocks * d_mlp, device=device)
+    shape = (z.shape[0], prior.cfg.n_blocks * d_mlp)
+    if out is None or out.numel() < shape[0] * shape[1]:
+        out = torch.empty(*shape, device=device)
+    else:
+        out = out.reshape(-1)[: shape[0] * shape[1]].view(shape)
     for begin in range(0, z_t.shape[0], source.batch_size):
         part = z_t[begin : begin + source.batch_size]
         end = begin + part.shape[0]
@@ -152,10 +158,10 @@ def meta_neurons_per_document(
     return out
 
 
-def source_features(source: FeatureSource, acts: dict[str, Tensor], hook_name: str, doc_of_row: Tensor) -> Tensor:
+def source_features(source: FeatureSource, acts: dict[str, Tensor], hook_name: str, doc_of_row: Tensor, out: Tensor | None = None) -> Tensor:
     """Features of flattened real-token rows: meta-neurons seeded per document, any other source as is."""
     if isinstance(source, MetaNeurons):
-        return meta_neurons_per_document(source, acts[hook_name], doc_of_row, hook_name)
+        return meta_neurons_per_document(source, acts[hook_name], doc_of_row, hook_name, out=out)
     with torch.inference_mode():
         return source.features(acts, hook_name)
 
@@ -170,15 +176,19 @@ def token_batches(
     context_size: int = 128,
     skip_special_tokens: bool = True,
     keep_on_device: bool = False,
+    reuse_buffer: bool = False,
 ) -> Iterator[TokenBatch]:
     """Yield a :class:`TokenBatch` per ``batch_size`` documents (features on the CPU unless
-    ``keep_on_device``: then they stay where the source computed them)."""
+    ``keep_on_device``: then they stay where the source computed them). With ``reuse_buffer``
+    meta-neurons are written into one buffer reused by every batch: a batch's rows are only valid
+    until the next one is produced."""
     needed = source.hooks(hook_name)
     for name in needed:
         _compat.check_hook_name(model, name)
     stop = _compat.stop_layer_for(needed, model.cfg.n_layers)
     special = torch.tensor(sorted(special_ids(model) if skip_special_tokens else set()), dtype=torch.long)
     device = getattr(model.cfg, "device", None) or "cpu"
+    buffer: Tensor | None = None
     docs = texts if isinstance(texts, list) and texts and isinstance(texts[0], Tensor) else tokenize(model, texts, context_size)  # type: ignore[arg-type]
     for first in range(0, len(docs), batch_size):
         rows = docs[first : first + batch_size]
@@ -196,7 +206,9 @@ def token_batches(
             acts = {n: cache[n][mask] for n in needed}
             del cache
         doc_of_row = doc_ids[:, None].expand_as(valid)[valid]
-        flat = source_features(source, acts, hook_name, doc_of_row).float()
+        flat = source_features(source, acts, hook_name, doc_of_row, out=buffer).float()
+        if reuse_buffer and (buffer is None or flat.numel() > buffer.numel()):
+            buffer = flat
         yield TokenBatch(doc_ids, tokens, valid, flat if keep_on_device else flat.cpu())
 
 

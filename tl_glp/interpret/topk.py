@@ -399,7 +399,7 @@ def top_activations(
     bar = tqdm(total=len(docs), disable=not progress, desc=f"top activations ({src.name})", unit="doc")
     state: dict[str, Any] = {}
     n_tokens = 0
-    for batch in token_batches(model, src, docs, hook, batch_size=batch_size, context_size=context_size, keep_on_device=True):
+    for batch in token_batches(model, src, docs, hook, batch_size=batch_size, context_size=context_size, keep_on_device=True, reuse_buffer=True):
         rows = batch.rows  # [n_valid, F]: the real tokens only
         dev = rows.device
         n_feat = rows.shape[1]
