@@ -175,8 +175,8 @@ def score_explanations(
         auc = float(auc_columns(p[:, None], y)[0])
         score = DetectionScore(f, 0.5 * (tpr + tnr), auc, int((y == 1).sum()), int((y == 0).sum()), unparsed)
         results.explanations[f] = text  # the result keeps each explanation with its own score
-        results.scores[f] = {"balanced_accuracy": score.balanced_accuracy, "auc": score.auc, "n_positive": score.n_positive,
-                             "n_negative": score.n_negative, "n_unparsed": score.n_unparsed}
+        results.scores.setdefault(f, {}).update({"balanced_accuracy": score.balanced_accuracy, "auc": score.auc, "n_positive": score.n_positive,
+                                                 "n_negative": score.n_negative, "n_unparsed": score.n_unparsed})
         rows.append(vars(score))
     return pd.DataFrame(rows, columns=["feature", "balanced_accuracy", "auc", "n_positive", "n_negative", "n_unparsed"])
 
