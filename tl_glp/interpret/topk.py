@@ -328,14 +328,20 @@ class _TailBuffer:
             idx = redo.nonzero().squeeze(1)
             exact = torch.topk(order_keys(xt[idx] if self.largest else -xt[idx], position[None]), kk, dim=1)
             keys[idx], rows[idx] = exact.values, exact.indices
-        win = windows[rows]  # [n_cols, kk, W]
-        ctx = torch.gather(xt, 1, win.clamp_min(0).reshape(xt.shape[0], -1)).reshape(win.shape)
+        # only features whose best new candidate beats their current k-th entry change
+        change = (keys[:, 0] > self.keys[cols, -1]).nonzero().squeeze(1)
+        if change.numel() == 0:
+            return
+        keys, rows = keys[change], rows[change]
+        win = windows[rows]  # [n_changed, kk, W]
+        ctx = torch.gather(xt[change], 1, win.clamp_min(0).reshape(len(change), -1)).reshape(win.shape)
         ctx = torch.where(win >= 0, ctx, torch.full_like(ctx, float("nan")))
-        all_keys = torch.cat([self.keys[cols], keys], dim=1)
-        all_ctx = torch.cat([self.context[cols], ctx], dim=1)
+        feats = change + cols.start
+        all_keys = torch.cat([self.keys[feats], keys], dim=1)
+        all_ctx = torch.cat([self.context[feats], ctx], dim=1)
         top = torch.topk(all_keys, k, dim=1)
-        self.keys[cols] = top.values
-        self.context[cols] = torch.gather(all_ctx, 1, top.indices[..., None].expand(-1, -1, all_ctx.shape[-1]))
+        self.keys[feats] = top.values
+        self.context[feats] = torch.gather(all_ctx, 1, top.indices[..., None].expand(-1, -1, all_ctx.shape[-1]))
 
 
 def top_activations(
