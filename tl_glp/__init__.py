@@ -10,6 +10,7 @@ from tl_glp.config import PriorConfig
 from tl_glp.prior import GenerativePrior
 from tl_glp.probing import run_probing
 from tl_glp.steering import diff_of_means, patch, plot_pareto, sae_direction, steer, steering_sweep
+from tl_glp import interpret  # noqa: E402  (tl_glp.interpret.top_activations, dashboards, explanations)
 from tl_glp.training import TrainConfig, TrainResult, classifier_two_sample_auc, frechet_distance, train
 
 __version__ = "0.1.0"

@@ -351,3 +351,51 @@ def bench_probe(quick: bool = False) -> dict[str, float]:
           f"parity on {parity}, threads={torch.get_num_threads()}")
     _print_table(rows)
     return rows
+
+
+# --------------------------------------------------------------------------- interpretation
+def bench_interpret(quick: bool = False) -> dict[str, float]:
+    """Top-activation throughput (documents/s) for meta-neurons vs the work it cannot avoid: a bare
+    forward pass to the hook plus one denoiser evaluation per token."""
+    from tl_glp.interpret import top_activations
+    from tl_glp.probing import MetaNeurons
+
+    model = bench_model()
+    hook = "blocks.1.hook_resid_post"
+    d = model.cfg.d_model
+    prior = GenerativePrior(PriorConfig(d_input=d, n_blocks=3, hook_names=[hook])).eval()
+    n_docs, seq, batch, k = (64, 128, 32, 20) if quick else (256, 128, 32, 20)
+    tokens = torch.randint(10, 2000, (n_docs, seq), generator=torch.Generator().manual_seed(0))
+    times = torch.full((batch * seq,), 0.1)
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for i in range(0, n_docs, batch):
+                _, cache = model.run_with_cache(tokens[i : i + batch], names_filter=[hook], stop_at_layer=2)
+                z = prior.normalize(cache[hook].reshape(-1, d))
+                prior.velocity(z, times[: z.shape[0]])
+
+    def topk() -> None:
+        # one denoiser call per batch of documents, as in the bare loop (MetaNeurons' batch_size is rows per call)
+        top_activations(model, MetaNeurons(prior, batch_size=batch * seq), tokens, hook_name=hook, k=k, batch_size=batch, context_size=seq, progress=False)
+
+    reps = 3 if quick else 5
+    bare()
+    topk()  # warm-up
+    samples: dict[str, list[float]] = {"bare": [], "topk": []}
+    for _ in range(reps):  # interleaved so that drift hits both alike
+        for key, fn in (("bare", bare), ("topk", topk)):
+            start = time.perf_counter()
+            fn()
+            samples[key].append(time.perf_counter() - start)
+    med = {key: statistics.median(v) for key, v in samples.items()}
+    out = {
+        "bare_forward_plus_denoiser_docs_per_s": n_docs / med["bare"],
+        "top_activations_meta_docs_per_s": n_docs / med["topk"],
+        "ratio_top_activations_vs_bare": med["bare"] / med["topk"],
+        "n_features": float(prior.n_features),
+    }
+    print(f"bench interpret: model {model.cfg.model_name}, hook {hook}, {n_docs} docs x {seq} tokens, batch {batch}, prior d_input={d} n_blocks=3 "
+          f"({prior.n_features} meta-neurons, both tails, k={k}), threads={torch.get_num_threads()}, median of {reps} interleaved runs")
+    _print_table(out)
+    return out

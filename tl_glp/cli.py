@@ -20,7 +20,7 @@ def command(name: str, configure: Callable[[argparse.ArgumentParser], None]) -> 
 
 # --------------------------------------------------------------------------- bench
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="what", required=True, metavar="{prior,collect,train,steer,probe}")
+    sub = p.add_subparsers(dest="what", required=True, metavar="{prior,collect,train,steer,probe,interpret}")
     prior = sub.add_parser("prior", help="training-step FLOP rate vs matmul rate; sample/project throughput")
     prior.add_argument("--d-input", type=int, default=512, help="activation width (default 512; Llama-8B: 4096)")
     prior.add_argument("--n-blocks", type=int, default=3, help="denoiser blocks (default 3)")
@@ -31,6 +31,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
         ("train", "training samples/s from a disk store vs an in-memory tensor"),
         ("steer", "per-token generation time: no hook, plain steering, prior-guided steering"),
         ("probe", "torch 1-D probe backend vs the sklearn reference on sae-probes datasets"),
+        ("interpret", "top-activation documents/s for meta-neurons vs a bare forward pass plus one denoiser evaluation per token"),
     ]:
         extra = sub.add_parser(name, help=help_text)
         extra.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
@@ -281,6 +282,53 @@ def _demo(args: argparse.Namespace) -> int:
     settings = DemoSettings.from_overrides(replace(settings, **{k: v for k, v in sizes.items() if v is not None}), args.set)
     run_demo(args.out, model_name=args.model, hook=args.hook, sae=args.sae, datasets=args.dataset, device=args.device, progress=not args.quiet,
              settings=settings, bridge=args.bridge)
+    return 0
+
+
+# --------------------------------------------------------------------------- interpret
+def _interpret_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="interpret_out", help="output folder: dashboards per source, monosemanticity table and figure (default interpret_out)")
+    p.add_argument("--prior", default=None, help="a saved prior folder for the testbed's middle hook (default: train one, as the demo does)")
+    p.add_argument("--sae", default=None, help="an SAE-Lens SAE folder (default: train a TopK SAE with SAE-Lens on the same activations)")
+    p.add_argument("--docs", type=int, default=1000, help="documents for top activations (default 1000)")
+    p.add_argument("--gt-docs", type=int, default=400, help="held-out documents for the ground-truth score (default 400)")
+    p.add_argument("--k", type=int, default=20, help="top contexts kept per feature and tail (default 20)")
+    p.add_argument("--pages", type=int, default=50, help="feature pages per source (default 50)")
+    p.add_argument("--prior-steps", type=int, default=1000, help="training steps when no --prior is given (default 1000)")
+    p.add_argument("--quick", action="store_true", help="reduced sizes (a smoke run)")
+    p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@command("interpret", _interpret_args)
+def _interpret(args: argparse.Namespace) -> int:
+    """Look inside the prior on the testbed: dashboards and ground-truth monosemanticity for meta-neurons, an SAE, raw and MLP neurons."""
+    from tl_glp import GenerativePrior, TrainConfig, collect_activations, train
+    from tl_glp.interpret.pipeline import run_interpret
+    from tl_glp.probing import MetaNeurons, MLPNeurons, RawActivations, SAEFeatures
+    from tl_glp.saes import load_sae, train_sae
+    from tl_glp.testbed import MIDDLE_HOOK, load
+
+    progress = not args.quiet
+    docs, gt_docs, steps = (300, 150, 150) if args.quick else (args.docs, args.gt_docs, args.prior_steps)
+    testbed = load(progress=progress)
+    model, hook = testbed.model, MIDDLE_HOOK
+    acts = None
+    if args.prior is None or args.sae is None:
+        acts = collect_activations(model, testbed.language.sample_texts(300 if args.quick else 3000, seed=1), hook, progress=progress)
+    if args.prior:
+        prior = GenerativePrior.from_pretrained(args.prior, device=args.device)
+    else:
+        prior = GenerativePrior.from_activations(acts, n_blocks=3)
+        train(prior, acts, TrainConfig(batch_size=512, lr=2e-3, max_steps=steps, eval_every=0, progress=progress, device=args.device))
+    prior.eval()
+    sae = load_sae(args.sae, args.device) if args.sae else train_sae(acts, d_sae=256 if args.quick else 1024, k=16, steps=steps, device=args.device or "cpu")
+    sources = {"meta": MetaNeurons(prior), "sae": SAEFeatures(sae), "raw": RawActivations(), "mlp": MLPNeurons()}
+    texts = testbed.language.sample_texts(docs, seed=20)
+    held_out = list(testbed.language.documents(gt_docs, seed=21))
+    out = run_interpret(model, sources, texts, hook, args.out, documents=held_out, k=args.k, pages=args.pages, progress=progress)
+    print(out.markdown)
+    print(f"wrote {out.out_dir / 'index.html'} ({out.numbers['interpret_seconds']:.0f} s)")
     return 0
 
 

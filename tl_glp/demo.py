@@ -224,6 +224,16 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     result.tables["probing"] = probing.table[~probing.table.control].pivot_table(index="dataset", columns="source", values="test_auc").reset_index()
     result.tables["probing_wins"] = probing.wins()
 
+    if testbed is not None:  # 6. ground-truth monosemanticity of single units (tl_glp.interpret)
+        from tl_glp.interpret.pipeline import ground_truth_section
+
+        say("[6] ground-truth monosemanticity")
+        gt_sources = {"meta": MetaNeurons(prior), "sae": SAEFeatures(sae_model), "raw": RawActivations(), "mlp": MLPNeurons()}
+        gt_docs = list(testbed.language.documents(100 if quick else 400, seed=cfg.seed + 4))
+        gt_numbers, result.tables["interpret_md"] = ground_truth_section(model, gt_sources, gt_docs, hook, out)
+        result.numbers.update(gt_numbers)
+        result.figures.append("monosemanticity.png")
+
     result.numbers["seconds"] = time.perf_counter() - clock
     _write_report(result, cfg, model_name, hook)
     if progress:
@@ -339,5 +349,7 @@ def _write_report(result: DemoResult, cfg: DemoSettings, model_name: str, hook: 
         "![probing](probing.png)", "", _md_table(result.tables["probing_summary"]), "", "Per dataset (test AUC):", "", _md_table(result.tables["probing"]), "",
         "Wins (row beats column, datasets):", "", _md_table(result.tables["probing_wins"].reset_index()), "",
     ]
+    if "interpret_md" in result.tables:
+        parts.append(result.tables["interpret_md"])
     (result.out_dir / "report.md").write_text("\n".join(parts))
     (result.out_dir / "numbers.json").write_text(json.dumps(result.numbers, indent=2))
