@@ -32,9 +32,10 @@ def word_judge(prompt: str) -> str:
     """Explains with the most common marked word; detects by matching the marked word."""
     marked = re.findall(r"<<(.+?)>>", prompt)
     if "Explanation:" in prompt:
-        word = re.search(r"Explanation: the word (\S+)", prompt).group(1)
-        return "0.9" if marked and marked[0] == word else "no"
-    return "the word " + max(set(marked), key=marked.count)
+        found = re.search(r"Explanation: the word (.*)", prompt)  # one line; a token may hold spaces
+        word = found.group(1).strip() if found else None
+        return "0.9" if marked and word is not None and marked[0].strip() == word else "no"
+    return "the word " + max(sorted(set(marked)), key=marked.count).strip()
 
 
 @pytest.fixture(scope="module")
