@@ -203,3 +203,16 @@ def test_detect_off_manifold_end_to_end(tiny_model, tiny_prior_and_acts):
     assert df.auc.between(0, 1).all()
     strong = df[(df.r == 2.0) & (df.condition == "steer:random")]
     assert (strong.auc > 0.9).all()  # two activation norms away is easy for every score
+
+
+def test_steering_sweep_score_columns_and_fast_projection(tiny_model, tiny_prior_and_acts):
+    from tl_glp import steering_sweep
+
+    prior, _ = tiny_prior_and_acts
+    w = torch.randn(32, generator=torch.Generator().manual_seed(0))
+    df = steering_sweep(tiny_model, w, ["the dog", "a cat"], prior=prior, strengths=[0.5, 3.0], hook_name="blocks.1.hook_resid_post",
+                        max_new_tokens=3, manifold_score="denoising", projection={"method": "heun:2"}, progress=False)
+    assert "score_denoising" in df.columns and df.score_denoising.notna().all()
+    means = df.groupby(["method", "r"]).score_denoising.mean()
+    assert means[("plain", 3.0)] > means[("none", 0.0)]  # strong plain steering leaves the manifold
+    assert means[("prior", 3.0)] < means[("plain", 3.0)]  # the projection pulls it back
