@@ -110,8 +110,12 @@ def _ci(values: torch.Tensor, n_boot: int = 2000, seed: int = 0) -> tuple[float,
 
 
 def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, prior_steps: int | None = None, n_eval_docs: int | None = None,
-                  n_prompts: int | None = None, strengths: Sequence[float] = (0.5, 1.0), fpr: float = 0.1, seed: int = 0) -> dict[str, Any]:
-    """The projection-option study on the testbed (see the module docstring). Prints tables; returns them."""
+                  n_prompts: int | None = None, strengths: Sequence[float] = (0.5, 1.0), fpr: float = 0.1, seed: int = 0,
+                  prior: GenerativePrior | None = None) -> dict[str, Any]:
+    """The projection-option study on the testbed (see the module docstring). Prints tables; returns them.
+
+    ``prior``: a prior already trained on the testbed's middle hook (else one is trained here,
+    ``prior_steps`` steps on 2000 documents)."""
     import pandas as pd
 
     from tl_glp import collect_activations, train, TrainConfig
@@ -128,10 +132,11 @@ def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, p
     model, hook = tb.model, MIDDLE_HOOK
     texts = tb.language.sample_texts(2000 + n_eval_docs + 200, seed=seed + 1)
     train_texts, eval_texts, calib_texts = texts[:2000], texts[2000 : 2000 + n_eval_docs], texts[2000 + n_eval_docs :]
-    acts = collect_activations(model, train_texts, hook, progress=False)
-    torch.manual_seed(seed)
-    prior = GenerativePrior.from_activations(acts, n_blocks=3)
-    train(prior, acts, TrainConfig(batch_size=512, lr=2e-3, max_steps=prior_steps, eval_every=0, progress=False, seed=seed))
+    if prior is None:
+        acts = collect_activations(model, train_texts, hook, progress=False)
+        torch.manual_seed(seed)
+        prior = GenerativePrior.from_activations(acts, n_blocks=3)
+        train(prior, acts, TrainConfig(batch_size=512, lr=2e-3, max_steps=prior_steps, eval_every=0, progress=False, seed=seed))
     prior.eval()
     calib = collect_activations(model, calib_texts, hook, progress=False)
     calib = calib[0 : len(calib)].reshape(len(calib), -1)
@@ -201,7 +206,7 @@ def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, p
                 row["concept_minus_ref_ci"] = f"[{cplo:.3f}, {cphi:.3f}]"
         steer_rows.append(row)
     steering = pd.DataFrame(steer_rows)
-    print(f"bench project: testbed, hook {hook}, prior 3 blocks trained {prior_steps} steps on {len(acts)} activations; "
+    print(f"bench project: testbed, hook {hook}, prior 3 blocks trained {prior_steps} steps on 2000 docs; "
           f"{len(x)} activations for distances; delta LM loss on {n_eval_docs} docs (95% bootstrap CI over docs, paired vs reference); "
           f"steering: {n_prompts} prompts x r in {list(strengths)}, 10 new tokens, greedy; CPU {torch.get_num_threads()} threads; {time.perf_counter() - clock:.0f} s")
     with pd.option_context("display.width", 250, "display.max_columns", 30):
