@@ -102,7 +102,10 @@ def _per_doc_losses(model: Any, texts: Sequence[str], hook: str, hook_fn: Any, c
 
 
 def _ci(values: torch.Tensor, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and 95% percentile-bootstrap CI."""
+    """Mean and 95% percentile-bootstrap CI (NaNs, e.g. a continuation without a scored word, dropped)."""
+    values = values[~torch.isnan(values.double())]
+    if len(values) == 0:
+        return float("nan"), float("nan"), float("nan")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(0, len(values), (n_boot, len(values)), generator=g)
     means = values.double()[idx].mean(1)
@@ -132,6 +135,7 @@ def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, p
     model, hook = tb.model, MIDDLE_HOOK
     texts = tb.language.sample_texts(2000 + n_eval_docs + 200, seed=seed + 1)
     train_texts, eval_texts, calib_texts = texts[:2000], texts[2000 : 2000 + n_eval_docs], texts[2000 + n_eval_docs :]
+    trained_here = prior is None
     if prior is None:
         acts = collect_activations(model, train_texts, hook, progress=False)
         torch.manual_seed(seed)
@@ -162,7 +166,7 @@ def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, p
     rule = OffManifold.calibrate(prior, calib[1000:], fpr=fpr, within=slice(1, None))
     fn = prior.projection_hook(positions=rule, seed=seed)
     adaptive = _per_doc_losses(model, eval_texts, hook, fn) - base
-    share = fn.stats["projected"] / max(1, fn.stats["candidates"])
+    share = fn.stats["projected"] / max(1, fn.stats["candidates"])  # candidates include right-padding positions
     d, lo, hi = _ci(adaptive)
     dd, plo, phi = _ci(adaptive - losses["reference"])
     rows.append({"method": f"adaptive(fpr={fpr})", "evals": 1 + 10 * share, "dist_to_ref_rel": float("nan"), "delta_lm_loss": d, "ci_lo": lo, "ci_hi": hi,
@@ -206,7 +210,7 @@ def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, p
                 row["concept_minus_ref_ci"] = f"[{cplo:.3f}, {cphi:.3f}]"
         steer_rows.append(row)
     steering = pd.DataFrame(steer_rows)
-    print(f"bench project: testbed, hook {hook}, prior 3 blocks trained {prior_steps} steps on 2000 docs; "
+    print(f"bench project: testbed, hook {hook}, prior {'trained ' + str(prior_steps) + ' steps on 2000 docs' if trained_here else 'given'}; "
           f"{len(x)} activations for distances; delta LM loss on {n_eval_docs} docs (95% bootstrap CI over docs, paired vs reference); "
           f"steering: {n_prompts} prompts x r in {list(strengths)}, 10 new tokens, greedy; CPU {torch.get_num_threads()} threads; {time.perf_counter() - clock:.0f} s")
     with pd.option_context("display.width", 250, "display.max_columns", 30):
