@@ -58,6 +58,8 @@ def bench_score(quick: bool = False, widths: Sequence[int] = (128, 2048)) -> dic
     512 are untrained with random (non-identity) blocks, and exact divergence is skipped there
     (``d`` backward passes per evaluation)."""
     out: dict[str, float] = {}
+    print(f"bench score: CPU, {torch.get_num_threads()} threads, priors with 3 blocks (d_hidden 2d, d_mlp 4d), adaptive dopri5 rtol=atol=1e-4; "
+          "log_prob throughput depends on the field (nfe), so these are for the priors described above", flush=True)
     for d in widths:
         prior = _fitted_prior(d, 0 if d > 512 else (50 if quick else 200))
         x = torch.randn(64 if d <= 512 else 4, d)
@@ -74,9 +76,8 @@ def bench_score(quick: bool = False, widths: Sequence[int] = (128, 2048)) -> dic
         y = torch.randn(2048 if d <= 512 else 64, d)
         seconds = min(_timed(lambda: prior.denoising_score(y)) for _ in range(3))
         out[f"d{d}_denoising_score_acts_per_s"] = len(y) / seconds
-    print(f"bench score: CPU, {torch.get_num_threads()} threads, priors with 3 blocks (d_hidden 2d, d_mlp 4d), adaptive dopri5 rtol=atol=1e-4; "
-          "log_prob throughput depends on the field (nfe), so these are for briefly trained priors")
-    _print_rows(out)
+        _print_rows({k: v for k, v in out.items() if k.startswith(f"d{d}_")})
+        print(flush=True)
     return out
 
 
