@@ -17,6 +17,7 @@ from tl_glp.activations.sources import as_source
 from tl_glp.flow import number_of_evaluations
 from tl_glp.prior import GenerativePrior
 from tl_glp.config import PriorConfig
+from tl_glp.bench_manifold import bench_project, bench_score  # noqa: F401  (tl-glp bench score / project)
 
 
 def timeit(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, sync: Callable[[], None] = lambda: None) -> float:
@@ -245,6 +246,25 @@ def bench_steer(quick: bool = False) -> dict[str, float]:
         with steer(model, direction, 4.0, prior=prior, hook_name=hook, positions="last", seed=0):
             generate()
 
+    def fast(method: str) -> Callable[[], None]:
+        def run() -> None:
+            with steer(model, direction, 4.0, prior=prior, hook_name=hook, positions="last", seed=0, method=method):
+                generate()
+        return run
+
+    from tl_glp.steering.adaptive import OffManifold
+
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=[hook])
+    natural = cache[hook][:, 1:].reshape(-1, d)
+    rule = OffManifold.calibrate(prior, natural, fpr=0.1, within="last")
+    adaptive_stats: dict[str, int] = {}
+
+    def adaptive() -> None:
+        with steer(model, direction, 4.0, prior=prior, hook_name=hook, positions=rule, seed=0) as handle:
+            generate()
+        adaptive_stats.update(handle.fn.stats)
+
     n_evals = len(projection_grid(20, 0.5)) - 1
     x = torch.randn(batch, d)
     times_t = torch.full((batch,), 0.3)
@@ -255,11 +275,13 @@ def bench_steer(quick: bool = False) -> dict[str, float]:
                 prior.velocity(x, times_t)
 
     reps = 3 if quick else 7
-    samples: dict[str, list[float]] = {"none": [], "plain": [], "prior": [], "denoiser": []}
-    for fn in (generate, plain, guided, denoiser_only):
+    runners = [("none", generate), ("plain", plain), ("prior", guided), ("denoiser", denoiser_only),
+               ("prior_heun2", fast("heun:2")), ("prior_one_step", fast("one_step")), ("prior_adaptive", adaptive)]
+    samples: dict[str, list[float]] = {key: [] for key, _ in runners}
+    for _, fn in runners:
         fn()  # warm-up
-    for _ in range(reps):  # interleaved so that drift hits all four alike
-        for key, fn in (("none", generate), ("plain", plain), ("prior", guided), ("denoiser", denoiser_only)):
+    for _ in range(reps):  # interleaved so that drift hits all alike
+        for key, fn in runners:
             start = time.perf_counter()
             fn()
             samples[key].append((time.perf_counter() - start) / new)
@@ -273,6 +295,17 @@ def bench_steer(quick: bool = False) -> dict[str, float]:
         "ratio_prior_vs_no_hook_plus_denoiser": med["prior"] / (med["none"] + med["denoiser"]),
         "denoiser_evals_per_projection_euler20_t0.5": n_evals,
         "denoiser_evals_per_projection_heun20_t0.5": number_of_evaluations(n_evals, "heun"),
+        "ms_per_token_prior_heun2": 1e3 * med["prior_heun2"],
+        "ms_per_token_prior_one_step": 1e3 * med["prior_one_step"],
+        "ms_per_token_prior_adaptive_fpr0.1": 1e3 * med["prior_adaptive"],
+        "ratio_prior_vs_plain": med["prior"] / med["plain"],
+        "ratio_heun2_vs_plain": med["prior_heun2"] / med["plain"],
+        "ratio_one_step_vs_plain": med["prior_one_step"] / med["plain"],
+        "ratio_adaptive_vs_plain": med["prior_adaptive"] / med["plain"],
+        "evals_per_token_heun2": 4,
+        "evals_per_token_one_step": 1,
+        "evals_per_token_adaptive": 1 + n_evals * adaptive_stats.get("projected", 0) / max(1, adaptive_stats.get("candidates", 1)),
+        "adaptive_share_projected": adaptive_stats.get("projected", 0) / max(1, adaptive_stats.get("candidates", 1)),
     }
     print(f"bench steer: model {model.cfg.model_name}, hook {hook}, batch {batch}, prompt {prompt_len} tokens, {new} new tokens (KV cache, greedy), "
           f"prior d_input={d} n_blocks=3, positions='last', median of {reps} interleaved runs")

@@ -20,7 +20,7 @@ def command(name: str, configure: Callable[[argparse.ArgumentParser], None]) -> 
 
 # --------------------------------------------------------------------------- bench
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="what", required=True, metavar="{prior,collect,train,steer,probe,interpret}")
+    sub = p.add_subparsers(dest="what", required=True, metavar="{prior,collect,train,steer,probe,interpret,score,project}")
     prior = sub.add_parser("prior", help="training-step FLOP rate vs matmul rate; sample/project throughput")
     prior.add_argument("--d-input", type=int, default=512, help="activation width (default 512; Llama-8B: 4096)")
     prior.add_argument("--n-blocks", type=int, default=3, help="denoiser blocks (default 3)")
@@ -32,6 +32,8 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
         ("steer", "per-token generation time: no hook, plain steering, prior-guided steering"),
         ("probe", "torch 1-D probe backend vs the sklearn reference on sae-probes datasets"),
         ("interpret", "top-activation documents/s for meta-neurons vs a bare forward pass plus one denoiser evaluation per token"),
+        ("score", "activations/s of log_prob (exact, Hutchinson) and denoising_score at widths 128 and 2048"),
+        ("project", "projection options on the testbed: evaluations, distance to reference, delta LM loss, steering"),
     ]:
         extra = sub.add_parser(name, help=help_text)
         extra.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")

@@ -66,3 +66,6 @@ def delta_lm_loss(
     clean = lm_loss_with_hook(model, texts, **kwargs)
     patched = lm_loss_with_hook(model, texts, hook_name, hook_fn, **kwargs)
     return DeltaLoss(clean, patched, patched - clean)
+
+
+from tl_glp.manifold import detect_off_manifold  # noqa: E402,F401  (issue 12: tl_glp.evaluation.detect_off_manifold)

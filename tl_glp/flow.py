@@ -18,6 +18,9 @@ Example:
     >>> z = integrate(lambda z, t: -z, torch.ones(3), torch.tensor([1.0, 0.0]))  # one Euler step
     >>> z.tolist()
     [2.0, 2.0, 2.0]
+    >>> grid, solver = projection_schedule(0.5, 20, "heun:2")   # a cheaper projection: 4 evaluations
+    >>> [round(float(t), 3) for t in grid], solver, evaluations(grid, solver)
+    ([0.474, 0.237, 0.0], 'heun', 4)
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ REFERENCE_T_MIN = 0.001
 """Smallest non-zero time of the reference sampling schedule."""
 
 Solver = Literal["euler", "heun"]
+PROJECTION_METHODS = ("reference", "one_step", "euler:K", "heun:K")
+"""Projection schedules :func:`projection_schedule` knows (``K`` = number of steps, e.g. ``"heun:2"``)."""
 VelocityFn = Callable[[Tensor, Tensor], Tensor]
 """``velocity_fn(z, t)`` with ``z`` of shape ``[batch, d]`` and a 0-d time tensor ``t``."""
 
@@ -159,6 +164,56 @@ def integrate(
             v_next = velocity_fn(z_pred, torch.tensor(t_next, device=z.device, dtype=torch.float32))
             z = z + (0.5 * dt) * (v + v_next)
     return z
+
+
+def projection_schedule(
+    t_start: float, num_steps: int = 20, method: str = "reference"
+) -> tuple[Float[Tensor, "m"], Solver]:
+    """The time grid and solver of an on-manifold projection; the noise level is always ``grid[0]``.
+
+    All methods noise to the same time as the reference, ``t_k`` of :func:`projection_grid`
+    (``t_start=0.5``, 20 steps: 0.4742), and differ only in how they integrate back to 0:
+
+    - ``"reference"``: Euler along the reference grid ``t_k, ..., 0`` (10 evaluations for the defaults);
+    - ``"one_step"``: the clean estimate ``z - t_k * v(z, t_k)`` (one Euler step to 0; 1 evaluation);
+    - ``"euler:K"``: ``K`` Euler steps on a uniform grid from ``t_k`` to 0 (``K`` evaluations);
+    - ``"heun:K"``: ``K`` Heun steps on that uniform grid (``2 K`` evaluations).
+
+    Example:
+        >>> grid, solver = projection_schedule(0.5, 20, "one_step")
+        >>> [round(float(t), 4) for t in grid], solver
+        ([0.4742, 0.0], 'euler')
+    """
+    ref = projection_grid(num_steps, t_start)
+    if method == "reference":
+        return ref, "euler"
+    t_k = float(ref[0])
+    if method == "one_step":
+        return torch.tensor([t_k, 0.0]), "euler"
+    kind, sep, steps = method.partition(":")
+    if not sep or kind not in ("euler", "heun") or not steps.isdigit() or int(steps) < 1:
+        raise ValueError(
+            f"Unknown projection method {method!r}; choose 'reference', 'one_step', 'euler:K' or "
+            "'heun:K' with K >= 1 steps (e.g. 'heun:2')."
+        )
+    grid = torch.linspace(t_k, 0.0, int(steps) + 1, dtype=torch.float64).to(torch.float32)
+    return grid, kind  # type: ignore[return-value]
+
+
+def evaluations(grid: Tensor, solver: Solver) -> int:
+    """Network evaluations :func:`integrate` spends along ``grid`` with ``solver``."""
+    return number_of_evaluations(len(grid) - 1, solver)
+
+
+def clean_estimate(
+    velocity_fn: VelocityFn, z_t: Float[Tensor, "batch d"], t: float
+) -> Float[Tensor, "batch d"]:
+    """The one-evaluation estimate of the clean point, ``z_t - t * v(z_t, t)``.
+
+    Exact for the straight path (``z_t = (1 - t) z0 + t eps``, ``v = eps - z0`` gives ``z0``);
+    for a learned ``v`` it is the posterior mean ``E[z0 | z_t]``. Equal to one Euler step to 0.
+    """
+    return z_t - t * velocity_fn(z_t, torch.tensor(float(t), device=z_t.device, dtype=torch.float32))
 
 
 def _check_solver(solver: str) -> Solver:

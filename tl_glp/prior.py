@@ -39,7 +39,7 @@ from tl_glp.flow import (
     draw_noise_and_times,
     integrate,
     reference_time_grid,
-    projection_grid,
+    projection_schedule,
     velocity_target,
 )
 from tl_glp.network import Denoiser
@@ -232,6 +232,7 @@ class GenerativePrior(Denoiser):
         layer: int | Tensor | None = None,
         generator: torch.Generator | None = None,
         solver: Solver = "euler",
+        method: str = "reference",
     ) -> Float[Tensor, "... d_input"]:
         """Pull activations back onto the learned manifold (SDEdit in activation space).
 
@@ -241,6 +242,10 @@ class GenerativePrior(Denoiser):
         noise (or ``generator``'s); integrate from ``t_k`` to 0; de-normalise. ``t_start=0``
         returns the input unchanged (up to float32 rounding); a ``num_steps`` too small for
         ``t_start`` raises.
+
+        ``method`` picks a cheaper integration back from the same noise level
+        (:func:`tl_glp.flow.projection_schedule`): ``"one_step"`` (1 evaluation), ``"euler:K"``,
+        ``"heun:K"``; those use their own solver, so ``solver`` only applies to ``"reference"``.
         """
         x = self._check_acts(acts)
         lead = x.shape[:-1]
@@ -249,10 +254,24 @@ class GenerativePrior(Denoiser):
         rows = self._layer_rows(layer, lead, x.device)
         z = self._normalize(x, layer).reshape(-1, self.cfg.d_input)
         if t_start > 0:
-            grid = projection_grid(num_steps, t_start)
+            grid, own_solver = projection_schedule(t_start, num_steps, method)
+            solver = solver if method == "reference" else own_solver
             z = add_noise(z, _randn(z.shape, generator, z.device), float(grid[0]))
             z = self._integrate(z, grid, rows, solver)
         return self.normalizer.denormalize(z, rows).reshape(x.shape).to(x.dtype)
+
+    # ------------------------------------------------------------------ on-manifold scores (tl_glp.likelihood)
+    def log_prob(self, acts: Float[Tensor, "... d_input"], *, method: str = "exact", layer: int | Tensor | None = None, **kwargs: Any) -> Any:
+        """Log-density of raw activations via the probability-flow ODE; see :func:`tl_glp.likelihood.log_prob`."""
+        from tl_glp.likelihood import log_prob
+
+        return log_prob(self, acts, method=method, layer=layer, **kwargs)
+
+    def denoising_score(self, acts: Float[Tensor, "... d_input"], *, layer: int | Tensor | None = None, **kwargs: Any) -> Float[Tensor, "..."]:
+        """Per-activation flow-matching error (cheap off-manifold score); see :func:`tl_glp.likelihood.denoising_score`."""
+        from tl_glp.likelihood import denoising_score
+
+        return denoising_score(self, acts, layer=layer, **kwargs)
 
     # ------------------------------------------------------------------ meta-neurons
     @torch.no_grad()

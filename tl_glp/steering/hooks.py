@@ -66,6 +66,8 @@ def steering_hook(
     relative: bool = False,
     act_norm: float | None = None,
     solver: str = "euler",
+    method: str = "reference",
+    off_manifold: Any = None,
 ) -> HookFn:
     """A hook ``fn(activation, *, hook)`` that adds ``alpha * direction`` at ``positions`` and,
     with a ``prior``, replaces those positions by their on-manifold projection (glp-method.md
@@ -73,7 +75,15 @@ def steering_hook(
 
     ``seed`` fixes the projection noise (the same for every call) so generations repeat;
     ``None`` draws fresh noise each call.
+
+    ``method`` is the projection schedule (:meth:`~tl_glp.GenerativePrior.project`:
+    ``"reference"``, ``"one_step"``, ``"euler:K"``, ``"heun:K"``). Adaptive projection:
+    ``positions`` may be an :class:`~tl_glp.steering.adaptive.OffManifold` rule (or
+    ``"off_manifold"`` with ``off_manifold=rule``): steering is added at the rule's candidate
+    positions and only those whose score crosses its threshold are projected; ``fn.stats``
+    counts ``candidates`` and ``projected``.
     """
+    positions, rule = _adaptive_rule(positions, off_manifold, prior)
     direction = _check_direction(direction, prior)
     alpha_t = _strength(alpha, relative, act_norm, prior)
     _check_positions(positions)
@@ -103,19 +113,43 @@ def steering_hook(
         edited = (activation + delta)[mask]  # [n_selected, d]
         layer = _prior_layer(prior, hook)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        projected = prior.project(edited, t_start=t_start, num_steps=num_steps, layer=layer, generator=generator, solver=solver)
+        if rule is None:
+            projected = prior.project(edited, t_start=t_start, num_steps=num_steps, layer=layer, generator=generator, solver=solver, method=method)
+        else:
+            flags = rule.flags(prior, edited.float(), layer)
+            hook_fn.stats["candidates"] += int(flags.numel())  # type: ignore[attr-defined]
+            hook_fn.stats["projected"] += int(flags.sum())  # type: ignore[attr-defined]
+            projected = edited.clone()
+            if bool(flags.any()):
+                projected[flags] = prior.project(edited[flags], t_start=t_start, num_steps=num_steps, layer=layer, generator=generator, solver=solver, method=method).to(edited.dtype)
         out = activation.clone()
         out[mask] = projected.to(activation.dtype)
         return out
 
     hook_fn.direction = direction  # type: ignore[attr-defined]
     hook_fn.prior = prior  # type: ignore[attr-defined]
+    hook_fn.stats = {"candidates": 0, "projected": 0}  # type: ignore[attr-defined]
     return hook_fn
 
 
-def projection_hook(prior: Any, *, positions: Positions = "all", t_start: float = 0.5, num_steps: int = 20, seed: int | None = None, solver: str = "euler") -> HookFn:
+def projection_hook(prior: Any, *, positions: Positions = "all", t_start: float = 0.5, num_steps: int = 20, seed: int | None = None, solver: str = "euler", method: str = "reference", off_manifold: Any = None) -> HookFn:
     """A hook that replaces activations at ``positions`` by the prior's projection (no steering)."""
-    return steering_hook(torch.zeros(prior.cfg.d_input), 0.0, prior=prior, positions=positions, t_start=t_start, num_steps=num_steps, seed=seed, solver=solver)
+    return steering_hook(torch.zeros(prior.cfg.d_input), 0.0, prior=prior, positions=positions, t_start=t_start, num_steps=num_steps, seed=seed, solver=solver, method=method, off_manifold=off_manifold)
+
+
+def _adaptive_rule(positions: Any, off_manifold: Any, prior: Any) -> tuple[Any, Any]:
+    """``(candidate positions, OffManifold rule or None)`` for ``positions`` / ``off_manifold``."""
+    from tl_glp.steering.adaptive import OffManifold
+
+    if isinstance(positions, str) and positions == "off_manifold":
+        if not isinstance(off_manifold, OffManifold):
+            raise ValueError("positions='off_manifold' needs off_manifold=OffManifold.calibrate(prior, natural_acts, fpr=...).")
+        positions = off_manifold
+    if isinstance(positions, OffManifold):
+        if prior is None:
+            raise ValueError("Adaptive (off-manifold) positions need a prior to score and project with.")
+        return positions.within, positions
+    return positions, None
 
 
 class SteeringHandle:

@@ -9,8 +9,9 @@ Example (see ``examples/steering.py`` for a full walk-through)::
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from jaxtyping import Float
@@ -49,6 +50,8 @@ def steering_sweep(
     t_start: float = 0.5,
     num_steps: int = 20,
     progress: bool = True,
+    projection: dict[str, Any] | None = None,
+    manifold_score: str | None = None,
 ):
     """Generate continuations of ``prompts`` at each strength with each method and score them.
 
@@ -67,6 +70,13 @@ def steering_sweep(
     ``alpha``, ``seed`` (the unit's), ``continuation``, ``nll`` (fluency: the unsteered model's mean NLL of the
     continuation; lower is more fluent), ``concept`` (``concept`` scorer; default: projection of
     the unsteered activations on the direction) and one column per extra scorer.
+
+    ``projection`` holds extra projection options for the ``"prior"`` method (e.g.
+    ``{"method": "heun:2"}`` or ``{"positions": OffManifold.calibrate(...)}``, see
+    :func:`~tl_glp.steering.hooks.steering_hook`). ``manifold_score`` (``"denoising"`` or
+    ``"log_prob"``, needs a prior) adds a column ``score_<name>``: the mean on-manifold score of
+    the edited positions (``positions``) over the generation, as the model saw them (after
+    steering and projection); higher = further off the manifold.
     """
     import pandas as pd
 
@@ -92,8 +102,11 @@ def steering_sweep(
             alphas = torch.full((len(chunk),), r * scale)
             for method in unit_methods:
                 gens = _generate(model, direction, chunk, alphas, prior if method == "prior" else None, hook_name,
-                                 positions, max_new_tokens, unit_seed, do_sample, temperature, t_start, num_steps)
+                                 positions, max_new_tokens, unit_seed, do_sample, temperature, t_start, num_steps,
+                                 projection=projection, recorder=_recorder(prior, manifold_score, positions))
                 scores = {"nll": nll_fluency(model, gens), "concept": concept(model, gens)}
+                if manifold_score is not None:
+                    scores[f"score_{manifold_score}"] = gens.manifold_scores.tolist()  # type: ignore[attr-defined]
                 for extra in scorers:
                     scores[scorer_name(extra)] = extra(model, gens)
                 for i, p in enumerate(chunk):
@@ -104,23 +117,54 @@ def steering_sweep(
     return pd.DataFrame.from_records(records)
 
 
-def _generate(model, direction, prompts, alphas, prior, hook_name, positions, max_new_tokens, seed, do_sample, temperature, t_start, num_steps) -> Generations:
+def _recorder(prior: Any, score: str | None, positions: Any) -> Any:
+    if score is None:
+        return None
+    if prior is None:
+        raise ValueError("manifold_score needs a prior to score with.")
+    from tl_glp.steering.adaptive import OffManifold, score_recorder
+
+    return lambda: score_recorder(prior, score=score, positions=positions.within if isinstance(positions, OffManifold) else positions)
+
+
+def _generate(model, direction, prompts, alphas, prior, hook_name, positions, max_new_tokens, seed, do_sample, temperature, t_start, num_steps,
+              projection=None, recorder=None) -> Generations:
     prompt_tokens = [model.to_tokens(p)[0].cpu() for p in prompts]
     kwargs = dict(max_new_tokens=max_new_tokens, stop_at_eos=False, do_sample=do_sample, verbose=False, return_type="tokens")
     if do_sample:
         kwargs["temperature"] = temperature
+    rec = recorder() if recorder is not None else None
     device = model_device(model)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         if prior is None and bool((alphas == 0).all()):
-            out = model.generate(list(prompts), **kwargs)
+            with _recording(model, hook_name, rec):
+                out = model.generate(list(prompts), **kwargs)
         else:
-            extra = {"prior": prior, "t_start": t_start, "num_steps": num_steps, "seed": seed} if prior is not None else {}
-            with steer(model, direction, alphas, hook_name=hook_name, positions=positions, **extra):
+            extra = {"prior": prior, "t_start": t_start, "num_steps": num_steps, "seed": seed, **(projection or {})} if prior is not None else {}
+            with steer(model, direction, alphas, hook_name=hook_name, positions=positions, **extra), _recording(model, hook_name, rec):
                 out = model.generate(list(prompts), **kwargs)
     new = out[:, -max_new_tokens:].cpu()
     continuations = [model.to_string(row) for row in new]
-    return Generations(list(prompts), [c if isinstance(c, str) else str(c) for c in continuations], prompt_tokens, list(new))
+    gens = Generations(list(prompts), [c if isinstance(c, str) else str(c) for c in continuations], prompt_tokens, list(new))
+    if rec is not None:
+        gens.manifold_scores = rec.row_means()  # type: ignore[attr-defined]
+    return gens
+
+
+@contextmanager
+def _recording(model: Any, hook_name: str, rec: Any) -> Iterator[None]:
+    """Attach a score recorder (after any steering hook at the same point) for the block's duration."""
+    if rec is None:
+        yield
+        return
+    from tl_glp import _compat
+
+    token = _compat.attach_hook(model, hook_name, rec)
+    try:
+        yield
+    finally:
+        _compat.detach_hook(token)
 
 
 def plot_pareto(df: Any, path: str | Path, concept: str = "concept", fluency: str = "nll", title: str = "Steering: concept vs fluency") -> Path:
