@@ -19,3 +19,10 @@ def test_demo_runs_end_to_end_in_quick_mode(testbed, tmp_path):
     assert set(steering.method) == {"none", "plain", "prior"} and {"concept", "grammatical", "nll"} <= set(steering.columns)
     summary = result.tables["probing_summary"]
     assert {"meta", "raw", "mlp", "pca", "sae"} <= set(summary.source)
+    manifold = result.tables["manifold"]
+    assert "How on-manifold" in report and (out / "off_manifold.csv").is_file()
+    assert set(manifold.condition) == {"steer:sentiment", "steer:random", "shuffled"}
+    scores = manifold[["denoising", "mahalanobis", "sae_error"]].to_numpy()
+    assert ((scores >= 0) & (scores <= 1)).all() and (manifold.n_natural > 0).all()
+    # a strong random push is easy to detect for the Gaussian baseline: the table is not noise
+    assert float(manifold[(manifold.condition == "steer:random") & (manifold.r == 0.25)].mahalanobis.iloc[0]) > 0.8
