@@ -303,15 +303,32 @@ class _TailBuffer:
         self.largest = largest
         self.keys = torch.full((n_features, k), _INVALID, dtype=torch.int64, device=device)
         self.context = torch.full((n_features, k, width), float("nan"), device=device)
+        self.kth = torch.full((n_features,), float("-inf"), device=device)
+        """Each feature's k-th (signed) value; a batch whose best value is not above it cannot enter."""
 
-    def merge(self, cols: slice, xt: Tensor, position: Tensor, windows: Tensor) -> None:
+    def merge(self, cols: slice, xt: Tensor, position: Tensor, windows: Tensor, extreme: Tensor | None = None) -> None:
         """Merge one batch into feature columns ``cols``.
 
         ``xt`` is ``[n_cols, n_rows]`` (one column per real token of the batch), ``position`` the
         rows' corpus positions ``[n_rows]``, ``windows`` ``[n_rows, W]`` the row index of each
-        row's window token (-1 outside the document or at a special token).
+        row's window token (-1 outside the document or at a special token). ``extreme``: each
+        row's max (top tail) or min (bottom tail) if the caller has it already.
         """
         k = self.keys.shape[1]
+        # cheap pre-filter (one reduction): ties with the k-th entry lose (they come later), so a
+        # feature whose best value is not strictly above its k-th cannot change; NaN rows go through
+        if extreme is None:
+            extreme = xt.amax(1) if self.largest else xt.amin(1)
+        best = extreme if self.largest else -extreme
+        live_mask = (best > self.kth[cols]) | torch.isnan(best)
+        if not bool(live_mask.any()):
+            return
+        if int(live_mask.sum()) <= xt.shape[0] // 2:  # subsetting copies: only worth it once most rows drop out
+            live = live_mask.nonzero().squeeze(1)
+            xt = xt[live]
+        else:
+            live = torch.arange(xt.shape[0], device=xt.device)
+        ids = live + cols.start  # feature index of every row of xt
         n = xt.shape[1]
         kk = min(k, n)
         extra = 1 if n > kk else 0
@@ -329,18 +346,20 @@ class _TailBuffer:
             exact = torch.topk(order_keys(xt[idx] if self.largest else -xt[idx], position[None]), kk, dim=1)
             keys[idx], rows[idx] = exact.values, exact.indices
         # only features whose best new candidate beats their current k-th entry change
-        change = (keys[:, 0] > self.keys[cols, -1]).nonzero().squeeze(1)
+        change = (keys[:, 0] > self.keys[ids, -1]).nonzero().squeeze(1)
         if change.numel() == 0:
             return
         keys, rows = keys[change], rows[change]
         win = windows[rows]  # [n_changed, kk, W]
         ctx = torch.gather(xt[change], 1, win.clamp_min(0).reshape(len(change), -1)).reshape(win.shape)
         ctx = torch.where(win >= 0, ctx, torch.full_like(ctx, float("nan")))
-        feats = change + cols.start
+        feats = ids[change]
         all_keys = torch.cat([self.keys[feats], keys], dim=1)
         all_ctx = torch.cat([self.context[feats], ctx], dim=1)
         top = torch.topk(all_keys, k, dim=1)
         self.keys[feats] = top.values
+        kth, _ = decode_keys(top.values[:, -1])
+        self.kth[feats] = torch.nan_to_num(kth, nan=float("-inf"))
         self.context[feats] = torch.gather(all_ctx, 1, top.indices[..., None].expand(-1, -1, all_ctx.shape[-1]))
 
 
@@ -426,11 +445,12 @@ def top_activations(
             cols = slice(start, min(n_feat, start + feature_chunk))
             part = rows[:, cols].T  # [c, n]: reductions run along the last dimension
             xt = part if part.is_contiguous() else _scratch(state, "xt", part.shape, dev).copy_(part)
-            state["top"].merge(cols, xt, position, windows)
+            low, high = torch.aminmax(xt, dim=1)  # one pass for both tails' pre-filters
+            state["top"].merge(cols, xt, position, windows, high)
             flags = _scratch(state, "flags", xt.shape, dev)  # reused: fresh big allocations cost more than the math
             state["fire"][cols] += torch.gt(xt, density_threshold, out=flags).sum(1).long()
             if track_bottom:
-                state["bottom"].merge(cols, xt, position, windows)
+                state["bottom"].merge(cols, xt, position, windows, low)
                 state["fire_neg"][cols] += torch.lt(xt, -density_threshold, out=flags).sum(1).long()
             state["sum"][cols] += xt.sum(1).double()  # float32 within a batch, float64 across batches
             state["sumsq"][cols] += torch.linalg.vector_norm(xt, dim=1).double() ** 2
