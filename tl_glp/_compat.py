@@ -111,25 +111,36 @@ def model_processing(model: Any) -> str:
     return "unprocessed" if cfg is not None else "unknown"
 
 
-_MODEL_WIDTH_SUFFIXES = (
-    "hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_in", "hook_out", "hook_embed",
-    "hook_pos_embed", "hook_attn_out", "hook_mlp_out", "hook_normalized", "hook_result",
-)
-_MLP_WIDTH_SUFFIXES = ("mlp.hook_pre", "mlp.hook_post", "mlp.hook_pre_linear")
+_RESIDUAL_HOOKS = {"hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_in", "hook_out", "hook_attn_out", "hook_mlp_out"}
+_SUBLAYER_D_MODEL = {("attn", "hook_in"), ("attn", "hook_out"), ("mlp", "hook_in"), ("mlp", "hook_out")}
+_MLP_NEURON_HOOKS = {"hook_pre", "hook_post", "hook_pre_linear"}
 
 
 def hook_width(model: Any, name: str) -> int | None:
-    """The last-dimension width of the activations at hook ``name``, from the model's config
-    (``d_mlp`` for MLP neurons, ``d_model`` for residual-like hooks), or None where the name does
-    not tell (attention internals, unusual hooks): read without running the model, so no other
-    attached hook fires."""
+    """The last-dimension width of the activations at hook ``name``, from the model's config, or
+    None where the name's shape does not tell (attention internals, a bridge's nested
+    ``mlp.out.hook_in``...). Read without running the model, so no other attached hook fires.
+
+    ``d_model``: ``hook_embed``, ``hook_pos_embed``, ``blocks.L.hook_resid_*|hook_in|hook_out|hook_attn_out|hook_mlp_out``,
+    ``blocks.L.{attn,mlp}.hook_{in,out}``, any ``*.hook_normalized``; ``d_mlp``: ``blocks.L.mlp.hook_{pre,post,pre_linear}``.
+
+    >>> from types import SimpleNamespace as NS
+    >>> m = NS(cfg=NS(d_model=32, d_mlp=128))
+    >>> hook_width(m, "blocks.1.hook_resid_post"), hook_width(m, "blocks.0.mlp.hook_post"), hook_width(m, "blocks.0.mlp.out.hook_in")
+    (32, 128, None)
+    """
     cfg = getattr(model, "cfg", None)
-    if name.endswith(_MLP_WIDTH_SUFFIXES):
-        width = getattr(cfg, "d_mlp", None)
-    elif name.endswith(_MODEL_WIDTH_SUFFIXES) and ".attn.hook_result" not in name:
-        width = getattr(cfg, "d_model", None)
-    else:
-        width = None
+    parts = name.split(".")
+    if parts[:1] == ["blocks"] and len(parts) > 2:
+        parts = parts[2:]  # drop "blocks.L"
+    key = None
+    if len(parts) == 1 and (parts[0] in _RESIDUAL_HOOKS or parts[0] in ("hook_embed", "hook_pos_embed")):
+        key = "d_model"
+    elif len(parts) == 2 and (tuple(parts) in _SUBLAYER_D_MODEL or (parts[0].startswith("ln") and parts[1] == "hook_normalized")):
+        key = "d_model"
+    elif len(parts) == 2 and parts[0] == "mlp" and parts[1] in _MLP_NEURON_HOOKS:
+        key = "d_mlp"
+    width = getattr(cfg, key, None) if key else None
     return int(width) if isinstance(width, int) and width > 0 else None
 
 

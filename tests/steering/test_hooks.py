@@ -202,3 +202,16 @@ def test_prior_on_another_device_fails_at_attach_naming_both(tiny_model, tiny_pr
         with tiny_model.hooks(fwd_hooks=[(HOOK, hook_fn)]):
             tiny_model(tiny_model.to_tokens("the dog"))
     assert hook_counts(tiny_model)[0] == 0
+
+
+@pytest.mark.parametrize("kind", ["hooked", "bridge"])
+def test_hook_width_from_config_equals_the_real_width_wherever_it_answers(tiny_model, kind):
+    from tl_glp._compat import hook_width
+
+    model = tiny_model if kind == "hooked" else make_tiny_bridge()
+    _, cache = model.run_with_cache(torch.tensor([[1, 2, 3]]))
+    answered = {n: hook_width(model, n) for n in cache.keys() if hook_width(model, n) is not None}
+    assert len(answered) >= 20 and HOOK in answered  # residual and MLP hooks of every block
+    assert {n: w for n, w in answered.items() if w != cache[n].shape[-1]} == {}
+    if kind == "bridge":  # nested sub-module hooks (mlp.out.hook_in carries d_mlp) are left to the call-time check
+        assert hook_width(model, "blocks.0.mlp.out.hook_in") is None
