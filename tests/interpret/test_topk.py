@@ -106,3 +106,33 @@ def test_errors(tiny_model):
         top_activations(tiny_model, RawActivations(), ["the dog"], hook_name=HOOK, k=0, progress=False)
     with pytest.raises(TypeError, match="one string"):
         top_activations(tiny_model, RawActivations(), "the dog", hook_name=HOOK, progress=False)
+
+
+def test_chunk_preselection_equals_a_full_sort_with_ties_nan_and_partial_chunks():
+    """The merge's chunked pre-selection (taken when a batch has many more rows than k chunks)
+    keeps exactly the keys a full sort of everything seen keeps, on both tails."""
+    from tl_glp.interpret.topk import _CHUNK, _TailBuffer
+
+    gen = torch.Generator().manual_seed(0)
+    k, n_feat = 3, 7
+    sizes = [2 * (2 * k + 1) * _CHUNK + 5, 9, 40 * _CHUNK, 3 * _CHUNK + 1]  # fast path, tiny batch, exact multiple, partial chunk
+    batches, offset = [], 0
+    for n in sizes:
+        x = torch.randn(n_feat, n, generator=gen)
+        x[1] = (x[1] * 2).round()  # heavy ties, also at the chunk boundary
+        x[2] = 1.0  # all equal
+        x[3, torch.randint(0, n, (3,), generator=gen)] = float("nan")
+        x[4] = torch.where(x[4] > 1, x[4], torch.zeros_like(x[4]))  # sparse, ReLU-like
+        batches.append((x, torch.arange(offset, offset + n)))
+        offset += n
+    for largest in (True, False):
+        buf = _TailBuffer(n_feat, k, 1, largest, torch.device("cpu"))
+        for x, position in batches:
+            windows = torch.arange(x.shape[1])[:, None]  # window = the token itself
+            buf.merge(slice(0, n_feat), x.contiguous(), position, windows)
+        every = torch.cat([x for x, _ in batches], dim=1)
+        keys = order_keys(every if largest else -every, torch.cat([p for _, p in batches])[None])
+        want = torch.topk(keys, k, dim=1).values
+        assert torch.equal(buf.keys, want), largest
+        values, _ = decode_keys(buf.keys)
+        assert torch.equal(buf.context[..., 0].nan_to_num(-99), (values if largest else -values).nan_to_num(-99))

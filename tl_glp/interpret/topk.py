@@ -49,6 +49,8 @@ TENSORS_FILE = "top_activations.safetensors"
 META_FILE = "top_activations.json"
 _INVALID = torch.iinfo(torch.int64).min
 _LOW = 0xFFFFFFFF
+_CHUNK = 32
+"""Rows per chunk of the top-k pre-selection (see :meth:`_TailBuffer.merge`)."""
 
 # Histogram bins: signed log10-magnitude bins from 1e-4 to 1e4 (4 per decade) and one zero bin.
 HIST_DECADES = (-4.0, 4.0)
@@ -306,35 +308,61 @@ class _TailBuffer:
         self.kth = torch.full((n_features,), float("-inf"), device=device)
         """Each feature's k-th (signed) value; a batch whose best value is not above it cannot enter."""
 
-    def merge(self, cols: slice, xt: Tensor, position: Tensor, windows: Tensor, extreme: Tensor | None = None) -> None:
+    def merge(self, cols: slice, xt: Tensor, position: Tensor, windows: Tensor) -> None:
         """Merge one batch into feature columns ``cols``.
 
         ``xt`` is ``[n_cols, n_rows]`` (one column per real token of the batch), ``position`` the
         rows' corpus positions ``[n_rows]``, ``windows`` ``[n_rows, W]`` the row index of each
-        row's window token (-1 outside the document or at a special token). ``extreme``: each
-        row's max (top tail) or min (bottom tail) if the caller has it already.
+        row's window token (-1 outside the document or at a special token).
+
+        Two exact shortcuts keep this cheap. (1) A feature whose best value in the batch is not
+        strictly above its current k-th entry cannot change (ties lose: they come later). (2) The
+        rows are cut into chunks of :data:`_CHUNK`; a feature's k best values lie in its k best
+        chunks (by chunk extreme), since any value outside them has k chunk extremes above it. So
+        the top-k runs over those ``k * _CHUNK`` candidates instead of every row. Where the k-th
+        and (k+1)-th chunk extremes tie, or NaN shows up, the feature takes the full path.
         """
-        k = self.keys.shape[1]
-        # cheap pre-filter (one reduction): ties with the k-th entry lose (they come later), so a
-        # feature whose best value is not strictly above its k-th cannot change; NaN rows go through
-        if extreme is None:
-            extreme = xt.amax(1) if self.largest else xt.amin(1)
+        c, n = xt.shape
+        n_chunks = n // _CHUNK
+        n_full = n_chunks * _CHUNK
+        reduce = torch.amax if self.largest else torch.amin
+        chunk_ext = reduce(xt[:, :n_full].view(c, n_chunks, _CHUNK), 2) if n_chunks else xt[:, :0]
+        extreme = reduce(xt, 1) if n_full < n or not n_chunks else reduce(chunk_ext, 1)
+        if n_full < n and n_chunks:
+            extreme = torch.maximum(extreme, reduce(chunk_ext, 1)) if self.largest else torch.minimum(extreme, reduce(chunk_ext, 1))
         best = extreme if self.largest else -extreme
-        live_mask = (best > self.kth[cols]) | torch.isnan(best)
-        if not bool(live_mask.any()):
+        live = ((best > self.kth[cols]) | torch.isnan(best)).nonzero().squeeze(1)
+        if live.numel() == 0:
             return
-        if int(live_mask.sum()) <= xt.shape[0] // 2:  # subsetting copies: only worth it once most rows drop out
-            live = live_mask.nonzero().squeeze(1)
-            xt = xt[live]
-        else:
-            live = torch.arange(xt.shape[0], device=xt.device)
-        ids = live + cols.start  # feature index of every row of xt
-        n = xt.shape[1]
+        kk = min(self.keys.shape[1], n)
+        if n_chunks <= 2 * kk:  # too few chunks for the pre-selection to pay: every row is a candidate
+            self._update(cols, xt, live, xt if live.numel() == c else xt[live], None, position, windows)
+            return
+        ext = chunk_ext[live]
+        sel = torch.topk(ext, kk + 1, dim=1, largest=self.largest)
+        exact = (sel.values[:, kk - 1] != sel.values[:, kk]) & ~torch.isnan(ext).any(1)
+        fast, slow = exact.nonzero().squeeze(1), (~exact).nonzero().squeeze(1)
+        if fast.numel():
+            rows, chunks = live[fast], sel.indices[fast, :kk]
+            rowmap = (chunks[:, :, None] * _CHUNK + torch.arange(_CHUNK, device=xt.device)).reshape(len(fast), -1)
+            vals = xt[:, :n_full].view(c, n_chunks, _CHUNK)[rows[:, None], chunks].reshape(len(fast), -1)  # whole chunks: a block copy
+            if n_full < n:  # the last, partial chunk is always a candidate
+                rowmap = torch.cat([rowmap, torch.arange(n_full, n, device=xt.device).expand(len(fast), -1)], dim=1)
+                vals = torch.cat([vals, xt[rows, n_full:]], dim=1)
+            self._update(cols, xt, rows, vals, rowmap, position, windows)
+        if slow.numel():
+            self._update(cols, xt, live[slow], xt[live[slow]], None, position, windows)
+
+    def _update(self, cols: slice, xt: Tensor, ix: Tensor, vals: Tensor, rowmap: Tensor | None, position: Tensor, windows: Tensor) -> None:
+        """Merge the candidates ``vals`` ``[m, n_cand]`` of rows ``ix`` of ``xt``; ``rowmap`` gives
+        each candidate's column in ``xt`` (``None``: the candidates are all of ``xt``'s columns)."""
+        k = self.keys.shape[1]
+        n = vals.shape[1]
         kk = min(k, n)
         extra = 1 if n > kk else 0
-        tv, ti = torch.topk(xt, kk + extra, dim=1, largest=self.largest)  # fast float top-k
+        tv, ti = torch.topk(vals, kk + extra, dim=1, largest=self.largest)  # fast float top-k
         signed = tv if self.largest else -tv
-        rows = ti[:, :kk]
+        rows = ti[:, :kk] if rowmap is None else torch.gather(rowmap, 1, ti[:, :kk])
         keys = order_keys(signed[:, :kk], position[rows])
         # the float top-k is exact unless a tie straddles its boundary (or NaN shows up): redo
         # those features with the 64-bit keys, which order ties by corpus position
@@ -343,17 +371,20 @@ class _TailBuffer:
             redo |= signed[:, kk - 1] == signed[:, kk]
         if bool(redo.any()):
             idx = redo.nonzero().squeeze(1)
-            exact = torch.topk(order_keys(xt[idx] if self.largest else -xt[idx], position[None]), kk, dim=1)
-            keys[idx], rows[idx] = exact.values, exact.indices
+            cand_pos = position[None] if rowmap is None else position[rowmap[idx]]
+            exact = torch.topk(order_keys(vals[idx] if self.largest else -vals[idx], cand_pos), kk, dim=1)
+            keys[idx] = exact.values
+            rows[idx] = exact.indices if rowmap is None else torch.gather(rowmap[idx], 1, exact.indices)
+        feats = ix + cols.start
         # only features whose best new candidate beats their current k-th entry change
-        change = (keys[:, 0] > self.keys[ids, -1]).nonzero().squeeze(1)
+        change = (keys[:, 0] > self.keys[feats, -1]).nonzero().squeeze(1)
         if change.numel() == 0:
             return
-        keys, rows = keys[change], rows[change]
+        keys, rows, feats = keys[change], rows[change], feats[change]
         win = windows[rows]  # [n_changed, kk, W]
-        ctx = torch.gather(xt[change], 1, win.clamp_min(0).reshape(len(change), -1)).reshape(win.shape)
+        # read the windows straight out of xt (indexing xt[rows] first would copy whole rows)
+        ctx = torch.take(xt, ix[change, None, None] * xt.shape[1] + win.clamp_min(0))
         ctx = torch.where(win >= 0, ctx, torch.full_like(ctx, float("nan")))
-        feats = ids[change]
         all_keys = torch.cat([self.keys[feats], keys], dim=1)
         all_ctx = torch.cat([self.context[feats], ctx], dim=1)
         top = torch.topk(all_keys, k, dim=1)
@@ -445,12 +476,14 @@ def top_activations(
             cols = slice(start, min(n_feat, start + feature_chunk))
             part = rows[:, cols].T  # [c, n]: reductions run along the last dimension
             xt = part if part.is_contiguous() else _scratch(state, "xt", part.shape, dev).copy_(part)
-            low, high = torch.aminmax(xt, dim=1)  # one pass for both tails' pre-filters
-            state["top"].merge(cols, xt, position, windows, high)
-            flags = _scratch(state, "flags", xt.shape, dev)  # reused: fresh big allocations cost more than the math
+            state["top"].merge(cols, xt, position, windows)
+            # comparisons written as 0/1 floats into a reused buffer: summing floats is ~4x faster
+            # than summing bools, exact (a batch has far fewer than 2**24 rows), and a fresh big
+            # allocation per batch costs more than the math
+            flags = _scratch(state, "flags", xt.shape, dev)
             state["fire"][cols] += torch.gt(xt, density_threshold, out=flags).sum(1).long()
             if track_bottom:
-                state["bottom"].merge(cols, xt, position, windows, low)
+                state["bottom"].merge(cols, xt, position, windows)
                 state["fire_neg"][cols] += torch.lt(xt, -density_threshold, out=flags).sum(1).long()
             state["sum"][cols] += xt.sum(1).double()  # float32 within a batch, float64 across batches
             state["sumsq"][cols] += torch.linalg.vector_norm(xt, dim=1).double() ** 2
