@@ -123,6 +123,7 @@ def meta_neurons_per_document(
     ``torch.randn(n_rows_of_doc, d_input)`` from a generator on the prior's device seeded with
     :func:`document_seed`, so a document gets the same noise in any batch. ``out`` (a float
     buffer of at least ``n_tokens * n_features`` elements) is written into instead of a new tensor.
+    The result is a transposed view of feature-major storage (``.T.is_contiguous()``).
     """
     prior = source.prior
     device = prior.mean.device
@@ -139,23 +140,25 @@ def meta_neurons_per_document(
     z_t = add_noise(z, eps, source.t)
     d_mlp = prior.cfg.d_mlp
     rows = None if layer is None else torch.full((z.shape[0],), layer, device=device)
-    shape = (z.shape[0], prior.cfg.n_blocks * d_mlp)
+    # stored feature-major ([n_features, n_tokens]) and returned as its transpose: per-feature
+    # reductions (top-k, density) then read contiguous memory, with no transposed copy later
+    shape = (prior.cfg.n_blocks * d_mlp, z.shape[0])
     if out is None or out.numel() < shape[0] * shape[1]:
         out = torch.empty(*shape, device=device)
     else:
-        out = out.reshape(-1)[: shape[0] * shape[1]].view(shape)
+        out = out.view(-1)[: shape[0] * shape[1]].view(shape)  # view: writes must land in the caller's buffer
     for begin in range(0, z_t.shape[0], source.batch_size):
         part = z_t[begin : begin + source.batch_size]
         end = begin + part.shape[0]
 
         def grab(act: Tensor, hook: Any, begin: int = begin, end: int = end) -> None:
             block = int(hook.name.split(".")[1])
-            out[begin:end, block * d_mlp : (block + 1) * d_mlp] = act
+            out[block * d_mlp : (block + 1) * d_mlp, begin:end] = act.T
 
         with prior.hooks(fwd_hooks=[(f"blocks.{i}.hook_neurons", grab) for i in range(prior.cfg.n_blocks)]):
             times = torch.full((part.shape[0],), float(source.t), device=device)
             prior.velocity(part, times, prior._depth(None if rows is None else rows[begin:end]))
-    return out
+    return out.T
 
 
 def source_features(source: FeatureSource, acts: dict[str, Tensor], hook_name: str, doc_of_row: Tensor, out: Tensor | None = None) -> Tensor:
@@ -208,7 +211,7 @@ def token_batches(
         doc_of_row = doc_ids[:, None].expand_as(valid)[valid]
         flat = source_features(source, acts, hook_name, doc_of_row, out=buffer).float()
         if reuse_buffer and (buffer is None or flat.numel() > buffer.numel()):
-            buffer = flat
+            buffer = flat if flat.is_contiguous() else flat.T  # the storage itself (meta-neurons come feature-major)
         yield TokenBatch(doc_ids, tokens, valid, flat if keep_on_device else flat.cpu())
 
 
