@@ -1,5 +1,6 @@
 import torch
 
+from tests.conftest import random_sentences
 from tl_glp.evaluation import delta_lm_loss, lm_loss_with_hook
 from tl_glp.saes import sae_reconstruction_hook, train_sae
 
@@ -54,3 +55,37 @@ def test_demo_sorts_dataset_arguments_into_corpus_and_probing_sets():
     assert _split_dataset_args(None) == ("NeelNanda/pile-10k", "all")
     assert _split_dataset_args(["HuggingFaceFW/fineweb", "5_hist_fig_ismale"]) == ("HuggingFaceFW/fineweb", ["5_hist_fig_ismale"])
     assert _split_dataset_args(["all"])[1] == "all"
+
+
+def test_compare_delta_lm_loss_pairs_documents_and_matches_delta_lm_loss(tiny_model):
+    from tl_glp.evaluation import compare_delta_lm_loss, document_losses
+
+    texts = random_sentences(24, seed=4, length=9)
+    gen = torch.Generator().manual_seed(0)
+    noise = {"small": 0.5, "large": 5.0}
+    fixed = {name: torch.randn(1, 64, 32, generator=gen) * s for name, s in noise.items()}  # deterministic noise per position
+
+    def hook(name):
+        return lambda act, hook: act + fixed[name][:, : act.shape[1]]
+
+    cmp = compare_delta_lm_loss(tiny_model, texts, HOOK, {name: hook(name) for name in noise}, n_boot=500)
+    for name in noise:  # the point estimate is exactly delta_lm_loss
+        d, lo, hi = cmp.delta(name)
+        assert abs(d - delta_lm_loss(tiny_model, texts, HOOK, hook(name)).delta) < 1e-9 and lo <= d <= hi
+    # an independent per-document computation
+    per_doc = document_losses(tiny_model, texts)
+    for i, text in enumerate(texts[:3]):
+        tokens = tiny_model.to_tokens(text)
+        with torch.no_grad():
+            want = tiny_model(tokens, return_type="loss", loss_per_token=True).sum()
+        assert abs(float(per_doc.sums[i]) - float(want)) < 1e-4 and per_doc.counts[i] == tokens.shape[1] - 1
+    diff, lo, hi = cmp.difference("large", "small")
+    assert lo <= diff <= hi and abs(diff - (cmp.delta("large")[0] - cmp.delta("small")[0])) < 1e-12
+    # paired: the same hook under two names differs by exactly 0 on every resample, although each
+    # delta alone varies across resamples (an unpaired CI of the difference would not be 0)
+    twins = compare_delta_lm_loss(tiny_model, texts, HOOK, {"a": hook("large"), "b": hook("large")}, n_boot=500)
+    assert twins.difference("a", "b") == (0.0, 0.0, 0.0)
+    _, lo_a, hi_a = twins.delta("a")
+    assert hi_a - lo_a > 1e-3
+    table = cmp.table
+    assert table.n_docs.tolist() == [24, 24] and not table.isna().any().any()

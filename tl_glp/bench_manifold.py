@@ -89,17 +89,10 @@ def _timed(fn: Any) -> float:
 
 def _per_doc_losses(model: Any, texts: Sequence[str], hook: str, hook_fn: Any, context: int = 64) -> torch.Tensor:
     """Mean next-token cross-entropy of each text (one row per text), optionally with a hook."""
-    from tl_glp._tokens import right_padded_tokens
+    from tl_glp.evaluation import document_losses
 
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(texts), 32):
-            tokens, lengths = right_padded_tokens(model, list(texts[i : i + 32]), context)
-            logits = model.run_with_hooks(tokens, fwd_hooks=[(hook, hook_fn)] if hook_fn is not None else [])
-            ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), tokens[:, 1:], reduction="none")
-            mask = torch.arange(tokens.shape[1] - 1)[None] < (lengths - 1)[:, None]
-            out.append((ce * mask).sum(1) / mask.sum(1).clamp_min(1))
-    return torch.cat(out)
+    losses = document_losses(model, list(texts), hook, hook_fn, context_size=context)
+    return (losses.sums / losses.counts.clamp_min(1)).float()
 
 
 def _ci(values: torch.Tensor, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:

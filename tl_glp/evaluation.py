@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
@@ -24,7 +25,44 @@ class DeltaLoss(NamedTuple):
     delta: float
 
 
+class DocumentLosses(NamedTuple):
+    """Summed next-token cross-entropy (nats) and the number of target tokens, per document."""
+
+    sums: Float[Tensor, "n_docs"]
+    counts: Float[Tensor, "n_docs"]
+
+    def mean(self) -> float:
+        """Mean loss per token over all documents."""
+        return float(self.sums.sum() / self.counts.sum())
+
+
 @torch.inference_mode()
+def document_losses(
+    model: Any,
+    texts: Sequence[str],
+    hook_name: str | None = None,
+    hook_fn: Callable[..., Float[Tensor, "batch pos d_model"] | None] | None = None,
+    *,
+    batch_size: int = 32,
+    context_size: int = 128,
+) -> DocumentLosses:
+    """Next-token cross-entropy of every text, summed over its real tokens (right-padded
+    batches), with ``hook_fn`` attached at ``hook_name`` when given."""
+    if hook_name is not None:
+        _compat.check_hook_name(model, hook_name)
+    device = model_device(model)
+    sums, counts = [], []
+    for start in range(0, len(texts), batch_size):
+        tokens, lengths = right_padded_tokens(model, texts[start : start + batch_size], context_size)
+        hooks = [(hook_name, hook_fn)] if hook_fn is not None else []
+        logits = model.run_with_hooks(tokens.to(device), fwd_hooks=hooks)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), tokens[:, 1:].to(logits.device), reduction="none")
+        mask = (torch.arange(tokens.shape[1] - 1)[None] < (lengths - 1)[:, None]).to(loss.device)
+        sums.append((loss * mask).sum(1).double().cpu())
+        counts.append(mask.sum(1).double().cpu())
+    return DocumentLosses(torch.cat(sums), torch.cat(counts))
+
+
 def lm_loss_with_hook(
     model: Any,
     texts: Sequence[str],
@@ -36,19 +74,7 @@ def lm_loss_with_hook(
 ) -> float:
     """Mean next-token cross-entropy over the real tokens of ``texts`` (right-padded batches),
     with ``hook_fn`` attached at ``hook_name`` when given."""
-    if hook_name is not None:
-        _compat.check_hook_name(model, hook_name)
-    device = model_device(model)
-    total, count = 0.0, 0
-    for start in range(0, len(texts), batch_size):
-        tokens, lengths = right_padded_tokens(model, texts[start : start + batch_size], context_size)
-        hooks = [(hook_name, hook_fn)] if hook_fn is not None else []
-        logits = model.run_with_hooks(tokens.to(device), fwd_hooks=hooks)
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten().to(logits.device), reduction="none")
-        mask = (torch.arange(tokens.shape[1] - 1)[None] < (lengths - 1)[:, None]).flatten().to(loss.device)
-        total += float(loss[mask].sum())
-        count += int(mask.sum())
-    return total / count
+    return document_losses(model, texts, hook_name, hook_fn, batch_size=batch_size, context_size=context_size).mean()
 
 
 def delta_lm_loss(
@@ -66,6 +92,81 @@ def delta_lm_loss(
     clean = lm_loss_with_hook(model, texts, **kwargs)
     patched = lm_loss_with_hook(model, texts, hook_name, hook_fn, **kwargs)
     return DeltaLoss(clean, patched, patched - clean)
+
+
+@dataclass
+class DeltaLossComparison:
+    """Delta LM loss of several replacements on the same documents, with paired bootstrap CIs.
+
+    ``table`` has one row per replacement: ``replacement``, ``delta`` (mean loss per token with the
+    replacement minus without), ``ci_low``/``ci_high`` (95% percentile bootstrap over documents),
+    ``n_docs``, ``n_tokens``. :meth:`difference` gives the paired difference of two replacements
+    (the same resampled documents for both, so document difficulty cancels).
+    """
+
+    clean: DocumentLosses
+    patched: dict[str, DocumentLosses]
+    n_boot: int = 2000
+    seed: int = 0
+    level: float = 0.95
+
+    def _boot(self, name: str) -> Tensor:
+        g = torch.Generator().manual_seed(self.seed)  # the same resamples for every replacement: paired
+        idx = torch.randint(0, len(self.clean.sums), (self.n_boot, len(self.clean.sums)), generator=g)
+        counts = self.clean.counts[idx].sum(1)
+        return (self.patched[name].sums[idx].sum(1) - self.clean.sums[idx].sum(1)) / counts
+
+    def _interval(self, boot: Tensor) -> tuple[float, float]:
+        q = torch.tensor([(1 - self.level) / 2, 1 - (1 - self.level) / 2], dtype=boot.dtype)
+        lo, hi = torch.quantile(boot, q).tolist()
+        return lo, hi
+
+    def delta(self, name: str) -> tuple[float, float, float]:
+        """``(delta, ci_low, ci_high)`` of one replacement."""
+        d = float((self.patched[name].sums.sum() - self.clean.sums.sum()) / self.clean.counts.sum())
+        return (d, *self._interval(self._boot(name)))
+
+    def difference(self, a: str, b: str) -> tuple[float, float, float]:
+        """``(delta_a - delta_b, ci_low, ci_high)``, paired over documents."""
+        diff = self.delta(a)[0] - self.delta(b)[0]
+        return (diff, *self._interval(self._boot(a) - self._boot(b)))
+
+    @property
+    def table(self) -> Any:
+        import pandas as pd
+
+        rows = []
+        for name in self.patched:
+            d, lo, hi = self.delta(name)
+            rows.append({"replacement": name, "delta": d, "ci_low": lo, "ci_high": hi,
+                         "n_docs": len(self.clean.sums), "n_tokens": int(self.clean.counts.sum())})
+        return pd.DataFrame(rows)
+
+
+def compare_delta_lm_loss(
+    model: Any,
+    texts: Sequence[str],
+    hook_name: str,
+    replacements: dict[str, Callable[..., Float[Tensor, "batch pos d_model"] | None]],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    **kwargs: Any,
+) -> DeltaLossComparison:
+    """Delta LM loss of each hook in ``replacements`` on the same ``texts``, with CIs.
+
+    Example::
+
+        cmp = compare_delta_lm_loss(model, texts, "blocks.6.hook_resid_post", {
+            "prior": prior.projection_hook(positions=slice(1, None), seed=0),
+            "sae": sae_reconstruction_hook(sae),
+        })
+        cmp.table                       # delta, 95% CI, documents and tokens per replacement
+        cmp.difference("prior", "sae")  # paired: (difference, ci_low, ci_high)
+    """
+    clean = document_losses(model, texts, **kwargs)
+    patched = {name: document_losses(model, texts, hook_name, fn, **kwargs) for name, fn in replacements.items()}
+    return DeltaLossComparison(clean, patched, n_boot=n_boot, seed=seed)
 
 
 from tl_glp.manifold import detect_off_manifold  # noqa: E402,F401  (issue 12: tl_glp.evaluation.detect_off_manifold)
