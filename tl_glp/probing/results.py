@@ -105,6 +105,33 @@ class ProbingResults:
                     counts.loc[a, b] = int((pivot[a] > pivot[b]).sum())
         return counts
 
+    def paired(self, reference: str, k: int | None = None, n_boot: int = 10_000, seed: int = 0) -> Any:
+        """Mean per-dataset difference ``reference - other`` in test AUC for every other source,
+        with a 95% percentile bootstrap CI over datasets (paired: the same datasets resampled for
+        both), and the number of datasets. A CI above 0 means ``reference`` is ahead.
+
+        >>> import pandas as pd
+        >>> t = pd.DataFrame({"dataset": ["a", "a", "b", "b"], "source": ["meta", "raw"] * 2,
+        ...                   "test_auc": [0.9, 0.8, 0.7, 0.6], "control": False})
+        >>> ProbingResults(t).paired("meta")[["other", "mean_difference", "ci_low", "ci_high", "n_datasets"]].round(3).values.tolist()
+        [['raw', 0.1, 0.1, 0.1, 2]]
+        """
+        import pandas as pd
+
+        table = self._rows_at(k)
+        pivot = table[~table["control"]].pivot_table(index="dataset", columns="source", values="test_auc")
+        if reference not in pivot.columns:
+            raise ValueError(f"No source {reference!r} in these results (sources: {list(pivot.columns)}).")
+        rows = []
+        for other in pivot.columns:
+            if other == reference:
+                continue
+            diff = (pivot[reference] - pivot[other]).dropna().to_numpy()
+            lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
+            rows.append({"reference": reference, "other": other, "mean_difference": float(diff.mean()) if len(diff) else float("nan"),
+                         "ci_low": lo, "ci_high": hi, "n_datasets": len(diff)})
+        return pd.DataFrame(rows)
+
     def to_csv(self, path: str | Path) -> Path:
         """Write the per-dataset table."""
         path = Path(path)
