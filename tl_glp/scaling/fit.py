@@ -59,15 +59,15 @@ class PowerLawFit:
         return asdict(self)
 
 
-def _fit_once(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+def _fit_once(x: np.ndarray, y: np.ndarray, start: tuple[float, float, float] | None = None) -> tuple[float, float, float]:
     """Least squares in ``log L`` for ``L = E + A * x^-alpha`` (``x`` = C / C0), E, A >= 0:
     for each alpha on a grid the best (E, A) is a 2-variable non-negative linear fit (a good
-    start), then a bounded nonlinear refinement from the best grid point."""
+    start), then a bounded nonlinear refinement from the best grid point (or from ``start``)."""
     from scipy.optimize import least_squares, nnls
 
     logy = np.log(y)
-    best = (np.inf, 0.0, 0.0, 1.0)
-    for a in ALPHA_GRID:
+    best = (np.inf, 0.0, 0.0, 1.0) if start is None else (0.0, *start)
+    for a in ALPHA_GRID if start is None else ():
         design = np.stack([np.ones_like(x), x**-a], axis=1)
         (E, A), _ = nnls(design / y[:, None], np.ones_like(y))  # relative residuals ~ log residuals
         pred = E + A * x**-a
@@ -103,11 +103,13 @@ def fit_power_law(compute: Any, loss: Any, *, n_boot: int = 1000, seed: int = 0)
     E, A, alpha = _fit_once(x, L)
     pred = E + A * x**-alpha
     resid = np.log(L) - np.log(pred)
+    # residuals of a 3-parameter fit understate the noise: rescale them to the unbiased variance
+    boot_resid = (resid - resid.mean()) * np.sqrt(len(resid) / max(len(resid) - 3, 1))
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_boot):
-        y = pred * np.exp(rng.choice(resid, len(resid), replace=True))
-        draws.append(_fit_once(x, y))
+        y = pred * np.exp(rng.choice(boot_resid, len(resid), replace=True))
+        draws.append(_fit_once(x, y, start=(E, A, alpha)))
     d = np.array(draws) if draws else np.array([[E, A, alpha]])
     d[:, 1] = d[:, 1] * C0 ** d[:, 2]  # A back to the units of C
 

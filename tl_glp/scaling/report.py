@@ -104,7 +104,10 @@ def _plot_downstream(path: Path, table: Any, refs: dict[str, Any]) -> Path:
         for i, (label, value) in enumerate(references.get(col, [])):
             if value is not None and math.isfinite(value):
                 ax.axhline(value, color=f"C{7 + i % 3}", ls=":", lw=1, label=label)
-        ax.set_xscale("log")
+        if np.isfinite(table[col].to_numpy(float)).any():
+            ax.set_xscale("log")
+        else:
+            ax.text(0.5, 0.5, "n/a at every checkpoint", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("validation loss")
         ax.set_title(DOWNSTREAM[col][0], fontsize=9)
         ax.grid(alpha=0.3)
