@@ -75,7 +75,7 @@ class ScalingSettings:
     """Training steps of that classifier."""
     projection_rows: int = 512
     """Held-out rows whose relative move under projection (t=0.5) is reported."""
-    lm_eval_docs: int = 100
+    lm_eval_docs: int = 64
     """Documents (not used for activations) on which delta LM loss is measured."""
     d_sae: int = 1024
     """Latents of the reference SAEs."""
