@@ -143,13 +143,15 @@ def test_reduced_study_writes_report_and_resumes_without_recomputing(study_input
     first = sorted((out / "evals").glob("*.json"))
     assert len(first) == 1
     stamp = first[0].stat().st_mtime_ns
-    sae_stamp = (out / "saes" / "k2" / "cfg.json").stat().st_mtime_ns
+    cached = [out / "saes" / "k2" / "cfg.json", out / "steering_plain.csv", out / "data" / "activations.safetensors", out / "references.json"]
+    stamps = [p.stat().st_mtime_ns for p in cached]
 
     counted = []
     monkeypatch.setattr(evals, "evaluate_checkpoint", lambda prior, ctx, **kw: counted.append(1) or real(prior, ctx, **kw))
     result = run_scaling_study(model, hook, texts, sets, task, out, settings=TINY, progress=False)
     assert len(counted) == 5  # 6 checkpoints, the finished one read back
-    assert first[0].stat().st_mtime_ns == stamp and (out / "saes" / "k2" / "cfg.json").stat().st_mtime_ns == sae_stamp
+    assert first[0].stat().st_mtime_ns == stamp
+    assert [p.stat().st_mtime_ns for p in cached] == stamps  # SAEs, plain steering, activations, references: read back, not recomputed
     table = result.table
     assert len(table) == 6 and set(table.depth) == {1, 2} and sorted(set(table.samples)) == [768, 1536, 3072]
     assert (table.compute == 6 * table.params * table.samples).all()

@@ -191,7 +191,9 @@ def _markdown(table: Any, refs: dict[str, Any], cfg: Any, timing: dict[str, Any]
         parts += [f"No fit: {fit_error}", ""]
     parts += ["## 2. Every checkpoint", "",
               f"FD: Frechet distance extrapolated to infinitely many samples (FD-inf, from {cfg.fd_samples // 4}, {cfg.fd_samples // 2} and {cfg.fd_samples} per side); "
-              f"references: lower bound (held-out half vs half) **{fmt(refs['fd_lower_bound'])}**, moment-matched Gaussian **{fmt(refs['fd_gaussian'])}**. "
+              f"references: lower bound (held-out half vs half) **{fmt(refs['fd_lower_bound'])}**, moment-matched Gaussian **{fmt(refs['fd_gaussian'])}** "
+              f"(at {cfg.fd_samples} per side, before extrapolation: lower bound {fmt(refs.get('fd_lower_bound_at_n'))}, Gaussian {fmt(refs.get('fd_gaussian_at_n'))}, "
+              "prior in `scaling.csv` column `fd_prior_at_n`; an extrapolated value can fall slightly below 0, by noise in the fit). "
               f"c2st: classifier two-sample AUC ({cfg.c2st_samples} per side; held-out vs held-out **{fmt(refs['c2st_held_out'])}**, Gaussian **{fmt(refs['c2st_gaussian'])}**). "
               f"Delta LM loss of the projection (every non-BOS position, t=0.5; clean loss {fmt(refs['lm_loss_clean'])}) vs SAE-Lens TopK SAEs on the same activations: "
               + "; ".join(f"k={s['k']}/{s['d_sae']} ({fmt(100 * s['k'] / s['d_sae'], 1)}% active): **{fmt(s['delta_lm_loss'], 4)}** (FVU {fmt(s['fvu'])})" for s in saes)
