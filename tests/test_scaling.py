@@ -199,3 +199,12 @@ def test_cli_scaling_smoke(testbed, tmp_path, capsys):
     assert main(argv) == 0
     assert (tmp_path / "cli" / "report.md").is_file() and "report.md" in capsys.readouterr().out
     assert main(["scaling", "--out", str(tmp_path / "x"), "--set", "bogus=1"]) == 2
+
+
+def test_the_library_never_imports_the_testbed_cli_or_demo():
+    import subprocess
+    import sys
+
+    code = ("import sys, tl_glp, tl_glp.scaling, tl_glp.steering.pareto; "
+            "bad = [m for m in sys.modules if m.startswith(('tl_glp.testbed', 'tl_glp.cli', 'tl_glp.demo'))]; print(bad); assert not bad")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
