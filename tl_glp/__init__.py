@@ -12,6 +12,8 @@ from tl_glp.probing import run_probing
 from tl_glp.steering import diff_of_means, patch, plot_pareto, sae_direction, steer, steering_sweep
 from tl_glp import interpret  # noqa: E402  (tl_glp.interpret.top_activations, dashboards, explanations)
 from tl_glp.training import TrainConfig, TrainResult, classifier_two_sample_auc, frechet_distance, train
+from tl_glp import scaling  # noqa: E402  (tl_glp.scaling.run_scaling_study, ScalingSettings, fit_power_law)
+from tl_glp.scaling import run_scaling_study
 
 __version__ = "0.1.0"
 
@@ -34,6 +36,7 @@ __all__ = [
     "patch",
     "plot_pareto",
     "run_probing",
+    "run_scaling_study",
     "sae_direction",
     "steer",
     "steering_sweep",

@@ -184,8 +184,10 @@ def bench_collect(quick: bool = False) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- training input pipeline
-def bench_train(quick: bool = False) -> dict[str, float]:
-    """Training samples/s reading batches from a disk store vs from an in-memory tensor."""
+def bench_train(quick: bool = False, study: str | None = None, scaling: bool = False) -> dict[str, float]:
+    """Training samples/s reading batches from a disk store vs from an in-memory tensor; with
+    ``study`` (a finished scaling study's folder) or ``scaling`` (run a quick one), also the share of
+    a scaling study's wall time spent outside training steps (:func:`bench_scaling_overhead`)."""
     import tempfile
 
     from tl_glp.activations.store import StoreWriter
@@ -217,7 +219,38 @@ def bench_train(quick: bool = False) -> dict[str, float]:
     out["ratio_disk_vs_memory"] = out["disk_samples_per_s"] / out["memory_samples_per_s"]
     print(f"bench train: d_input={d}, n_blocks=2, batch={batch}, {rows} rows, {steps} steps, median of 3 interleaved runs")
     _print_table(out)
+    if study is not None or scaling:
+        out.update(bench_scaling_overhead(study))
     return out
+
+
+def bench_scaling_overhead(study: str | None = None) -> dict[str, float]:
+    """Share of a scaling study's wall time spent outside training steps (target: under 30% at
+    default settings), read from its ``timing.json``. Without ``study``, runs a ``--quick`` testbed
+    study in a temporary folder first (a few minutes)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if study is None:
+            from tl_glp.cli import main
+
+            study = str(Path(tmp) / "study")
+            main(["scaling", "--quick", "--quiet", "--out", study])
+        path = Path(study) / "timing.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: pass the folder of a scaling study (tl-glp scaling --out DIR).")
+        timing = json.loads(path.read_text())
+    seconds = timing["seconds"]
+    wall = timing["wall_seconds"]
+    print(f"\nscaling study {study}: {wall:.0f} s of wall time over its invocations")
+    rows = {f"{k}_s": v for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])}
+    rows["share_outside_training_steps"] = timing["share_outside_training_steps"]
+    _print_table(rows)
+    verdict = "within" if timing["share_outside_training_steps"] < 0.3 else "above"
+    print(f"share outside training steps {100 * timing['share_outside_training_steps']:.1f}%: {verdict} the 30% target (stated for default settings)")
+    return rows
 
 
 # --------------------------------------------------------------------------- steering

@@ -116,7 +116,7 @@ def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, p
     import pandas as pd
 
     from tl_glp import collect_activations, train, TrainConfig
-    from tl_glp.demo import _judgement_prefixes
+    from tl_glp.testbed.tasks import judgement_prefixes as _judgement_prefixes
     from tl_glp.steering import diff_of_means, steering_sweep
     from tl_glp.steering.adaptive import OffManifold
     from tl_glp.testbed import MIDDLE_HOOK, load

@@ -28,7 +28,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     prior.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     for name, help_text in [
         ("collect", "collection tokens/s vs a bare forward pass; peak RSS for 1M vs 4M rows"),
-        ("train", "training samples/s from a disk store vs an in-memory tensor"),
+        ("train", "training samples/s from a disk store vs an in-memory tensor; --study DIR / --scaling: share of a scaling study's time outside training steps"),
         ("steer", "per-token generation time: no hook, plain steering, prior-guided steering"),
         ("probe", "torch 1-D probe backend vs the sklearn reference on sae-probes datasets"),
         ("interpret", "top-activation documents/s for meta-neurons vs a bare forward pass plus one denoiser evaluation per token"),
@@ -37,6 +37,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     ]:
         extra = sub.add_parser(name, help=help_text)
         extra.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+        if name == "train":
+            extra.add_argument("--study", default=None, help="also report the share of wall time outside training steps of this finished scaling study (its timing.json)")
+            extra.add_argument("--scaling", action="store_true", help="also run a --quick scaling study on the testbed and report that share")
 
 
 @command("bench", _bench_args)
@@ -51,7 +54,10 @@ def _bench(args: argparse.Namespace) -> int:
     if runner is None:
         print(f"bench {args.what} is not available in this version.", file=sys.stderr)
         return 2
-    runner(quick=args.quick)
+    if args.what == "train":
+        runner(quick=args.quick, study=args.study, scaling=args.scaling)
+    else:
+        runner(quick=args.quick)
     return 0
 
 
@@ -331,6 +337,73 @@ def _interpret(args: argparse.Namespace) -> int:
     out = run_interpret(model, sources, texts, hook, args.out, documents=held_out, k=args.k, pages=args.pages, progress=progress)
     print(out.markdown)
     print(f"wrote {out.out_dir / 'index.html'} ({out.numbers['interpret_seconds']:.0f} s)")
+    return 0
+
+
+# --------------------------------------------------------------------------- scaling
+def _scaling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="scaling_out", help="study folder (default scaling_out); re-running the same command resumes there")
+    p.add_argument("--quick", action="store_true", help="reduced ladder and sizes (within 5 minutes on 2 CPU cores on the testbed)")
+    p.add_argument("--depths", default=None, help="comma-separated denoiser depths, e.g. 1,2,3,6 (default 1,2,3,6; --quick 1,2,3)")
+    p.add_argument("--model", default="testbed", help="'testbed' (offline, default), a Hugging Face model id, or a local model folder")
+    p.add_argument("--hook", default=None, help="hook to model (default: the testbed's middle hook, or the middle block's hook_resid_post)")
+    p.add_argument("--dataset", action="append", default=None, help="for real models, as in `tl-glp demo`: an HF text dataset for activations, sae-probes names or CSVs (prompt,target) for probing; repeat")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--bridge", action="store_true", help="load --model through TransformerBridge")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split, training, noise and bootstraps (default 0)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any ScalingSettings field, e.g. --set max_samples=200000; repeat")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@command("scaling", _scaling_args)
+def _scaling(args: argparse.Namespace) -> int:
+    """The scaling study: a ladder of priors over compute, every checkpoint evaluated, L(C) fitted, report.md."""
+    from dataclasses import fields, replace
+
+    from tl_glp.scaling import ScalingSettings, SteeringTask, run_scaling_study
+
+    settings = replace(ScalingSettings.quick() if args.quick else ScalingSettings(), seed=args.seed)
+    if args.depths:
+        settings = replace(settings, depths=tuple(int(d) for d in args.depths.split(",") if d.strip()))
+    types = {f.name: type(getattr(settings, f.name)) for f in fields(settings)}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            print(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}.", file=sys.stderr)
+            return 2
+        parse = (lambda v: tuple(float(x) for x in v.split(",") if x.strip())) if types[key] is tuple else types[key]
+        if key == "depths":
+            parse = lambda v: tuple(int(x) for x in v.split(",") if x.strip())  # noqa: E731
+        settings = replace(settings, **{key: parse(value)})
+    progress = not args.quiet
+    n_texts = settings.n_docs + settings.lm_eval_docs
+    if args.model == "testbed":
+        from tl_glp.probing import load_dataset
+        from tl_glp.testbed import MIDDLE_HOOK, load
+        from tl_glp.testbed.tasks import sentiment_steering_task
+
+        testbed = load(seed=args.seed, progress=progress)
+        model, hook, name = testbed.model, args.hook or MIDDLE_HOOK, None  # the model names itself
+        texts = testbed.language.sample_texts(n_texts, seed=args.seed + 1)
+        probes: list = [load_dataset(frame, name=key) for key, frame in testbed.datasets.items()]
+        task = sentiment_steering_task(testbed.language, n_prompts=12 if args.quick else 24, seed=args.seed)
+    else:
+        from tl_glp import _compat
+        from tl_glp.demo import DEMO_NEGATIVE, DEMO_POSITIVE, _corpus_texts, _split_dataset_args
+
+        model, name = _compat.load_model(args.model, device=args.device, bridge=args.bridge), args.model
+        hook = args.hook or f"blocks.{model.cfg.n_layers // 2}.hook_resid_post"
+        corpus, probes = _split_dataset_args(args.dataset)
+        if probes == "all":
+            from tl_glp.probing import sae_probes_datasets
+
+            probes = sae_probes_datasets()
+        texts = _corpus_texts(corpus, probes, n_texts)
+        task = SteeringTask(prompts=["I think that", "The movie was", "Yesterday we", "My friend said"], positive=DEMO_POSITIVE, negative=DEMO_NEGATIVE,
+                            name="positive sentiment (direction from contrast sentences; fluency = unsteered NLL)")
+    result = run_scaling_study(model, hook, texts, probes, task, args.out, settings=settings, device=args.device, model_name=name, progress=progress)
+    print(f"wrote {result.out_dir / 'report.md'}, {result.out_dir / 'scaling.csv'}, loss_vs_compute.png, downstream_vs_loss.png")
     return 0
 
 

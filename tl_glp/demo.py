@@ -180,20 +180,13 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     # 4. steering ---------------------------------------------------------------------------------
     say("[4/5] steering")
     if testbed is not None:
+        from tl_glp.testbed.tasks import concept_scorer, grammatical_scorer, judgement_prefixes, steering_prompts
+
         docs = list(testbed.language.documents(600, seed=cfg.seed + 2))
-        positive, negative = _judgement_prefixes(docs, "positive"), _judgement_prefixes(docs, "negative")
-        prompts = [" ".join(d.words[:3]) for d in testbed.language.documents(cfg.steer_prompts, seed=cfg.seed + 3)]
-        language = testbed.language
-
-        def sentiment(model_: Any, gens: Any) -> list[float]:
-            return [language.sentiment_score(c) for c in gens.continuations]
-
-        def grammatical(model_: Any, gens: Any) -> list[float]:
-            return [float(language.is_grammatical(p + " " + c)) for p, c in zip(gens.prompts, gens.continuations)]
-
-        sentiment.name, grammatical.name = "concept", "grammatical"  # type: ignore[attr-defined]
-        scorers: list[Any] = [grammatical]
-        concept: Any = sentiment
+        positive, negative = judgement_prefixes(docs, "positive"), judgement_prefixes(docs, "negative")
+        prompts = steering_prompts(testbed.language, cfg.steer_prompts, seed=cfg.seed + 3)
+        scorers: list[Any] = [grammatical_scorer(testbed.language)]
+        concept: Any = concept_scorer(testbed.language)
     else:
         positive, negative = DEMO_POSITIVE, DEMO_NEGATIVE
         prompts = ["I think that", "The movie was", "Yesterday we", "My friend said"][: cfg.steer_prompts]
@@ -290,20 +283,6 @@ def _corpus_texts(corpus: str | None, probe_args: Any, n: int) -> list[str]:
     if not prompts:
         raise ValueError("No texts for the activations: pass a Hugging Face text dataset id or a CSV with prompts as --dataset.")
     return [prompts[i % len(prompts)] for i in range(n)]
-
-
-def _judgement_prefixes(docs: list[Any], sentiment: str) -> list[str]:
-    """Prefixes of single-sentiment documents that end with the copula before a judged adjective."""
-    from tl_glp.testbed.language import NEGATIVE, POSITIVE
-
-    out = []
-    for doc in docs:
-        if set(doc.latents["sentiment"]) != {sentiment}:
-            continue
-        for i, word in enumerate(doc.words[:-1]):
-            if word in ("was", "were", "is", "are") and doc.words[i + 1] in POSITIVE + NEGATIVE:
-                out.append(" ".join(doc.words[: i + 1]))
-    return out
 
 
 def summary_text(result: DemoResult) -> str:

@@ -193,3 +193,26 @@ def test_the_prefetch_thread_is_joined_after_training_and_after_errors(monkeypat
     with pytest.raises(RuntimeError, match="boom"):
         train(prior, data, TrainConfig(batch_size=64, max_steps=3, progress=False, eval_every=0))
     assert alive() == []
+
+
+def test_checkpoint_steps_are_written_and_never_pruned(tmp_path):
+    """Explicit checkpoint steps (a scaling study's geometric sample counts) survive keep_checkpoints."""
+    import torch
+
+    from tl_glp import GenerativePrior, TrainConfig, train
+    from tl_glp.training.checkpoint import list_checkpoints
+
+    acts = torch.randn(1024, 8)
+    prior = GenerativePrior.from_activations(acts, n_blocks=1)
+    cfg = TrainConfig(batch_size=64, lr=1e-3, max_steps=12, checkpoint_every=5, keep_checkpoints=1, checkpoint_steps=(2, 3, 7, 50),
+                      eval_every=0, progress=False, plot=False)
+    result = train(prior, acts, cfg, out_dir=tmp_path / "run")
+    steps = [int(p.name.split("_")[1]) for p in list_checkpoints(tmp_path / "run")]
+    assert steps == [2, 3, 7, 12]  # 5 and 10 pruned (keep 1), the explicit ones kept, 50 beyond the run ignored
+    assert {"steps", "eval", "checkpoint", "setup"} <= set(result.seconds) and result.seconds["steps"] > 0
+    try:
+        TrainConfig(checkpoint_steps=(0,))
+    except ValueError as err:
+        assert "checkpoint_steps" in str(err)
+    else:
+        raise AssertionError("checkpoint_steps=(0,) should be refused")

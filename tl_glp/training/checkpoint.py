@@ -25,8 +25,10 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def save_checkpoint(run_dir: Path, prior: Any, optimizer: torch.optim.Optimizer, generator: torch.Generator, state: dict[str, Any], keep: int) -> Path:
-    """Write a whole checkpoint atomically and prune all but the ``keep`` newest."""
+def save_checkpoint(run_dir: Path, prior: Any, optimizer: torch.optim.Optimizer, generator: torch.Generator, state: dict[str, Any], keep: int,
+                    protect: tuple[int, ...] = ()) -> Path:
+    """Write a whole checkpoint atomically and prune all but the ``keep`` newest (the steps in
+    ``protect`` are never pruned)."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(state["step"])
@@ -43,8 +45,10 @@ def save_checkpoint(run_dir: Path, prior: Any, optimizer: torch.optim.Optimizer,
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    protected = {checkpoint_name(s) for s in protect}
     for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.name not in protected:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -54,7 +54,12 @@ class TrainConfig:
     """Write a resumable checkpoint every this many steps (needs ``out_dir``)."""
 
     keep_checkpoints: int = 2
-    """How many of the newest checkpoints to keep on disk."""
+    """How many of the newest checkpoints to keep on disk (those in ``checkpoint_steps`` are never pruned)."""
+
+    checkpoint_steps: tuple[int, ...] = ()
+    """Extra steps at which a checkpoint is written and kept for good, whatever ``keep_checkpoints``
+    says: e.g. geometrically spaced steps, so that a scaling study can evaluate the same run at
+    several sample counts (``tl_glp.scaling``). Steps beyond the run's last step are ignored."""
 
     eval_every: int = 500
     """Validation loss (and Frechet distance) every this many steps; 0 disables."""
@@ -111,6 +116,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}.")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"TrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}.")
+        if any(int(s) < 1 for s in self.checkpoint_steps):
+            raise ValueError(f"TrainConfig.checkpoint_steps must all be >= 1, got {tuple(self.checkpoint_steps)}.")
+        self.checkpoint_steps = tuple(sorted({int(s) for s in self.checkpoint_steps}))
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         self.eval_times = tuple(self.eval_times)
 

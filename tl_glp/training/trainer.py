@@ -49,6 +49,9 @@ class TrainResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     out_dir: Path | None = None
     resumed_from: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of this call by phase: ``steps`` (the optimisation loop itself), ``eval``
+    (validation loss and FD), ``checkpoint`` (writing checkpoints and the final prior) and ``setup``."""
 
     @property
     def final_loss(self) -> float:
@@ -81,6 +84,7 @@ def train(prior: Any, source: Any, cfg: TrainConfig | None = None, out_dir: str 
     uninterrupted run (a folder holding another run, on other data or settings, is refused);
     ``resume=False`` starts over and deletes the folder's old checkpoints. Under ``torchrun`` the global batch is split over the processes (DDP).
     """
+    call_start = time.perf_counter()
     cfg = cfg or TrainConfig()
     src = as_source(source)
     _check_compatible(prior, src)
@@ -129,6 +133,8 @@ def train(prior: Any, source: Any, cfg: TrainConfig | None = None, out_dir: str 
     mine = slice(rank * local, (rank + 1) * local)
     bar = tqdm(total=total, initial=start_step, disable=not cfg.progress or rank != 0, desc="train", unit="step")
     window_start, window_rows = time.perf_counter(), 0
+    loop_start = window_start
+    seconds = {"setup": loop_start - call_start, "eval": 0.0, "checkpoint": 0.0}
     try:
         for step in range(start_step, total):
             epoch, batch_idx, batch = next(batches)
@@ -155,23 +161,30 @@ def train(prior: Any, source: Any, cfg: TrainConfig | None = None, out_dir: str 
                 bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}", refresh=False)
                 _log(row, metrics, out, wandb_run, rank)
             if rank == 0 and cfg.eval_every and (done % cfg.eval_every == 0 or done == total):
+                tick = time.perf_counter()
                 _log({"step": done, **evaluate(prior, src, val_rows, cfg, hook_layers, device)}, metrics, out, wandb_run, rank)
                 prior.train()
-            if out is not None and rank == 0 and (done % cfg.checkpoint_every == 0 or done == total):
-                ckpt.save_checkpoint(out, prior, optimizer, generator, state, cfg.keep_checkpoints)
+                seconds["eval"] += time.perf_counter() - tick
+            if out is not None and rank == 0 and (done % cfg.checkpoint_every == 0 or done == total or done in cfg.checkpoint_steps):
+                tick = time.perf_counter()
+                ckpt.save_checkpoint(out, prior, optimizer, generator, state, cfg.keep_checkpoints, protect=cfg.checkpoint_steps)
+                seconds["checkpoint"] += time.perf_counter() - tick
             bar.update(1)
     finally:
         batches.close()  # stops and joins the prefetch thread, also after an exception
     bar.close()
     prior.eval()
+    loop_end = time.perf_counter()
+    seconds["steps"] = loop_end - loop_start - seconds["eval"] - seconds["checkpoint"]
     if out is not None and rank == 0:
         prior.save_pretrained(out)
         if cfg.plot:
             plot_losses(metrics, out / "loss.png")
+    seconds["checkpoint"] += time.perf_counter() - loop_end
     dist.barrier()
     if wandb_run is not None:
         wandb_run.finish()
-    return TrainResult(prior, total, metrics, out, resumed_from=start_step)
+    return TrainResult(prior, total, metrics, out, resumed_from=start_step, seconds=seconds)
 
 
 @torch.no_grad()
