@@ -273,7 +273,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda")
     p.add_argument("--bridge", action="store_true", help="load --model through TransformerBridge instead of HookedTransformer (always on TransformerLens 4)")
     p.add_argument("--n-docs", type=int, default=None, help="documents whose activations train the prior (default 6000; --quick 500)")
-    p.add_argument("--prior-steps", type=int, default=None, help="prior training steps (default 1000; --quick 60)")
+    p.add_argument("--prior-steps", type=int, default=None, help="prior training steps (default: DemoSettings.prior_steps; --quick 60)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the data order, prior, SAE, noise and bootstraps (default 0; the testbed model stays the shipped one)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any DemoSettings field, e.g. --set eval_samples=200 --set c2st_steps=50; repeat")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -286,7 +287,7 @@ def _demo(args: argparse.Namespace) -> int:
     from tl_glp.demo import DemoSettings, run_demo
 
     settings = DemoSettings.quick() if args.quick else DemoSettings()
-    sizes = {"n_docs": args.n_docs, "prior_steps": args.prior_steps}
+    sizes = {"n_docs": args.n_docs, "prior_steps": args.prior_steps, "seed": args.seed}
     settings = DemoSettings.from_overrides(replace(settings, **{k: v for k, v in sizes.items() if v is not None}), args.set)
     run_demo(args.out, model_name=args.model, hook=args.hook, sae=args.sae, datasets=args.dataset, device=args.device, progress=not args.quiet,
              settings=settings, bridge=args.bridge)

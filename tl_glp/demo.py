@@ -17,6 +17,7 @@ anything large it wants a GPU.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,13 +38,14 @@ class DemoSettings:
     prior_batch: int = 512
     prior_lr: float = 2e-3
     n_blocks: int = 3
-    eval_samples: int = 3000
+    eval_samples: int = 10_000
+    """Generated and held-out activations per side for the Frechet distance (FD-infinity) and c2st."""
     sample_steps: int = 50
     sae_steps: int = 1000
     d_sae: int = 1024
     sae_k: int = 16
     lm_eval_docs: int = 200
-    steer_prompts: int = 24
+    steer_prompts: int = 48
     strengths: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
     new_tokens: int = 12
     probe_top_k: int = 512
@@ -79,7 +81,7 @@ class DemoSettings:
 
     @classmethod
     def quick(cls) -> DemoSettings:
-        return cls(n_docs=500, prior_steps=60, prior_batch=256, eval_samples=300, sample_steps=10, sae_steps=60, d_sae=256,
+        return cls(n_docs=500, prior_steps=60, prior_batch=256, eval_samples=400, sample_steps=10, sae_steps=60, d_sae=256,
                    lm_eval_docs=30, steer_prompts=3, strengths=(0.25, 1.0), new_tokens=6, probe_top_k=64,
                    manifold_rows=60, manifold_log_prob_probes=0)
 
@@ -99,11 +101,12 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
 
     ``settings`` (sizes and steps) wins over ``quick``; ``bridge`` loads a real ``model_name``
     through ``TransformerBridge`` (see :func:`tl_glp._compat.load_model`)."""
-    from tl_glp import GenerativePrior, TrainConfig, classifier_two_sample_auc, collect_activations, frechet_distance, train
-    from tl_glp.evaluation import delta_lm_loss
+    from tl_glp import GenerativePrior, TrainConfig, classifier_two_sample_auc, collect_activations, train
+    from tl_glp.evaluation import compare_delta_lm_loss
+    from tl_glp.scaling.evals import frechet_distance_infinity, gaussian_like
     from tl_glp.probing import MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, run_probing
     from tl_glp.saes import load_sae, sae_reconstruction_hook, train_sae
-    from tl_glp.steering import diff_of_means, plot_pareto, steering_sweep
+    from tl_glp.steering import diff_of_means, matched_concept_gain, plot_pareto, steering_sweep
 
     cfg = settings or (DemoSettings.quick() if quick else DemoSettings())
     out = Path(out_dir)
@@ -119,7 +122,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     if model_name == "testbed":
         from tl_glp.testbed import MIDDLE_HOOK, load
 
-        testbed = load(seed=cfg.seed, progress=progress)
+        testbed = load(progress=progress)  # the shipped testbed model; the demo's seed varies everything after it
         model, hook = testbed.model, hook or MIDDLE_HOOK
         result.numbers["testbed_lm_loss"] = testbed.metrics["lm_loss"]
         result.numbers["testbed_entropy_floor"] = testbed.metrics["entropy_floor"]
@@ -139,8 +142,10 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     acts = collect_activations(model, train_texts, hook, progress=progress)
     data = acts[0 : len(acts)]
     n_held = max(200, min(len(data) // 5, 2 * cfg.eval_samples))
-    train_rows, held = data[:-n_held], data[-n_held:]
-    held_a, held_b = held[: n_held // 2], held[n_held // 2 :]
+    train_rows, held = data[:-n_held], data[-n_held:]  # held-out documents the prior never sees
+    # two random halves of the held-out rows (not by document: a classifier could tell documents apart)
+    perm = torch.randperm(n_held, generator=torch.Generator().manual_seed(cfg.seed))
+    held_a, held_b = held[perm[: n_held // 2]], held[perm[n_held // 2 :]]
     result.numbers["activation_rows"] = len(acts)
 
     # 3. the prior --------------------------------------------------------------------------------
@@ -153,15 +158,16 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
                                               checkpoint_every=cfg.prior_steps, fd_samples=min(1000, cfg.eval_samples), progress=progress, seed=cfg.seed, device=device),
                 out_dir=out / "prior", resume=False)  # a demo always trains afresh (its data may have changed)
     result.figures.append("prior/loss.png")
-    n = min(cfg.eval_samples, len(held_a))
+    n = min(cfg.eval_samples, len(held_a), len(held_b))
     gen = torch.Generator().manual_seed(cfg.seed)
     samples = prior.sample(n, num_steps=cfg.sample_steps, generator=gen).cpu()
-    gaussian = torch.distributions.MultivariateNormal(train_rows.double().mean(0), torch.cov(train_rows.double().T) + 1e-6 * torch.eye(train_rows.shape[1])).sample((n,)).float()
+    gaussian = gaussian_like(train_rows, n, seed=cfg.seed)
+    fd = {name: frechet_distance_infinity(other, held_a[:n], seed=cfg.seed) for name, other in (("prior", samples), ("lower_bound", held_b[:n]), ("gaussian", gaussian))}
+    result.numbers.update({"prior_final_train_loss": run.final_loss, "eval_samples": n})
+    for name, value in fd.items():
+        result.numbers[f"fd_{name}"] = value.fd_inf
+        result.numbers[f"fd_{name}_at_n"] = value.fd_at_n[-1]
     result.numbers.update({
-        "prior_final_train_loss": run.final_loss,
-        "fd_prior": frechet_distance(samples, held_a[:n]),
-        "fd_lower_bound": frechet_distance(held_b[:n], held_a[:n]),
-        "fd_gaussian": frechet_distance(gaussian, held_a[:n]),
         "c2st_auc_prior": classifier_two_sample_auc(held_a[:n], samples, seed=cfg.seed, steps=cfg.c2st_steps),
         "c2st_auc_gaussian": classifier_two_sample_auc(held_a[:n], gaussian, seed=cfg.seed, steps=cfg.c2st_steps),
         "c2st_auc_held_out": classifier_two_sample_auc(held_a[:n], held_b[:n], seed=cfg.seed, steps=cfg.c2st_steps),
@@ -173,9 +179,15 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     with torch.no_grad():
         recon = sae_model.decode(sae_model.encode(held_a[:n].to(next(sae_model.parameters()).device))).cpu()
     result.numbers["sae_fraction_variance_unexplained"] = float(((recon - held_a[:n]) ** 2).sum() / ((held_a[:n] - held_a[:n].mean(0)) ** 2).sum())
-    prior_delta = delta_lm_loss(model, eval_texts, hook, prior.projection_hook(positions=slice(1, None), seed=cfg.seed))
-    sae_delta = delta_lm_loss(model, eval_texts, hook, sae_reconstruction_hook(sae_model))
-    result.numbers.update({"lm_loss_clean": prior_delta.clean, "delta_lm_loss_prior": prior_delta.delta, "delta_lm_loss_sae": sae_delta.delta})
+    lm = compare_delta_lm_loss(model, eval_texts, hook, {"prior": prior.projection_hook(positions=slice(1, None), seed=cfg.seed),
+                                                         "sae": sae_reconstruction_hook(sae_model)}, seed=cfg.seed)
+    result.numbers["lm_loss_clean"] = lm.clean.mean()
+    for name in ("prior", "sae"):
+        d, lo, hi = lm.delta(name)
+        result.numbers.update({f"delta_lm_loss_{name}": d, f"delta_lm_loss_{name}_ci": [lo, hi]})
+    d, lo, hi = lm.difference("prior", "sae")
+    result.numbers.update({"delta_lm_loss_prior_minus_sae": d, "delta_lm_loss_prior_minus_sae_ci": [lo, hi],
+                           "lm_eval_docs": len(eval_texts), "lm_eval_tokens": int(lm.clean.counts.sum())})
 
     # 4. steering ---------------------------------------------------------------------------------
     say("[4/5] steering")
@@ -198,8 +210,12 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     df.to_csv(out / "steering.csv", index=False)
     plot_pareto(df, out / "steering_pareto.png", title="Sentiment steering: concept vs fluency")
     result.figures.append("steering_pareto.png")
-    metric_cols = [c for c in ("concept", "grammatical", "nll") if c in df.columns]
-    result.tables["steering"] = df.groupby(["method", "r"])[metric_cols].mean().reset_index()
+    result.tables["steering"] = steering_table(df)
+    if concept is not None:
+        for fluency in ("grammatical", "nll"):
+            if fluency in df.columns:
+                gain = matched_concept_gain(df, fluency=fluency, seed=cfg.seed)
+                result.numbers[f"steering_gain_{fluency}"] = gain.to_dict()
     mid = sorted(cfg.strengths)[len(cfg.strengths) // 2]
     chosen = df[df.r.isin([0.0, mid])].sort_values(["prompt", "method"], kind="stable")
     examples = chosen[chosen.prompt.isin(list(dict.fromkeys(df.prompt))[:4])]  # none / plain / prior side by side
@@ -221,6 +237,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     result.tables["probing_summary"] = probing.summary()
     result.tables["probing"] = probing.table[~probing.table.control].pivot_table(index="dataset", columns="source", values="test_auc").reset_index()
     result.tables["probing_wins"] = probing.wins()
+    result.tables["probing_paired"] = probing.paired("meta", seed=cfg.seed)
 
     if testbed is not None:  # 6. ground-truth monosemanticity of single units (tl_glp.interpret)
         from tl_glp.interpret.pipeline import ground_truth_section
@@ -238,6 +255,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     result.tables["manifold"].to_csv(out / "off_manifold.csv", index=False)
 
     result.numbers["seconds"] = time.perf_counter() - clock
+    result.tables["conclusions"] = conclusions(result)
     _write_report(result, cfg, model_name, hook)
     if progress:
         print(summary_text(result))
@@ -285,6 +303,64 @@ def _corpus_texts(corpus: str | None, probe_args: Any, n: int) -> list[str]:
     return [prompts[i % len(prompts)] for i in range(n)]
 
 
+def steering_table(df: Any) -> Any:
+    """Per method and strength: how many generations, how many of them have a concept score (a
+    continuation without a sentiment word has none), and the means of the scores (concept over
+    the scored ones only; NaN, printed "n/a", only where none was scored)."""
+    metrics = [c for c in ("concept", "grammatical", "nll") if c in df.columns]
+    groups = df.groupby(["method", "r"], sort=True)
+    table = groups.size().rename("n_generations").to_frame()
+    if "concept" in df.columns:
+        table["n_concept_scored"] = groups["concept"].count()
+    table = table.join(groups[metrics].mean())
+    return table.reset_index()
+
+
+def _verdict(lo: float, hi: float, above: str, below: str) -> str:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "not measurable"
+    return above if lo > 0 else below if hi < 0 else "no clear difference (the CI holds 0)"
+
+
+def conclusions(result: DemoResult) -> Any:
+    """The comparisons the demo headlines, each with its estimate, 95% CI, what it rests on and a
+    verdict read off the CI (so that it does not flip with a seed unless the CI is near 0)."""
+    import pandas as pd
+
+    n = result.numbers
+    rows = []
+    d, (lo, hi) = n["delta_lm_loss_prior_minus_sae"], n["delta_lm_loss_prior_minus_sae_ci"]
+    rows.append({"comparison": "delta LM loss: prior projection - SAE reconstruction", "estimate": d, "ci_low": lo, "ci_high": hi,
+                 "rests_on": f"{n['lm_eval_docs']} documents, {n['lm_eval_tokens']} tokens",
+                 "verdict": _verdict(lo, hi, "the prior costs more LM loss than the SAE", "the prior costs less LM loss than the SAE")})
+    for fluency, unit in (("grammatical", "share grammatical"), ("nll", "NLL, sign flipped")):
+        gain = n.get(f"steering_gain_{fluency}")
+        if gain is None:
+            continue
+        verdict = gain["reason"] if not math.isfinite(gain["gain"]) else _verdict(
+            gain["ci_low"], gain["ci_high"], "prior-guided steering is more fluent at matched concept", "prior-guided steering is less fluent at matched concept")
+        rows.append({"comparison": f"steering: fluency gain of prior-guided over plain at matched concept ({unit})", "estimate": gain["gain"],
+                     "ci_low": gain["ci_low"], "ci_high": gain["ci_high"],
+                     "rests_on": f"{gain['n_prompts']} prompts; {gain['n_plain']} plain and {gain['n_prior']} prior-guided scored generations "
+                                 f"({gain['n_nan_concept']} without a sentiment word left out); concept range {gain['concept_low']:.2f}..{gain['concept_high']:.2f}",
+                     "verdict": verdict})
+    for row in result.tables["probing_paired"].itertuples():
+        rows.append({"comparison": f"1-D probing: meta-neurons - {row.other} (test AUC)", "estimate": row.mean_difference, "ci_low": row.ci_low, "ci_high": row.ci_high,
+                     "rests_on": f"{row.n_datasets} datasets", "verdict": _verdict(row.ci_low, row.ci_high, f"meta-neurons ahead of {row.other}", f"meta-neurons behind {row.other}")})
+    return pd.DataFrame(rows)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def _text_table(frame: Any) -> str:
+    """A plain-text table with NaN written as "n/a" (the count beside it says why)."""
+    return frame.to_string(index=False, formatters={c: _fmt for c in frame.columns if frame[c].dtype.kind == "f"})
+
+
 def summary_text(result: DemoResult) -> str:
     """The printed summary: the headline numbers and tables."""
     n = result.numbers
@@ -292,11 +368,13 @@ def summary_text(result: DemoResult) -> str:
     if "testbed_lm_loss" in n:
         lines.append(f"testbed LM loss {n['testbed_lm_loss']:.3f} nats/token vs entropy floor (lower bound) {n['testbed_entropy_floor']:.3f}")
     lines += [
-        f"Frechet distance: prior {n['fd_prior']:.3f} | lower bound (held-out halves) {n['fd_lower_bound']:.3f} | moment-matched Gaussian {n['fd_gaussian']:.3f}",
+        f"Frechet distance (FD-infinity, {n['eval_samples']} samples per side): prior {n['fd_prior']:.3f} | lower bound (held-out halves) {n['fd_lower_bound']:.3f} | moment-matched Gaussian {n['fd_gaussian']:.3f}",
         f"classifier two-sample AUC vs held-out (0.5 = indistinguishable): prior {n['c2st_auc_prior']:.3f} | Gaussian {n['c2st_auc_gaussian']:.3f} | held-out {n['c2st_auc_held_out']:.3f}",
-        f"delta LM loss (clean {n['lm_loss_clean']:.3f}): prior projection {n['delta_lm_loss_prior']:+.4f} | SAE reconstruction {n['delta_lm_loss_sae']:+.4f} (SAE FVU {n['sae_fraction_variance_unexplained']:.3f})",
-        "", "steering (mean per method and strength r):", result.tables["steering"].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
-        "", "probing (mean test AUC, 95% bootstrap CI over datasets):", result.tables["probing_summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+        f"delta LM loss (clean {n['lm_loss_clean']:.3f}): prior projection {n['delta_lm_loss_prior']:+.4f} [{n['delta_lm_loss_prior_ci'][0]:+.4f}, {n['delta_lm_loss_prior_ci'][1]:+.4f}] | "
+        f"SAE reconstruction {n['delta_lm_loss_sae']:+.4f} [{n['delta_lm_loss_sae_ci'][0]:+.4f}, {n['delta_lm_loss_sae_ci'][1]:+.4f}] (SAE FVU {n['sae_fraction_variance_unexplained']:.3f})",
+        "", "steering (per method and strength r; concept averaged over the generations that have a sentiment word):", _text_table(result.tables["steering"]),
+        "", "probing (mean test AUC, 95% bootstrap CI over datasets):", _text_table(result.tables["probing_summary"]),
+        "", "conclusions (95% CIs; a verdict only where the CI excludes 0):", _text_table(result.tables["conclusions"]),
         "", f"report: {result.out_dir / 'report.md'}  ({n['seconds']:.0f} s)",
     ]
     return "\n".join(lines)
@@ -307,7 +385,7 @@ def _md_table(frame: Any) -> str:
     cols = [str(c) for c in frame.columns]
     rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in frame.iterrows():
-        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        cells = [_fmt(v) for v in row.tolist()]
         rows.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(rows)
 
@@ -335,21 +413,33 @@ def _write_report(result: DemoResult, cfg: DemoSettings, model_name: str, hook: 
     if "testbed_lm_loss" in n:
         parts += ["## 1. Testbed model", "", f"Held-out LM loss **{n['testbed_lm_loss']:.3f}** nats/token; the generator's entropy given the latent variables is "
                   f"{n['testbed_entropy_floor']:.3f} (a lower bound: a model must also infer topic, sentiment and tense from the words).", ""]
+    ci = lambda key: f"[{n[key][0]:+.4f}, {n[key][1]:+.4f}]"  # noqa: E731
     parts += [
+        "## Conclusions", "", "Each headline comparison with its 95% CI and what it rests on; the verdict is read off the CI "
+        "(\"no clear difference\" where it holds 0), and is reported as measured, whichever way it falls.", "",
+        _md_table(result.tables["conclusions"]), "",
         "## 2-3. The prior", "", "![loss](prior/loss.png)", "",
+        f"Frechet distance as FD-infinity (FD at a quarter, half and all of {n['eval_samples']} samples per side, extrapolated to infinitely many); "
+        "the lower bound compares two random halves of held-out activations (documents the prior never saw).", "",
         "| measure | prior | lower bound / reference | moment-matched Gaussian |", "|---|---|---|---|",
-        f"| Frechet distance to held-out activations | {n['fd_prior']:.3f} | {n['fd_lower_bound']:.3f} (two held-out halves) | {n['fd_gaussian']:.3f} |",
+        f"| Frechet distance to held-out activations (FD-infinity) | {n['fd_prior']:.3f} | {n['fd_lower_bound']:.3f} (two held-out halves) | {n['fd_gaussian']:.3f} |",
+        f"| Frechet distance at N = {n['eval_samples']} | {n['fd_prior_at_n']:.3f} | {n['fd_lower_bound_at_n']:.3f} | {n['fd_gaussian_at_n']:.3f} |",
         f"| classifier two-sample AUC (0.5 = indistinguishable) | {n['c2st_auc_prior']:.3f} | {n['c2st_auc_held_out']:.3f} (held-out vs held-out) | {n['c2st_auc_gaussian']:.3f} |",
-        "", f"Delta LM loss when every non-BOS activation at `{hook}` is replaced (clean loss {n['lm_loss_clean']:.3f}):", "",
-        "| replacement | delta LM loss |", "|---|---|",
-        f"| prior projection (t=0.5, 20 steps) | {n['delta_lm_loss_prior']:+.4f} |",
-        f"| SAE reconstruction (SAE-Lens TopK, FVU {n['sae_fraction_variance_unexplained']:.3f}) | {n['delta_lm_loss_sae']:+.4f} |", "",
+        "", f"Delta LM loss when every non-BOS activation at `{hook}` is replaced (clean loss {n['lm_loss_clean']:.3f}; "
+        f"{n['lm_eval_docs']} documents, {n['lm_eval_tokens']} tokens; 95% bootstrap CI over documents):", "",
+        "| replacement | delta LM loss | 95% CI |", "|---|---|---|",
+        f"| prior projection (t=0.5, 20 steps) | {n['delta_lm_loss_prior']:+.4f} | {ci('delta_lm_loss_prior_ci')} |",
+        f"| SAE reconstruction (SAE-Lens TopK, FVU {n['sae_fraction_variance_unexplained']:.3f}) | {n['delta_lm_loss_sae']:+.4f} | {ci('delta_lm_loss_sae_ci')} |",
+        f"| prior - SAE (paired over documents) | {n['delta_lm_loss_prior_minus_sae']:+.4f} | {ci('delta_lm_loss_prior_minus_sae_ci')} |", "",
         "## 4. Steering", "", "Positive-sentiment direction (difference of means at the token before a judged adjective), plain vs prior-guided steering at the last position of each forward pass. "
-        "`concept`: ground-truth sentiment score of the continuation (+1 all positive, -1 all negative); `grammatical`: share of continuations the grammar accepts; "
-        "`nll`: the unsteered model's NLL of the continuation (lower = more fluent).", "",
+        "`concept`: ground-truth sentiment score of the continuation (+1 all positive, -1 all negative), averaged over the `n_concept_scored` generations that hold a sentiment word "
+        "(n/a where none does); `grammatical`: share of continuations the grammar accepts; `nll`: the unsteered model's NLL of the continuation (lower = more fluent). "
+        "The conclusions above compare the two Pareto fronts at matched concept, with a bootstrap CI over prompts.", "",
         "![pareto](steering_pareto.png)", "", _md_table(result.tables["steering"]), "", "Examples:", "", _md_table(result.tables["steering_examples"]), "",
         "## 5. Probing", "", "Best single feature per source (1-D probe, 5-fold CV over C, test AUC); `(shuffled labels)` rows are the permutation null.", "",
-        "![probing](probing.png)", "", _md_table(result.tables["probing_summary"]), "", "Per dataset (test AUC):", "", _md_table(result.tables["probing"]), "",
+        "![probing](probing.png)", "", _md_table(result.tables["probing_summary"]), "",
+        "Meta-neurons minus each other source, per dataset, with a paired bootstrap CI over datasets:", "", _md_table(result.tables["probing_paired"]), "",
+        "Per dataset (test AUC):", "", _md_table(result.tables["probing"]), "",
         "Wins (row beats column, datasets):", "", _md_table(result.tables["probing_wins"].reset_index()), "",
     ]
     if "interpret_md" in result.tables:
