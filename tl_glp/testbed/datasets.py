@@ -3,7 +3,7 @@
 One dataset per latent variable; each prompt is a document prefix and its target is the latent's
 value at the prefix's last word, balanced 50/50. Cut points are chosen where the value is
 knowable from the words so far: sentence-level variables (number, negation) are cut after the
-words that reveal them.
+words that reveal them, sentiment after words that express it, topic after a topic-specific word.
 
 Example:
     >>> from tl_glp.testbed.language import Language
@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from typing import Any, Callable
 
-from tl_glp.testbed.language import END, NEGATIVE, POSITIVE, Document, Language
+from tl_glp.testbed.language import END, NEGATIVE, NOUNS, POSITIVE, TOPICS, VERBS, Document, Language
 
 Target = Callable[[Document, int], "str | None"]
 
@@ -60,8 +60,11 @@ def _cut_ok(name: str) -> Callable[[Document, int], bool]:
 
         return lambda doc, i: doc.words[i] in ("was", "were", "is", "are") and i + 1 < len(doc.words) and doc.words[i + 1] != "not" and evidence(doc, i)
     if name == "tense":
-        return lambda doc, i: i >= 8
-    return lambda doc, i: i >= 4
+        return lambda doc, i: i >= 8  # past the first verb or copula
+    if name == "topic":  # once a topic-specific noun or verb has appeared
+        specific = {w for t in TOPICS for w in list(NOUNS[t]) + list(NOUNS[t].values()) + [f for v in VERBS[t] for f in v]}
+        return lambda doc, i: i >= 4 and any(w in specific for w in doc.words[: i + 1])
+    raise ValueError(f"no cut rule for latent {name!r}")
 
 
 SPECS: dict[str, tuple[str, Target]] = {
