@@ -6,16 +6,20 @@ deterministic algorithms, fixed seeds), so the same torch version on the same ki
 rebuilds bit-identical weights; the manifest records the sha256 of the weights, the config, the
 seed, the versions, the training metrics and the quality numbers of :mod:`tl_glp.testbed.quality`.
 
-Example (a tiny config; the real build takes several minutes)::
-
-    from tl_glp.testbed.build import build
-    from tl_glp.testbed.lm import LMConfig
-    manifest = build("my_testbed", config=LMConfig(steps=20), measure=False, progress=False)
-    manifest["sha256"]
+Example (a tiny config for a few seconds; the shipped build takes about a quarter of an hour):
+    >>> import tempfile
+    >>> from tl_glp.testbed.lm import LMConfig
+    >>> tiny = LMConfig(n_layers=3, d_model=32, n_heads=2, d_mlp=64, n_ctx=32, train_docs=100, steps=3, batch_size=4, eval_docs=10)
+    >>> manifest = build(tempfile.mkdtemp(), config=tiny, measure=False, progress=False)
+    >>> manifest["command"].startswith("tl-glp testbed build --seed 0 --out ")
+    True
+    >>> len(manifest["sha256"]), manifest["config"]["steps"]
+    (64, 3)
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import asdict, replace
@@ -52,6 +56,7 @@ def build(out: str | Path, seed: int = 0, steps: int | None = None, config: LMCo
     """
     cfg = replace(config or LMConfig(), seed=seed, **({"steps": steps} if steps is not None else {}))
     language = Language()
+    load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     start = time.perf_counter()
     model, metrics = train_lm(cfg, language, progress=progress)
     out = Path(out)
@@ -72,6 +77,8 @@ def build(out: str | Path, seed: int = 0, steps: int | None = None, config: LMCo
                        "version on the same kind of CPU rebuilds bit-identical weights",
         "metrics": metrics,
         "build_seconds": None,
+        "load_average_at_start": load_at_start,
+        "cpu_count": os.cpu_count(),
         "quality": None,
     }
     if measure:

@@ -199,7 +199,7 @@ def load_shipped(cfg: LMConfig, language: Language, folder: Path = SHIPPED_DIR) 
     if _io.sha256_file(weights) != manifest["sha256"]:
         raise ValueError(f"{weights} does not match the sha256 in {folder / 'manifest.json'}; reinstall tl-glp or rebuild with: {manifest['command']}")
     model = build_model(cfg, build_tokenizer(language.vocabulary))
-    model.load_state_dict({k: v.float() for k, v in _io.read_tensors(weights).items()})
+    model.load_state_dict(_io.read_tensors(weights))
     model.eval()
     return model, manifest["metrics"]
 
