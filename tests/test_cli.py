@@ -7,7 +7,7 @@ from tl_glp import ActivationStore, GenerativePrior
 from tl_glp.cli import build_parser, main
 
 
-@pytest.mark.parametrize("command", ["collect", "train", "steer", "probe", "demo", "bench"])
+@pytest.mark.parametrize("command", ["collect", "train", "steer", "probe", "demo", "bench", "testbed"])
 def test_every_command_explains_its_options(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

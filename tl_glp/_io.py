@@ -6,6 +6,7 @@ content or its new content. Nothing here pickles.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -74,3 +75,12 @@ def read_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") ->
             f"Could not read {path} as safetensors ({err}). The file is corrupt or not a "
             "safetensors file; re-save or re-download it."
         ) from err
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -408,6 +408,41 @@ def _scaling(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- testbed
+def _testbed_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="what", required=True, metavar="{build,quality}")
+    build = sub.add_parser("build", help="train the testbed model deterministically; write model.safetensors + manifest.json; print its quality")
+    build.add_argument("--seed", type=int, default=0, help="training seed (default 0, the shipped model's)")
+    build.add_argument("--steps", type=int, default=None, help="training steps (default: the LMConfig default, as shipped)")
+    build.add_argument("--out", default="testbed_build", help="output folder (default testbed_build; the shipped files live in tl_glp/testbed/weights)")
+    build.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    quality = sub.add_parser("quality", help="measure the testbed model (shipped, or --seed's) against the quality bars")
+    quality.add_argument("--seed", type=int, default=0, help="which testbed to load (default 0: the shipped model)")
+    quality.add_argument("--docs", type=int, default=600, help="held-out documents for the next-word AUCs and the loss (default 600)")
+    quality.add_argument("--oracle", action="store_true", help="also the Bayes-optimal ceilings and loss")
+    quality.add_argument("--no-progress", action="store_true", help="hide the progress bar (when a model has to be trained)")
+
+
+@command("testbed", _testbed_args)
+def _testbed(args: argparse.Namespace) -> int:
+    """The offline testbed model: build it (train + manifest) or measure its quality."""
+    from tl_glp.testbed.quality import format_quality
+
+    if args.what == "build":
+        from tl_glp.testbed.build import build
+
+        manifest = build(args.out, seed=args.seed, steps=args.steps, progress=not args.no_progress)
+        print(format_quality(manifest["quality"]))
+        print(f"\nwrote {args.out}/model.safetensors ({manifest['size_bytes']} bytes, sha256 {manifest['sha256'][:12]}...) and manifest.json in {manifest['build_seconds']:.0f} s")
+        return 0 if manifest["quality"]["passes"] else 1
+    from tl_glp.testbed import load
+    from tl_glp.testbed.quality import measure_quality
+
+    quality = measure_quality(load(seed=args.seed, progress=not args.no_progress), n_docs=args.docs, oracle=args.oracle)
+    print(format_quality(quality))
+    return 0 if quality["passes"] else 1
+
+
 # --------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tl-glp", description="Generative latent priors for TransformerLens.")

@@ -1,14 +1,50 @@
+from dataclasses import asdict
+
 import torch
 
+from tl_glp import _io
 from tl_glp.testbed import MIDDLE_HOOK
-from tl_glp.testbed.lm import LMConfig
+from tl_glp.testbed.lm import SHIPPED_DIR, TESTBED_VERSION, LMConfig, shipped_manifest
+from tl_glp.testbed.quality import BARS, measure_quality
 
 
-def test_testbed_model_learns_the_language_close_to_its_entropy_floor(testbed):
-    m = testbed.metrics
+def test_the_shipped_model_meets_every_quality_bar(testbed):
+    q = measure_quality(testbed, n_docs=200, seed=4242, oracle=True, probe_rows=400)
+    for latent in ("sentiment", "tense", "topic"):
+        assert q[f"auc_{latent}"] >= BARS[latent], (latent, q)
+    probes = {k: v for k, v in q.items() if k.startswith("probe_")}
+    assert len(probes) == 7 and all(v >= BARS["probe"] for v in probes.values()), probes
+    # the Bayes loss is the floor for a model that must infer the latents from the words
+    assert q["entropy_floor"] < q["bayes_loss"] < q["lm_loss"] < q["bayes_loss"] + 0.1, q
+    assert q["passes"] == 1.0
+
+
+def test_the_manifest_describes_the_shipped_weights():
+    manifest = shipped_manifest()
+    weights = SHIPPED_DIR / "model.safetensors"
+    assert manifest is not None and weights.stat().st_size <= 5_000_000
+    assert manifest["sha256"] == _io.sha256_file(weights) and manifest["size_bytes"] == weights.stat().st_size
+    assert manifest["config"] == asdict(LMConfig()) and manifest["testbed_version"] == TESTBED_VERSION
+    assert manifest["command"].startswith("tl-glp testbed build --seed 0") and manifest["seed"] == 0
+    assert manifest["quality"]["passes"] == 1.0
+    m = manifest["metrics"]
     # the floor is a lower bound (the generator knows the latents); the model must infer them
-    assert m["lm_loss"] - m["entropy_floor"] < 0.3, m
-    assert m["train_seconds"] < 240
+    assert 0 < m["lm_loss"] - m["entropy_floor"] < 0.2, m
+
+
+def test_load_uses_the_shipped_weights_without_training(tmp_path, monkeypatch):
+    import tl_glp.testbed.lm as lm
+    from tl_glp.testbed import load
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("load() trained although weights are shipped")
+
+    monkeypatch.setattr(lm, "train_lm", refuse)
+    testbed = load(cache_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    assert testbed.metrics == shipped_manifest()["metrics"]
+    shipped = _io.read_tensors(SHIPPED_DIR / "model.safetensors")
+    assert all(torch.equal(shipped[k], v) for k, v in testbed.model.state_dict().items())
 
 
 def test_testbed_model_behaves_like_a_transformer_lens_model(testbed):
@@ -49,3 +85,18 @@ def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path):
     _LOADED.clear()
     fourth = load(cache_dir=tmp_path, config=tiny, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), fourth.model.state_dict().values()))  # deterministic rebuild
+
+
+def test_damaged_shipped_weights_fail_loudly(tmp_path):
+    import shutil
+
+    import pytest
+
+    from tl_glp.testbed.language import Language
+    from tl_glp.testbed.lm import load_shipped
+
+    shutil.copytree(SHIPPED_DIR, tmp_path / "weights")
+    (tmp_path / "weights" / "model.safetensors").write_bytes(b"damaged")
+    with pytest.raises(ValueError, match="sha256"):
+        load_shipped(LMConfig(), Language(), folder=tmp_path / "weights")
+    assert load_shipped(LMConfig(seed=1), Language(), folder=tmp_path / "weights") is None  # another config: not shipped

@@ -3,8 +3,10 @@
 ``load()`` returns a :class:`Testbed` whose ``.model`` is a real ``HookedTransformer`` (with a
 word-level Hugging Face tokenizer, so ``to_tokens``, ``to_string`` and ``generate`` work as with
 gpt2), ``.language`` samples documents with ground-truth latents and checks grammaticality, and
-``.datasets`` holds one SAE-Probes-style probing dataset per latent variable. The model trains in
-about two minutes on 2 CPU cores the first time, then loads from the cache.
+``.datasets`` holds one SAE-Probes-style probing dataset per latent variable. The default model
+ships with the package (built by ``tl-glp testbed build``, see :mod:`tl_glp.testbed.build`), so it
+loads at once; other seeds or configs train on first use and load from the cache afterwards.
+:func:`tl_glp.testbed.quality.measure_quality` checks how well a model represents the latents.
 
 Example::
 
@@ -56,8 +58,9 @@ _LOADED: dict[tuple, Testbed] = {}
 
 
 def load(seed: int = 0, cache_dir: str | Path | None = None, retrain: bool = False, progress: bool = True, config: LMConfig | None = None) -> Testbed:
-    """The testbed for ``seed``: loaded from ``cache_dir`` (default ``$TL_GLP_CACHE`` or
-    ``~/.cache/tl_glp``) or trained and cached there."""
+    """The testbed for ``seed``: the shipped model for the default config (seed 0), otherwise
+    loaded from ``cache_dir`` (default ``$TL_GLP_CACHE`` or ``~/.cache/tl_glp``) or trained and
+    cached there. ``retrain`` trains anew even when shipped or cached weights exist."""
     cfg = config or LMConfig(seed=seed)
     key = (cfg.key(), str(cache_dir or default_cache_dir()))
     if not retrain and key in _LOADED:

@@ -2,8 +2,10 @@
 
 One dataset per latent variable; each prompt is a document prefix and its target is the latent's
 value at the prefix's last word, balanced 50/50. Cut points are chosen where the value is
-knowable from the words so far: sentence-level variables (number, negation) are cut after the
-words that reveal them.
+knowable from the words so far and, for sentence-level variables, where the model needs it:
+number after the subject's noun or pronoun and at the sentence's end (the next sentence may refer
+back with "it"/"they"), negation at the sentence's end, sentiment at the copula before a judged
+adjective once words have expressed it, topic after a topic-specific word.
 
 Example:
     >>> from tl_glp.testbed.language import Language
@@ -19,7 +21,7 @@ from __future__ import annotations
 import random
 from typing import Any, Callable
 
-from tl_glp.testbed.language import END, NEGATIVE, POSITIVE, Document, Language
+from tl_glp.testbed.language import END, NEGATIVE, NOUNS, POSITIVE, SHARED_NOUNS, TOPICS, VERBS, Document, Language
 
 Target = Callable[[Document, int], "str | None"]
 
@@ -42,7 +44,16 @@ def _cut_ok(name: str) -> Callable[[Document, int], bool]:
         return i - j
 
     if name == "number":
-        return lambda doc, i: sentence_pos(doc, i) >= 2 and doc.words[i] != END
+        # where the next word depends on the subject's number: after the subject's noun or pronoun
+        # (the verb agrees) and at the end of the sentence (a pronoun in the next one refers back)
+        def uses_number(doc: Document, i: int) -> bool:
+            w, pos = doc.words[i], sentence_pos(doc, i)
+            if w == END or (pos == 0 and w in ("it", "they")):
+                return True
+            is_noun = w in SUBJECT_NOUNS
+            return is_noun and (pos == 1 or (pos == 2 and doc.words[i - 1] not in SUBJECT_NOUNS))
+
+        return uses_number
     if name == "negation":
         return lambda doc, i: doc.words[i] == END
     if name == "sentiment":
@@ -60,9 +71,14 @@ def _cut_ok(name: str) -> Callable[[Document, int], bool]:
 
         return lambda doc, i: doc.words[i] in ("was", "were", "is", "are") and i + 1 < len(doc.words) and doc.words[i + 1] != "not" and evidence(doc, i)
     if name == "tense":
-        return lambda doc, i: i >= 8
-    return lambda doc, i: i >= 4
+        return lambda doc, i: i >= 8  # past the first verb or copula
+    if name == "topic":  # once a topic-specific noun or verb has appeared
+        specific = {w for t in TOPICS for w in list(NOUNS[t]) + list(NOUNS[t].values()) + [f for v in VERBS[t] for f in v]}
+        return lambda doc, i: i >= 4 and any(w in specific for w in doc.words[: i + 1])
+    raise ValueError(f"no cut rule for latent {name!r}")
 
+
+SUBJECT_NOUNS = {n for t in TOPICS for sg, pl in NOUNS[t].items() for n in (sg, pl)} | {n for sg, pl in SHARED_NOUNS.items() for n in (sg, pl)}
 
 SPECS: dict[str, tuple[str, Target]] = {
     "sentiment": ("sentiment", _latent("sentiment", "positive")),

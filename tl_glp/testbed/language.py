@@ -4,7 +4,8 @@ Documents read like simple English ("the small dogs chased a red ball . they wer
 are generated word by word from a probabilistic grammar whose state holds document-level latents:
 
 - ``topic``: one of :data:`TOPICS`; each has its own nouns and verbs, and some nouns are shared;
-- ``sentiment``: positive or negative; a quarter of the documents flip it once, midway;
+- ``sentiment``: positive or negative; a tenth of the documents flip it once, at a sentence
+  boundary (rare enough that a model reading the words can track the current value);
 - ``tense``: past or present, for every verb of the document;
 - ``number``: singular or plural subject of the current sentence, with agreement of the verb,
   the determiner and the pronoun that refers back;
@@ -56,7 +57,7 @@ NEGATIVE = ("sad", "awful", "terrible", "cruel", "gloomy")
 NEUTRAL_ADJ = ("small", "big", "red", "old", "new")
 END = "."
 
-P_FLIP = 0.25
+P_FLIP = 0.1
 P_NEGATION = 0.3
 P_ADJ = 0.5
 P_SENTIMENT_ADJ = 0.8

@@ -1,7 +1,10 @@
 """The testbed language model: a tiny ``HookedTransformer`` trained on the synthetic language.
 
-Trained from scratch in about a minute on 2 CPU cores, deterministic for a seed, cached on disk
-(safetensors + JSON) and rebuilt when the cache is missing or unreadable.
+The default configuration ships with the package (``weights/model.safetensors`` and
+``weights/manifest.json``, written by ``tl-glp testbed build``, see :mod:`tl_glp.testbed.build`),
+so loading it trains nothing. Any other configuration is trained from scratch, deterministically
+for its seed (one thread, deterministic algorithms), cached on disk (safetensors + JSON) and
+rebuilt when the cache is missing or unreadable.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -21,8 +25,12 @@ from tl_glp import _io
 from tl_glp.testbed.language import Document, Language
 from tl_glp.testbed.tokenizer import build_tokenizer
 
-TESTBED_VERSION = 2
+TESTBED_VERSION = 3
 MODEL_NAME = "tl-glp-testbed"
+SHIPPED_DIR = Path(__file__).parent / "weights"
+"""Where the package keeps the trained weights of the default configuration and their manifest."""
+BUILD_THREADS = 1
+"""Threads used while training: fixed, so the weights do not depend on the machine's core count."""
 
 
 @dataclass
@@ -34,16 +42,29 @@ class LMConfig:
     n_heads: int = 4
     d_mlp: int = 512
     n_ctx: int = 64
-    train_docs: int = 8_000
+    train_docs: int = 20_000
     """Distinct training documents (sampled once, reused across epochs)."""
-    steps: int = 1000
-    batch_size: int = 16
-    lr: float = 3e-3
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 2e-3
     seed: int = 0
     eval_docs: int = 1000
 
     def key(self) -> str:
         return f"v{TESTBED_VERSION}-" + "-".join(f"{v}" for v in asdict(self).values())
+
+
+@contextmanager
+def deterministic(threads: int = BUILD_THREADS) -> Iterator[None]:
+    """Run the body with ``threads`` torch threads and deterministic algorithms, then restore both."""
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
 
 
 def default_cache_dir() -> Path:
@@ -112,7 +133,16 @@ def entropy_floor(docs: list[Document], n_ctx: int) -> float:
 
 
 def train_lm(cfg: LMConfig, language: Language, progress: bool = True) -> tuple[Any, dict[str, float]]:
-    """Train the testbed model from scratch; returns the model and its metrics."""
+    """Train the testbed model from scratch; returns the model and its metrics.
+
+    Deterministic: one thread and deterministic algorithms inside (see :func:`deterministic`), so
+    the same config, torch version and CPU give bit-identical weights.
+    """
+    with deterministic():
+        return _train(cfg, language, progress)
+
+
+def _train(cfg: LMConfig, language: Language, progress: bool) -> tuple[Any, dict[str, float]]:
     torch.manual_seed(cfg.seed)
     tokenizer = build_tokenizer(language.vocabulary)
     model = build_model(cfg, tokenizer)
@@ -152,8 +182,35 @@ def train_lm(cfg: LMConfig, language: Language, progress: bool = True) -> tuple[
     return model, metrics
 
 
+def shipped_manifest(folder: Path = SHIPPED_DIR) -> dict[str, Any] | None:
+    """The manifest of the shipped weights, or None when the package carries none."""
+    path = folder / "manifest.json"
+    return _io.read_json(path) if path.is_file() and (folder / "model.safetensors").is_file() else None
+
+
+def load_shipped(cfg: LMConfig, language: Language, folder: Path = SHIPPED_DIR) -> tuple[Any, dict[str, float]] | None:
+    """The shipped model when ``cfg`` is the configuration it was built with, else None.
+
+    Raises if the shipped files exist but do not match their manifest (a damaged install)."""
+    manifest = shipped_manifest(folder)
+    if manifest is None or manifest.get("testbed_version") != TESTBED_VERSION or manifest.get("config") != asdict(cfg):
+        return None
+    weights = folder / "model.safetensors"
+    if _io.sha256_file(weights) != manifest["sha256"]:
+        raise ValueError(f"{weights} does not match the sha256 in {folder / 'manifest.json'}; reinstall tl-glp or rebuild with: {manifest['command']}")
+    model = build_model(cfg, build_tokenizer(language.vocabulary))
+    model.load_state_dict(_io.read_tensors(weights))
+    model.eval()
+    return model, manifest["metrics"]
+
+
 def load_or_train(cfg: LMConfig, language: Language, cache_dir: Path | None = None, retrain: bool = False, progress: bool = True) -> tuple[Any, dict[str, float]]:
-    """The cached model for ``cfg``, training (and caching) it if missing or unreadable."""
+    """The shipped model when ``cfg`` is the shipped configuration, else the cached model for
+    ``cfg``, training (and caching) it if missing or unreadable. ``retrain`` ignores both."""
+    if not retrain:
+        shipped = load_shipped(cfg, language)
+        if shipped is not None:
+            return shipped
     folder = (cache_dir or default_cache_dir()) / "testbed" / cfg.key()
     weights, info = folder / "model.safetensors", folder / "testbed.json"
     tokenizer = build_tokenizer(language.vocabulary)
