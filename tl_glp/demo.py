@@ -34,7 +34,7 @@ class DemoSettings:
     """Sizes of each step; ``quick()`` is the reduced mode the test suite runs."""
 
     n_docs: int = 6000
-    prior_steps: int = 1000
+    prior_steps: int = 5000
     prior_batch: int = 512
     prior_lr: float = 2e-3
     n_blocks: int = 3
@@ -352,7 +352,9 @@ def conclusions(result: DemoResult) -> Any:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.3f}"
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.4f}" if 0 < abs(value) < 0.1 else f"{value:.3f}"  # small deltas keep their digits
     return str(value)
 
 
