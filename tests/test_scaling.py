@@ -43,6 +43,8 @@ def test_spearman_ci_and_missing_values():
     r = spearman_ci(x, x**2 + np.r_[np.nan, np.zeros(19)], n_boot=200)
     assert r.rho == pytest.approx(1.0) and r.n == 19 and r.n_missing == 1 and r.ci_low > 0.9
     assert math.isnan(spearman_ci([1.0, 2.0], [2.0, 1.0]).rho)
+    constant = spearman_ci(x, np.zeros(20))  # a figure that never changes has no ranking: NaN, reported as n/a
+    assert math.isnan(constant.rho) and constant.n == 20
 
 
 def test_frechet_distance_infinity_on_gaussians_with_known_distance():

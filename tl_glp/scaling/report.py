@@ -133,10 +133,17 @@ def _verdicts(table: Any, refs: dict[str, Any], fit: PowerLawFit | None, fit_err
 
     def rho_text(col: str) -> str:
         r = corr.get(col)
-        return "n/a (fewer than 3 finite points)" if r is None or not math.isfinite(r.rho) else f"rho = {fmt(r.rho)} {_ci(r.ci_low, r.ci_high)} over {r.n} checkpoints"
+        if r is None or r.n < 3:
+            return "n/a (fewer than 3 checkpoints with a finite value)"
+        if not math.isfinite(r.rho):
+            values = table[col][np.isfinite(table[col].to_numpy(float))]
+            return f"n/a (the figure is {fmt(float(values.iloc[0]))} at all {r.n} checkpoints: no ranking to correlate)"
+        return f"rho = {fmt(r.rho)} {_ci(r.ci_low, r.ci_high)} over {r.n} checkpoints"
 
     def trend(col: str, better: str) -> str:
         r = corr.get(col)
+        if r is not None and r.n >= 3 and not math.isfinite(r.rho):
+            return "does not appear (the figure does not change across checkpoints)"
         if r is None or not math.isfinite(r.ci_low):
             return "cannot be assessed"
         # improving as the loss falls = moving with the loss (rho > 0) when lower is better, against it (rho < 0) when higher is better
