@@ -43,6 +43,8 @@ def test_spearman_ci_and_missing_values():
     r = spearman_ci(x, x**2 + np.r_[np.nan, np.zeros(19)], n_boot=200)
     assert r.rho == pytest.approx(1.0) and r.n == 19 and r.n_missing == 1 and r.ci_low > 0.9
     assert math.isnan(spearman_ci([1.0, 2.0], [2.0, 1.0]).rho)
+    constant = spearman_ci(x, np.zeros(20))  # a figure that never changes has no ranking: NaN, reported as n/a
+    assert math.isnan(constant.rho) and constant.n == 20
 
 
 def test_frechet_distance_infinity_on_gaussians_with_known_distance():
@@ -198,6 +200,12 @@ def test_cli_scaling_smoke(testbed, tmp_path, capsys):
     argv = ["scaling", "--quick", "--out", str(tmp_path / "cli"), "--quiet"] + [a for s in sets for a in ("--set", s)]
     assert main(argv) == 0
     assert (tmp_path / "cli" / "report.md").is_file() and "report.md" in capsys.readouterr().out
+    from tl_glp.bench import bench_scaling_overhead
+
+    rows = bench_scaling_overhead(str(tmp_path / "cli"))  # what `tl-glp bench train --study DIR` adds
+    assert 0 < rows["share_outside_training_steps"] < 1 and "outside training steps" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="timing.json"):
+        bench_scaling_overhead(str(tmp_path))
     assert main(["scaling", "--out", str(tmp_path / "x"), "--set", "bogus=1"]) == 2
 
 
@@ -208,3 +216,14 @@ def test_the_library_never_imports_the_testbed_cli_or_demo():
     code = ("import sys, tl_glp, tl_glp.scaling, tl_glp.steering.pareto; "
             "bad = [m for m in sys.modules if m.startswith(('tl_glp.testbed', 'tl_glp.cli', 'tl_glp.demo'))]; print(bad); assert not bad")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
+
+
+def test_matched_concept_gain_when_one_front_is_a_single_point():
+    """A front that collapses to one point (it dominates the method's other strengths) still counts
+    over the concept range both methods cover: flat towards lower concept, as the upper envelope."""
+    rows = []
+    for i in range(6):
+        for m, pts in {"plain": [(0.1, 0.5, 1.0), (0.5, -0.8, 1.0), (1.0, -0.7, 0.4)], "prior": [(0.1, 0.4, 1.0), (0.5, 0.6, 1.0), (1.0, 0.0, 0.3)]}.items():
+            rows += [{"prompt": f"p{i}", "method": m, "r": r, "concept": c, "grammatical": f} for r, c, f in pts]
+    g = matched_concept_gain(pd.DataFrame(rows), fluency="grammatical", n_boot=50)
+    assert (g.concept_low, g.concept_high) == (0.0, 0.5) and g.gain == pytest.approx(0.0)  # equally fluent where both reach

@@ -133,10 +133,17 @@ def _verdicts(table: Any, refs: dict[str, Any], fit: PowerLawFit | None, fit_err
 
     def rho_text(col: str) -> str:
         r = corr.get(col)
-        return "n/a (fewer than 3 finite points)" if r is None or not math.isfinite(r.rho) else f"rho = {fmt(r.rho)} {_ci(r.ci_low, r.ci_high)} over {r.n} checkpoints"
+        if r is None or r.n < 3:
+            return "n/a (fewer than 3 checkpoints with a finite value)"
+        if not math.isfinite(r.rho):
+            values = table[col][np.isfinite(table[col].to_numpy(float))]
+            return f"n/a (the figure is {fmt(float(values.iloc[0]))} at all {r.n} checkpoints: no ranking to correlate)"
+        return f"rho = {fmt(r.rho)} {_ci(r.ci_low, r.ci_high)} over {r.n} checkpoints"
 
     def trend(col: str, better: str) -> str:
         r = corr.get(col)
+        if r is not None and r.n >= 3 and not math.isfinite(r.rho):
+            return "does not appear (the figure does not change across checkpoints)"
         if r is None or not math.isfinite(r.ci_low):
             return "cannot be assessed"
         # improving as the loss falls = moving with the loss (rho > 0) when lower is better, against it (rho < 0) when higher is better
@@ -160,7 +167,13 @@ def _verdicts(table: Any, refs: dict[str, Any], fit: PowerLawFit | None, fit_err
     out.append(f"**(3) Meta-neurons' 1-D probe AUC rises as the loss falls: {trend('probe_auc_meta', 'higher')}.** "
                f"Spearman vs loss: {rho_text('probe_auc_meta')}; mean AUC {fmt(table.probe_auc_meta.min())} to {fmt(table.probe_auc_meta.max())} "
                f"over {int(table.probe_datasets.iloc[0])} datasets (raw neurons: {fmt(refs.get('probe_auc_raw'))}).")
-    if len(ok) >= 3:
+    if len(ok) >= 3 and np.ptp(ok.steer_gain.to_numpy(float)) == 0:
+        out.append(f"**Is steering limited by the prior's quality or by the method?** Not decidable here: the gain is {fmt(float(ok.steer_gain.iloc[0]))} "
+                   "at every checkpoint, i.e. over the concept range both methods reach the fluency measure does not separate them "
+                   f"(it is the same for both there, e.g. saturated). The methods differ, if at all, in how far their concept reaches "
+                   f"(plain steering's best mean concept {fmt(refs.get('steer_plain_concept_max'))}, prior-guided up to "
+                   f"{fmt(float(np.nanmax(table.steer_prior_concept_max.to_numpy(float))))}); a finer fluency measure or other strengths are needed.")
+    elif len(ok) >= 3:
         r = corr.get("steer_gain")
         limited = r is not None and math.isfinite(r.ci_low) and r.ci_high < 0
         out.append("**Is steering limited by the prior's quality or by the method?** "

@@ -85,7 +85,7 @@ class ScalingSettings:
     """Training steps of each SAE (batch 512)."""
     probe_top_k: int = 128
     """Candidate meta-neurons cross-validated per probing dataset (ranked by mean difference)."""
-    strengths: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+    strengths: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
     """Steering strengths r (times the activation norm)."""
     new_tokens: int = 10
     """Tokens generated per steered continuation."""
@@ -110,7 +110,7 @@ class ScalingSettings:
         """The ``--quick`` study: within 5 minutes on 2 CPU cores on the testbed."""
         return cls(depths=(1, 2, 3), max_samples=98_304, n_checkpoints=3, n_docs=3000, held_out_rows=4096, fd_samples=2048,
                    c2st_samples=1024, c2st_steps=150, projection_rows=256, lm_eval_docs=40, d_sae=256, sae_steps=300,
-                   probe_top_k=64, strengths=(0.5, 1.0, 2.0), new_tokens=8, n_boot=300)
+                   probe_top_k=64, strengths=(0.1, 0.5, 1.0, 2.0), new_tokens=8, n_boot=300)
 
     def checkpoint_steps(self) -> list[int]:
         """Optimizer steps of the checkpoints (distinct, increasing, the last = max_samples / batch)."""

@@ -3,11 +3,14 @@ concept strength, read off the two Pareto fronts, with a bootstrap CI over promp
 
 For each method (``"plain"``, ``"prior"``) the sweep's rows are averaged per strength ``r``
 into one point (mean concept, mean fluency). The method's front is the upper envelope of its
-points (no other point of the method is both stronger in concept and more fluent), joined by
-straight lines. Over the concept range both fronts cover, the gain is the mean vertical gap
-(prior minus plain, in fluency units, positive = prior more fluent) on an even grid of concept
-values. The CI resamples prompts (the sweep's ``prompt`` column) with replacement, the same
-prompts for both methods, and recomputes everything.
+points (the points no other point of the method beats in both concept and fluency), joined by
+straight lines and extended flat towards lower concept (a lower concept at the same fluency is
+attainable: the front's weakest point has it). The two fronts are compared over the concept range
+both methods cover: from the larger of the two methods' lowest concept to the smaller of their
+highest. The gain is the mean vertical gap (prior minus plain, in fluency units, positive = prior
+more fluent) on an even grid of concept values over that range. The CI resamples prompts (the
+sweep's ``prompt`` column) with replacement, the same prompts for both methods, and recomputes
+everything.
 
 A concept score can be NaN (a continuation with no scorable word): such rows are left out of the
 means and counted in ``n_nan_concept``; a NaN never reaches the result silently. When the fronts do
@@ -85,12 +88,13 @@ def pareto_front(concept: np.ndarray, fluency: np.ndarray) -> tuple[np.ndarray, 
 
 def _front_gap(points: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float, float, float]:
     """(gain, concept_low, concept_high) from per-method strength means; NaN gain if no overlap."""
-    (cp, fp), (cq, fq) = pareto_front(*points["plain"]), pareto_front(*points["prior"])
-    lo, hi = max(cp.min(), cq.min()), min(cp.max(), cq.max())
+    lo = max(points["plain"][0].min(), points["prior"][0].min())
+    hi = min(points["plain"][0].max(), points["prior"][0].max())
     if not lo <= hi:
         return float("nan"), float(lo), float(hi)
+    (cp, fp), (cq, fq) = pareto_front(*points["plain"]), pareto_front(*points["prior"])
     grid = np.linspace(lo, hi, GRID_POINTS) if hi > lo else np.array([lo])
-    gap = np.interp(grid, cq, fq) - np.interp(grid, cp, fp)
+    gap = np.interp(grid, cq, fq) - np.interp(grid, cp, fp)  # np.interp holds the end values flat outside a front
     return float(gap.mean()), float(lo), float(hi)
 
 
