@@ -47,7 +47,7 @@ def test_fluency_nll_matches_a_direct_computation(tiny_model):
 
 def test_sweep_table_scores_and_pareto_plot(tiny_model, tiny_prior_and_acts, tmp_path):
     prior, _ = tiny_prior_and_acts
-    direction = torch.randn(32)
+    direction = torch.randn(32, generator=torch.Generator().manual_seed(0))  # seeded: the test must not depend on which tests ran before
     prompts = ["the dog", "a red cat was"]
     judge_calls = []
 
@@ -62,8 +62,16 @@ def test_sweep_table_scores_and_pareto_plot(tiny_model, tiny_prior_and_acts, tmp
     assert set(df.method) == {"none", "plain", "prior"}
     assert df.loc[df.method == "plain", "alpha"].max() == pytest.approx(2.0 * prior.act_norm)
     assert (df.judge_concept == 2.0).all() and len(judge_calls) == len(df) and "dogs" in judge_calls[0]
-    means = df.groupby(["method", "r"]).concept.mean()
-    assert means[("plain", 2.0)] > means[("none", 0.0)]  # steering along d raises the projection on d
+    # the default concept score, computed independently: the unsteered model's activations on
+    # prompt + continuation, projected on the unit direction and averaged over the continuation
+    # (whether steering raises it depends on the random model's tokens, so that is not asserted)
+    unit = direction / direction.norm()
+    for row in df[df.continuation.str.len() > 0].head(4).itertuples():
+        prompt_tokens = tiny_model.to_tokens(row.prompt)[0]
+        full = torch.cat([prompt_tokens, tiny_model.to_tokens(row.continuation, prepend_bos=False)[0]])
+        _, cache = tiny_model.run_with_cache(full[None], names_filter=[HOOK])
+        want = (cache[HOOK][0, len(prompt_tokens):] @ unit).mean()
+        assert row.concept == pytest.approx(float(want), abs=1e-4)
     again = steering_sweep(tiny_model, direction, prompts, prior=prior, strengths=[0.5, 2.0], max_new_tokens=4, batch_size=5, progress=False)
     assert list(again.continuation) == list(df.continuation)  # seeded: reproducible
     path = plot_pareto(df, tmp_path / "pareto.png")
