@@ -103,7 +103,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     through ``TransformerBridge`` (see :func:`tl_glp._compat.load_model`)."""
     from tl_glp import GenerativePrior, TrainConfig, classifier_two_sample_auc, collect_activations, train
     from tl_glp.evaluation import compare_delta_lm_loss
-    from tl_glp.scaling.evals import frechet_distance_infinity, gaussian_like
+    from tl_glp.training.metrics import frechet_distance_infinity, gaussian_like
     from tl_glp.probing import MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, run_probing
     from tl_glp.saes import load_sae, sae_reconstruction_hook, train_sae
     from tl_glp.steering import diff_of_means, matched_concept_gain, plot_pareto, steering_sweep

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,38 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tl_glp.flow import draw_noise_and_times
-from tl_glp.training.metrics import classifier_two_sample_auc, frechet_distance
-
-
-class FDInfinity(NamedTuple):
-    """Frechet distance extrapolated to infinitely many samples, and the measurements it rests on."""
-
-    fd_inf: float
-    """Intercept of the straight-line fit of FD against 1/N (the bias of FD is about linear in 1/N)."""
-    ns: tuple[int, ...]
-    """Sample sizes (per side) measured."""
-    fd_at_n: tuple[float, ...]
-    """Mean FD at each size."""
-
-
-def frechet_distance_infinity(a: Float[Tensor, "n d"], b: Float[Tensor, "m d"], ns: Sequence[int] | None = None, *, repeats: int = 2,
-                              seed: int = 0) -> FDInfinity:
-    """FD-infinity: FD of random subsets of ``a`` and ``b`` of sizes ``ns`` (default: a quarter,
-    half and all of the smaller side), ``repeats`` subsets each (one for the full size), fitted as
-    ``FD(N) = FD_inf + k / N`` and read off at ``1/N = 0``. Apply it the same way to every
-    distribution being compared (the prior, the held-out lower bound, the Gaussian)."""
-    n_max = min(len(a), len(b))
-    ns = tuple(int(n) for n in (ns or (n_max // 4, n_max // 2, n_max)))
-    if min(ns) < 2 or max(ns) > n_max or len(set(ns)) < 2:
-        raise ValueError(f"ns={ns}: need at least two different sizes between 2 and {n_max} (the rows available on the smaller side).")
-    g = torch.Generator().manual_seed(seed)
-    means = []
-    for n in ns:
-        reps = 1 if n == n_max else repeats
-        vals = [frechet_distance(a[torch.randperm(len(a), generator=g)[:n]], b[torch.randperm(len(b), generator=g)[:n]]) for _ in range(reps)]
-        means.append(float(np.mean(vals)))
-    slope, intercept = np.polyfit(1.0 / np.array(ns, float), np.array(means), 1)
-    return FDInfinity(float(intercept), ns, tuple(means))
+from tl_glp.training.metrics import FDInfinity, classifier_two_sample_auc, frechet_distance, frechet_distance_infinity, gaussian_like  # noqa: F401 (re-exported)
 
 
 @torch.no_grad()
@@ -76,15 +45,6 @@ def validation_loss(prior: Any, acts: Float[Tensor, "n d"], *, seed: int = 0, ba
         z0 = prior.normalize(acts[part].to(device))
         total += float(prior.flow_loss(z0, eps[part].to(device), t[part].to(device))) * len(z0)
     return total / len(acts)
-
-
-def gaussian_like(x: Float[Tensor, "n d"], n: int, seed: int = 0) -> Float[Tensor, "n d"]:
-    """``n`` draws from the Gaussian with ``x``'s mean and covariance (the moment-matched baseline)."""
-    x64 = x.double()
-    cov = torch.cov(x64.T) + 1e-6 * torch.eye(x.shape[1], dtype=torch.float64)
-    chol = torch.linalg.cholesky(cov)
-    z = torch.randn(n, x.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return (x64.mean(0) + z @ chol.T).float()
 
 
 @dataclass
