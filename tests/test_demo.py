@@ -13,7 +13,7 @@ def test_demo_runs_end_to_end_in_quick_mode(testbed, tmp_path):
     for figure in ("prior/loss.png", "steering_pareto.png", "probing.png"):
         assert (out / figure).stat().st_size > 1000 and figure in report
     numbers = json.loads((out / "numbers.json").read_text())
-    for key in ("fd_prior", "fd_lower_bound", "fd_gaussian", "fd_prior_at_n", "c2st_auc_prior", "c2st_auc_gaussian", "delta_lm_loss_prior", "delta_lm_loss_sae",
+    for key in ("fd_prior", "fd_lower_bound", "fd_held_out_halves", "fd_gaussian", "fd_prior_at_n", "c2st_auc_prior", "c2st_auc_gaussian", "delta_lm_loss_prior", "delta_lm_loss_sae",
                 "delta_lm_loss_prior_minus_sae", "testbed_lm_loss"):
         assert math.isfinite(numbers[key]), key
     steering = result.tables["steering"]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tl_glp.scaling import ScalingSettings, compute_frontier, fit_power_law, frechet_distance_infinity, spearman_ci
+from tl_glp.training.metrics import frechet_distance
 from tl_glp.steering.pareto import matched_concept_gain, pareto_front
 
 
@@ -59,6 +60,21 @@ def test_frechet_distance_infinity_on_gaussians_with_known_distance():
     assert abs(fdi.fd_inf - true_fd) < 0.08 * true_fd
     with pytest.raises(ValueError, match="two different sizes"):
         frechet_distance_infinity(a[:10], b[:10], ns=(10, 10))
+
+
+def test_frechet_distance_infinity_repeats_shrink_the_scatter_of_a_zero_distance():
+    """Two disjoint samples of one distribution (true FD 0): averaging many subsets per size
+    (the default) scatters the extrapolated value less than two subsets do."""
+    g = torch.Generator().manual_seed(1)
+    d, n = 48, 1200
+    scale = torch.linspace(0.2, 3.0, d)  # anisotropic, like a residual stream
+    few, many = [], []
+    for i in range(6):
+        a, b = scale * torch.randn(n, d, generator=g), scale * torch.randn(n, d, generator=g)
+        few.append(frechet_distance_infinity(a, b, repeats=2, seed=i).fd_inf)
+        many.append(frechet_distance_infinity(a, b, seed=i).fd_inf)
+    assert np.std(many) < 0.75 * np.std(few)
+    assert abs(np.mean(many)) < 3 * np.std(many) / math.sqrt(len(many)) + 0.05 * frechet_distance(a, b)
 
 
 # --------------------------------------------------------------------------- steering summary
@@ -157,6 +173,11 @@ def test_reduced_study_writes_report_and_resumes_without_recomputing(study_input
     table = result.table
     assert len(table) == 6 and set(table.depth) == {1, 2} and sorted(set(table.samples)) == [768, 1536, 3072]
     assert (table.compute == 6 * table.params * table.samples).all()
+    import json
+
+    refs = json.loads((out / "references.json").read_text())
+    for key in ("fd_lower_bound", "fd_held_out_halves", "fd_gaussian"):  # other documents, same documents, Gaussian
+        assert math.isfinite(refs[key]) and refs[f"{key}_at_n"] > 0, (key, refs)
     assert table.groupby("depth").val_loss.apply(lambda v: v.iloc[-1] < v.iloc[0]).all()  # training lowers held-out loss
     for col in ("val_loss", "fd_prior", "c2st_prior", "delta_lm_loss_prior", "probe_auc_meta", "projection_distance"):
         assert np.isfinite(table[col]).all(), col

@@ -80,7 +80,7 @@ def test_tokenizer_round_trips_the_vocabulary(language):
 
 def test_probing_datasets_are_balanced_and_labelled_by_the_latents(language):
     sets = build_datasets(language, n=200, seed=0)
-    assert set(sets) == {"sentiment", "tense", "number", "negation", "topic_animals", "topic_food"}
+    assert set(sets) == {"sentiment", "tense", "number", "negation", "topic_animals", "topic_food", "topic_sports", "topic_music"}
     for frame in sets.values():
         assert sorted(frame.target.value_counts().tolist()) == [100, 100]
     tense = sets["tense"]

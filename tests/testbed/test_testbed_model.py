@@ -5,6 +5,7 @@ import torch
 from tl_glp import _io
 from tl_glp.testbed import MIDDLE_HOOK
 from tl_glp.testbed.lm import SHIPPED_DIR, TESTBED_VERSION, LMConfig, shipped_manifest
+from tl_glp.testbed.datasets import SPECS
 from tl_glp.testbed.quality import BARS, measure_quality
 
 
@@ -13,7 +14,7 @@ def test_the_shipped_model_meets_every_quality_bar(testbed):
     for latent in ("sentiment", "tense", "topic"):
         assert q[f"auc_{latent}"] >= BARS[latent], (latent, q)
     probes = {k: v for k, v in q.items() if k.startswith("probe_")}
-    assert len(probes) == 7 and all(v >= BARS["probe"] for v in probes.values()), probes
+    assert set(probes) == {f"probe_{name}" for name in SPECS} | {"probe_min"} and all(v >= BARS["probe"] for v in probes.values()), probes
     # the Bayes loss is the floor for a model that must infer the latents from the words
     assert q["entropy_floor"] < q["bayes_loss"] < q["lm_loss"] < q["bayes_loss"] + 0.1, q
     assert q["passes"] == 1.0

@@ -4,9 +4,10 @@ Per checkpoint (:func:`evaluate_checkpoint`): validation loss (fixed noise and t
 activations), the bias-extrapolated Frechet distance FD-infinity of generated activations,
 the classifier two-sample AUC, how far a projection moves activations, delta LM loss of the
 projection, the mean 1-D probe AUC of the meta-neurons and the steering gain at matched concept
-(:func:`tl_glp.steering.pareto.matched_concept_gain`). The references (lower bounds from two
-random halves of the held-out rows, a moment-matched Gaussian, SAEs, plain steering, raw-activation
-probes) are computed by the study once and passed in an :class:`EvalContext`.
+(:func:`tl_glp.steering.pareto.matched_concept_gain`). The references (the FD lower bound from real
+rows of other documents, two random halves of the held-out rows, a moment-matched Gaussian, SAEs,
+plain steering, raw-activation probes) are computed by the study once and passed in an
+:class:`EvalContext`.
 
 Example (FD-infinity removes most of the small-sample bias of the Frechet distance):
     >>> import torch

@@ -89,7 +89,7 @@ def _plot_downstream(path: Path, table: Any, refs: dict[str, Any]) -> Path:
     plt = pyplot()
     cols = [c for c in DOWNSTREAM if c in table]
     fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 3.6), squeeze=False)
-    references = {"fd_prior": [("lower bound", refs.get("fd_lower_bound")), ("Gaussian", refs.get("fd_gaussian"))],
+    references = {"fd_prior": [("lower bound", refs.get("fd_lower_bound")), ("held-out halves", refs.get("fd_held_out_halves")), ("Gaussian", refs.get("fd_gaussian"))],
                   "c2st_prior": [("held-out", refs.get("c2st_held_out")), ("Gaussian", refs.get("c2st_gaussian"))],
                   "delta_lm_loss_prior": [(f"SAE k={v['k']}", v["delta_lm_loss"]) for k, v in sorted(refs.items()) if k.startswith("sae_k")],
                   "probe_auc_meta": [("raw neurons", refs.get("probe_auc_raw"))], "steer_gain": [("no gain", 0.0)]}
@@ -204,8 +204,11 @@ def _markdown(table: Any, refs: dict[str, Any], cfg: Any, timing: dict[str, Any]
         parts += [f"No fit: {fit_error}", ""]
     parts += ["## 2. Every checkpoint", "",
               f"FD: Frechet distance extrapolated to infinitely many samples (FD-inf, from {cfg.fd_samples // 4}, {cfg.fd_samples // 2} and {cfg.fd_samples} per side); "
-              f"references: lower bound (held-out half vs half) **{fmt(refs['fd_lower_bound'])}**, moment-matched Gaussian **{fmt(refs['fd_gaussian'])}** "
-              f"(at {cfg.fd_samples} per side, before extrapolation: lower bound {fmt(refs.get('fd_lower_bound_at_n'))}, Gaussian {fmt(refs.get('fd_gaussian_at_n'))}, "
+              f"references, all against the same held-out rows: lower bound (real rows of other documents: what a prior that had learned the data exactly "
+              f"would score) **{fmt(refs['fd_lower_bound'])}**, held-out halves (same documents, so lower than any model can reach) "
+              f"**{fmt(refs.get('fd_held_out_halves'))}**, moment-matched Gaussian **{fmt(refs['fd_gaussian'])}** "
+              f"(at {cfg.fd_samples} per side, before extrapolation: lower bound {fmt(refs.get('fd_lower_bound_at_n'))}, held-out halves "
+              f"{fmt(refs.get('fd_held_out_halves_at_n'))}, Gaussian {fmt(refs.get('fd_gaussian_at_n'))}, "
               "prior in `scaling.csv` column `fd_prior_at_n`; an extrapolated value can fall slightly below 0, by noise in the fit). "
               f"c2st: classifier two-sample AUC ({cfg.c2st_samples} per side; held-out vs held-out **{fmt(refs['c2st_held_out'])}**, Gaussian **{fmt(refs['c2st_gaussian'])}**). "
               f"Delta LM loss of the projection (every non-BOS position, t=0.5; clean loss {fmt(refs['lm_loss_clean'])}) vs SAE-Lens TopK SAEs on the same activations: "

@@ -64,7 +64,8 @@ class ScalingSettings:
     n_docs: int = 12000
     """Documents whose activations form the training and held-out sets."""
     held_out_rows: int = 8192
-    """Held-out activation rows (the last documents), split into two halves by a random permutation."""
+    """Held-out activation rows, drawn at random from the last quarter of the documents (never trained
+    on), in two random halves."""
     fd_samples: int = 4096
     """Generated samples per checkpoint for FD-infinity (fit over a quarter, half and all of them)."""
     fd_num_steps: int = 20
@@ -326,10 +327,12 @@ def _activations(model: Any, hook: str, texts: list[str], cfg: ScalingSettings, 
         acts = src[0 : len(src)].float().contiguous()
         _io.write_tensors(path, {"acts": acts})
     n_held = min(cfg.held_out_rows, len(acts) // 4)
-    if len(acts) - n_held < cfg.batch_size or n_held < 16:
+    n_pool = max(n_held, len(acts) // 4)  # the last quarter of the documents, never trained on
+    if len(acts) - n_pool < cfg.batch_size or n_held < 16:
         raise ValueError(f"Only {len(acts)} activation rows: too few for a held-out set of {cfg.held_out_rows} and batches of {cfg.batch_size}. Pass more texts or lower the sizes.")
-    train_rows, held = acts[:-n_held], acts[-n_held:]
-    held = held[torch.randperm(n_held, generator=torch.Generator().manual_seed(cfg.seed))]  # random halves, not by document
+    train_rows, pool = acts[:-n_pool], acts[-n_pool:]
+    # held-out rows drawn at random from many documents (a document's rows share its latents), in random halves (not by document)
+    held = pool[torch.randperm(n_pool, generator=torch.Generator().manual_seed(cfg.seed))[:n_held]]
     return train_rows, held[: n_held // 2], held
 
 
@@ -358,7 +361,9 @@ def _references(model: Any, hook: str, train_rows: Tensor, held_a: Tensor, held_
     n = min(cfg.fd_samples, len(held_a), len(held_b))
     m = min(cfg.c2st_samples, n)
     gaussian = evals.gaussian_like(train_rows, n, seed=cfg.seed + 1)
-    for key, other in (("fd_lower_bound", held_b[:n]), ("fd_gaussian", gaussian)):
+    # the lower bound: real rows of other documents (held-out halves share documents and sit lower than any model can)
+    other_docs = train_rows[torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(cfg.seed + 2))[:n]]
+    for key, other in (("fd_lower_bound", other_docs), ("fd_held_out_halves", held_b[:n]), ("fd_gaussian", gaussian)):
         if key not in refs or f"{key}_at_n" not in refs:
             fdi = evals.frechet_distance_infinity(other, held_a[:n], seed=cfg.seed)
             keep(key, lambda fdi=fdi: fdi.fd_inf)

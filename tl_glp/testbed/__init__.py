@@ -50,7 +50,7 @@ class Testbed:
 
     @cached_property
     def datasets(self) -> dict[str, Any]:
-        """``{name: DataFrame(prompt, target)}``: sentiment, tense, number, negation, two topics."""
+        """``{name: DataFrame(prompt, target)}``: sentiment, tense, number, negation, and each of the four topics against the rest."""
         return build_datasets(self.language, n=self.dataset_size, seed=self.config.seed)
 
 

@@ -1,6 +1,6 @@
 """Probing datasets from the testbed language, in the SAE-Probes format (``prompt``, ``target``).
 
-One dataset per latent variable; each prompt is a document prefix and its target is the latent's
+One dataset per latent value (each topic against the rest); each prompt is a document prefix and its target is the latent's
 value at the prefix's last word, balanced 50/50. Cut points are chosen where the value is
 knowable from the words so far and, for sentence-level variables, where the model needs it:
 number after the subject's noun or pronoun and at the sentence's end (the next sentence may refer
@@ -11,7 +11,7 @@ Example:
     >>> from tl_glp.testbed.language import Language
     >>> sets = build_datasets(Language(), n=200, seed=0)
     >>> sorted(sets)
-    ['negation', 'number', 'sentiment', 'tense', 'topic_animals', 'topic_food']
+    ['negation', 'number', 'sentiment', 'tense', 'topic_animals', 'topic_food', 'topic_music', 'topic_sports']
     >>> sets["sentiment"]["target"].value_counts().tolist()
     [100, 100]
 """
@@ -87,6 +87,8 @@ SPECS: dict[str, tuple[str, Target]] = {
     "negation": ("negation", _latent("negation", "negated")),
     "topic_animals": ("topic", _topic("animals")),
     "topic_food": ("topic", _topic("food")),
+    "topic_sports": ("topic", _topic("sports")),
+    "topic_music": ("topic", _topic("music")),
 }
 
 
