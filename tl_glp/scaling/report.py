@@ -189,7 +189,7 @@ def _markdown(table: Any, refs: dict[str, Any], cfg: Any, timing: dict[str, Any]
     saes = sorted((v for k, v in refs.items() if k.startswith("sae_k")), key=lambda v: v["k"])
     parts = ["# Scaling study", "",
              f"Model `{model_name}`, hook `{hook_name}`; {refs['train_rows']} training activation rows, {refs['held_out_rows']} held out "
-             f"(split into two halves by a random permutation, not by document). Depths {list(cfg.depths)}; one run per depth to "
+             f"(drawn at random from the last quarter of the documents, never trained on, and split into two halves by a random permutation, not by document). Depths {list(cfg.depths)}; one run per depth to "
              f"{cfg.max_samples} samples (batch {cfg.batch_size}, lr {cfg.lr} constant after {cfg.warmup_steps} warmup steps), checkpoints at "
              f"{len(cfg.checkpoint_steps())} geometrically spaced sample counts (ratio {cfg.checkpoint_ratio}). Compute C = 6 x denoiser parameters x samples.", "",
              "## Findings", ""]
@@ -205,7 +205,7 @@ def _markdown(table: Any, refs: dict[str, Any], cfg: Any, timing: dict[str, Any]
     parts += ["## 2. Every checkpoint", "",
               f"FD: Frechet distance extrapolated to infinitely many samples (FD-inf, from {cfg.fd_samples // 4}, {cfg.fd_samples // 2} and {cfg.fd_samples} per side); "
               f"references, all against the same held-out rows: lower bound (real rows of other documents: what a prior that had learned the data exactly "
-              f"would score) **{fmt(refs['fd_lower_bound'])}**, held-out halves (same documents, so lower than any model can reach) "
+              f"would score) **{fmt(refs['fd_lower_bound'])}**, held-out halves (a document's rows can fall in both, which pulls the distance down) "
               f"**{fmt(refs.get('fd_held_out_halves'))}**, moment-matched Gaussian **{fmt(refs['fd_gaussian'])}** "
               f"(at {cfg.fd_samples} per side, before extrapolation: lower bound {fmt(refs.get('fd_lower_bound_at_n'))}, held-out halves "
               f"{fmt(refs.get('fd_held_out_halves_at_n'))}, Gaussian {fmt(refs.get('fd_gaussian_at_n'))}, "

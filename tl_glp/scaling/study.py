@@ -361,7 +361,7 @@ def _references(model: Any, hook: str, train_rows: Tensor, held_a: Tensor, held_
     n = min(cfg.fd_samples, len(held_a), len(held_b))
     m = min(cfg.c2st_samples, n)
     gaussian = evals.gaussian_like(train_rows, n, seed=cfg.seed + 1)
-    # the lower bound: real rows of other documents (held-out halves share documents and sit lower than any model can)
+    # the lower bound: real rows of other documents (the held-out halves can share documents, which pulls their distance down)
     other_docs = train_rows[torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(cfg.seed + 2))[:n]]
     for key, other in (("fd_lower_bound", other_docs), ("fd_held_out_halves", held_b[:n]), ("fd_gaussian", gaussian)):
         if key not in refs or f"{key}_at_n" not in refs:
