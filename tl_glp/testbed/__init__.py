@@ -42,7 +42,9 @@ class Testbed:
     language: Language
     metrics: dict[str, float]
     config: LMConfig = field(default_factory=LMConfig)
-    dataset_size: int = 800
+    dataset_size: int = 2400
+    """Prompts per probing dataset: SAE-Probes' 1024 training rows leave 1375 for test (at 800 the
+    test set was 99 prompts, and one unit's test AUC moved by up to 0.08 between priors)."""
 
     @property
     def tokenizer(self) -> Any:
