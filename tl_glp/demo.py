@@ -40,7 +40,7 @@ class DemoSettings:
     prior_final_lr_frac: float = 0.01
     """The cosine schedule ends at this share of ``prior_lr`` (2e-5; the paper ends at 5e-6). Measured
     on the testbed (FD at 10,000 samples per side, 5000 steps): ending at 0.1x (2e-4) gave 75, at
-    0.01x 42, at 0.001x 46; 8000 steps at 0.01x gave 44 (real rows of other documents: 25)."""
+    0.01x 42, at 0.001x 46; 8000 steps at 0.01x gave 44. Real rows of other documents score 25 there."""
     n_blocks: int = 3
     eval_samples: int = 10_000
     """Generated and held-out activations per side for the Frechet distance (FD-infinity) and c2st."""
