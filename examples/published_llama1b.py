@@ -36,7 +36,7 @@ def check_prior_on_model(model, prior, texts: list[str]) -> dict[str, float]:
     acts = tl_glp.collect_activations(model, texts, hook, progress=False)
     real = acts[0 : len(acts)].to(prior.mean.device)
     fake = prior.sample(len(real), num_steps=20)
-    delta = delta_lm_loss(model, texts, hook, prior.projection_hook(positions=slice(1, None), seed=0))
+    delta = delta_lm_loss(model, texts, hook, tl_glp.projection_hook(prior, tl_glp.ProjectionConfig(seed=0), positions=slice(1, None)))
     return {"fd": tl_glp.frechet_distance(fake, real), "delta_lm_loss": delta.delta, "act_norm": prior.act_norm}
 
 
@@ -47,7 +47,7 @@ def steer_with_prior(model, prior, prompt: str, positive: list[str], negative: l
     out = {"none": model.generate(prompt, max_new_tokens=max_new_tokens, verbose=False, do_sample=False)}
     with tl_glp.steer(model, direction, r, relative=True, act_norm=prior.act_norm, hook_name=hook, positions="last"):
         out["plain"] = model.generate(prompt, max_new_tokens=max_new_tokens, verbose=False, do_sample=False)
-    with tl_glp.steer(model, direction, r, prior=prior, relative=True, positions="last", seed=0):
+    with tl_glp.steer(model, direction, r, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)):
         out["prior"] = model.generate(prompt, max_new_tokens=max_new_tokens, verbose=False, do_sample=False)
     return out
 

@@ -10,7 +10,7 @@ import os
 import torch
 
 import tl_glp
-from tl_glp.testbed import MIDDLE_HOOK, load
+from tl_glp.studies.testbed import MIDDLE_HOOK, load
 
 SMALL = os.environ.get("TL_GLP_EXAMPLE_BUDGET") == "small"
 testbed = load()  # a tiny HookedTransformer trained on a synthetic language with known latents
@@ -37,7 +37,7 @@ print(samples.shape, projected.shape)
 positive = [d.text for d in testbed.language.documents(200, seed=2) if set(d.latents["sentiment"]) == {"positive"}]
 negative = [d.text for d in testbed.language.documents(200, seed=2) if set(d.latents["sentiment"]) == {"negative"}]
 direction = tl_glp.diff_of_means(model, positive, negative, MIDDLE_HOOK)
-with tl_glp.steer(model, direction, 1.0, prior=prior, relative=True, positions="last", seed=0):
+with tl_glp.steer(model, direction, 1.0, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)):
     print(model.generate("the cat", max_new_tokens=12, verbose=False))
 
 # %% Probe meta-neurons against raw residual dimensions on the testbed's concept datasets

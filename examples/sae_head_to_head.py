@@ -10,7 +10,7 @@ import os
 import tl_glp
 from tl_glp.probing import MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, load_dataset
 from tl_glp.saes import train_sae
-from tl_glp.testbed import MIDDLE_HOOK, load
+from tl_glp.studies.testbed import MIDDLE_HOOK, load
 
 SMALL = os.environ.get("TL_GLP_EXAMPLE_BUDGET") == "small"
 testbed = load()

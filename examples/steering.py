@@ -9,7 +9,7 @@
 import os
 
 import tl_glp
-from tl_glp.testbed import MIDDLE_HOOK, load
+from tl_glp.studies.testbed import MIDDLE_HOOK, load
 
 SMALL = os.environ.get("TL_GLP_EXAMPLE_BUDGET") == "small"
 testbed = load()
@@ -28,10 +28,11 @@ direction = tl_glp.diff_of_means(
 )
 
 # %% One hook, two ways to attach it: a context manager, or a handle you remove yourself
-hook_fn = prior.steering_hook(direction, 1.5, relative=True, positions="last", seed=0)
+hook_fn = tl_glp.steering_hook(direction, 1.5, prior=prior, relative=True, positions="last",
+                               projection=tl_glp.ProjectionConfig(seed=0))
 with model.hooks(fwd_hooks=[(MIDDLE_HOOK, hook_fn)]):
     print("hooks():", model.generate("the dogs", max_new_tokens=10, verbose=False))
-handle = tl_glp.patch(model, direction, 1.5, prior=prior, relative=True, positions="last", seed=0)
+handle = tl_glp.patch(model, direction, 1.5, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0))
 print("patch():", model.generate("the dogs", max_new_tokens=10, verbose=False))
 handle.remove()
 

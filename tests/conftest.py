@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import yaml
+from safetensors.torch import save_file
 import pytest
 import torch
 
-from tl_glp import GenerativePrior, _compat
+from tl_glp.core import _compat
+from tl_glp.core.prior import GenerativePrior
 
 
 def mixture(n: int, d: int = 16, n_modes: int = 4, spread: float = 0.3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +64,7 @@ WORDS = "the a dog cat ball red small big ran chased saw was were happy sad . an
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from tl_glp.testbed.tokenizer import build_tokenizer
+    from tl_glp.studies.testbed.tokenizer import build_tokenizer
 
     return build_tokenizer(WORDS)
 
@@ -130,6 +134,41 @@ def tiny_prior_and_acts(tiny_model):
 @pytest.fixture(scope="session")
 def testbed():
     """The offline testbed (trained once, then cached under $TL_GLP_CACHE or ~/.cache/tl_glp)."""
-    from tl_glp.testbed import load
+    from tl_glp.studies.testbed import load
 
     return load(progress=False)
+
+
+def write_published(folder, d_input=6, n_blocks=2, n_llm_layers=None, layers=(3,), seed=0, epoch=None):
+    g = torch.Generator().manual_seed(seed)
+    d_model, d_mlp = 2 * d_input, 4 * d_input
+    shapes = {"model.in_proj": (d_model, d_input), "model.out_proj": (d_input, d_model), "model.time_embed.0": (d_model, d_model), "model.time_embed.2": (d_model, d_model)}
+    if n_llm_layers:
+        shapes |= {"model.layer_embed.0": (d_model, d_model), "model.layer_embed.2": (d_model, d_model)}
+    for i in range(n_blocks):
+        shapes |= {f"model.layers.{i}.{k}": s for k, s in [("up_proj", (d_mlp, d_model)), ("gate_proj", (d_mlp, d_model)), ("time_proj", (d_mlp, d_model)), ("down_proj", (d_model, d_mlp))]}
+    w = {}
+    for name, shape in shapes.items():
+        w[f"{name}.weight"] = torch.randn(shape, generator=g) / math.sqrt(shape[1])
+        w[f"{name}.bias"] = torch.randn(shape[0], generator=g) * 0.1
+    for ln in ["model.ln"] + [f"model.layers.{i}.ln" for i in range(n_blocks)]:
+        w[f"{ln}.weight"] = 1 + 0.1 * torch.randn(d_model, generator=g)
+        w[f"{ln}.bias"] = 0.1 * torch.randn(d_model, generator=g)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "final.safetensors" if epoch is None else folder / "checkpoints" / f"epoch_{epoch}.safetensors"
+    target.parent.mkdir(exist_ok=True)
+    save_file(w, str(target))
+    rows = (n_llm_layers,) if n_llm_layers else (1,)
+    stats = {"mean": torch.randn(*rows, d_input, generator=g), "var": torch.rand(*rows, d_input, generator=g) + 0.5}
+    torch.save(stats, folder / "rep_statistics.pt")  # the foreign format we import (read back with weights_only=True)
+    config = {
+        "model_name": "meta-llama/Llama-3.2-1B",
+        "run_name": "glp-test-${glp_kwargs.denoiser_config.n_layers}",
+        "glp_kwargs": {
+            "normalizer_config": {"rep_statistic": "${dataset_root}/rep_statistics.pt"},
+            "denoiser_config": {"d_input": d_input, "d_model": d_model, "d_mlp": d_mlp, "n_layers": n_blocks, "multi_layer_n_layers": n_llm_layers},
+            "tracedict_config": {"layer_prefix": "model.layers", "layers": list(layers), "retain": "output"},
+        },
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return w, stats

@@ -22,7 +22,7 @@ def test_published_llama_example_offline_parts(testbed, tiny_tokenizer):
     spec.loader.exec_module(module)  # imports without touching the Hub
     assert module.PRIOR_ID.startswith("generative-latent-prior/")
     import tl_glp
-    from tl_glp.testbed import MIDDLE_HOOK
+    from tl_glp.studies.testbed import MIDDLE_HOOK
 
     texts = testbed.language.sample_texts(60, seed=5)
     acts = tl_glp.collect_activations(testbed.model, texts, MIDDLE_HOOK, progress=False)

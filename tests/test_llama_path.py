@@ -9,9 +9,9 @@ one:
 - ``HookedTransformer.from_pretrained_no_processing(folder)`` does *not* (TL 3.9 first maps the
   name to an official one and raises "not found"), and ``from_pretrained_no_processing(
   "meta-llama/Llama-3.2-1B", hf_model=..., tokenizer=...)`` only fits weights of the real
-  architecture (the config comes from the official name). ``tl_glp._compat.load_model(folder)``
+  architecture (the config comes from the official name). ``tl_glp.core._compat.load_model(folder)``
   therefore builds the ``HookedTransformer`` from the folder's ``config.json``
-  (:func:`tl_glp._compat.hooked_transformer_from_folder`); its ``cfg.model_name`` is the folder name.
+  (:func:`tl_glp.core._compat.hooked_transformer_from_folder`); its ``cfg.model_name`` is the folder name.
 
 Everything here is plumbing on the real code path at tiny sizes.
 """
@@ -26,10 +26,11 @@ import pytest
 import torch
 import yaml
 from conftest import WORDS, random_sentences
-from test_published import write_published
+from conftest import write_published
 
 import tl_glp
-from tl_glp import GenerativePrior, _compat
+from tl_glp.core import _compat
+from tl_glp.core.prior import GenerativePrior
 
 N_LAYERS, D_MODEL, LAYER = 3, 32, 1
 HOOK = f"blocks.{LAYER}.hook_resid_post"
@@ -40,7 +41,7 @@ def save_tiny_llama(folder, seed: int = 0):
     """A random 3-layer Llama (grouped-query attention, RMSNorm, rotary) and its tokenizer in ``folder``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tl_glp.testbed.tokenizer import build_tokenizer
+    from tl_glp.studies.testbed.tokenizer import build_tokenizer
 
     tok = build_tokenizer(WORDS)
     torch.manual_seed(seed)
@@ -148,7 +149,7 @@ def test_published_prior_lands_on_its_hook_and_steers(bridge, tmp_path):
     _, clean = bridge.run_with_cache(tokens, names_filter=[HOOK])
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # its own model: no name, hook or basis warning
-        with tl_glp.steer(bridge, direction, 2.0, prior=prior, relative=True, positions="last", seed=0) as handle:
+        with tl_glp.steer(bridge, direction, 2.0, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)) as handle:
             assert handle.hook_name == HOOK
             _, steered = bridge.run_with_cache(tokens, names_filter=[HOOK])
             steered_text = greedy(bridge)
@@ -186,7 +187,7 @@ def test_bf16_bridge_steered_by_a_float32_prior(llama_dir, tmp_path):
     assert next(prior.parameters()).dtype == torch.float32
     tokens = model.to_tokens(PROMPT)
     direction = torch.randn(D_MODEL, generator=torch.Generator().manual_seed(1))
-    with tl_glp.steer(model, direction, 1.0, prior=prior, relative=True, positions="last", seed=0):
+    with tl_glp.steer(model, direction, 1.0, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)):
         _, cache = model.run_with_cache(tokens, names_filter=[HOOK])
         text = greedy(model, n=3)
     assert cache[HOOK].dtype == torch.bfloat16 and bool(torch.isfinite(cache[HOOK].float()).all())
@@ -218,7 +219,7 @@ def test_collect_train_steer_probe(bridge, tmp_path):
     result = tl_glp.train(prior, store, tl_glp.TrainConfig(batch_size=128, lr=2e-3, max_steps=15, eval_every=0, progress=False))
     assert result.steps == 15 and prior.cfg.hook_name == HOOK
     direction = tl_glp.diff_of_means(bridge, ["the dog was happy ."], ["the cat was sad ."], HOOK)
-    with tl_glp.steer(bridge, direction, 1.0, prior=prior, relative=True, positions="last", seed=0):
+    with tl_glp.steer(bridge, direction, 1.0, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)):
         assert greedy(bridge, n=3).startswith(PROMPT)
     results = tl_glp.run_probing(bridge, prior, ["meta", "raw"], [load_dataset(probing_frame(), name="has_dog")], top_k=16, controls=False, progress=False)
     aucs = results.table.set_index("source").test_auc
@@ -247,7 +248,7 @@ def test_demo_command_on_a_local_folder(llama_dir, tmp_path):
 
 
 def test_demo_dataset_arguments_with_csv_files():
-    from tl_glp.demo import _split_dataset_args
+    from tl_glp.studies.demo import _split_dataset_args
 
     assert _split_dataset_args(["data/has_dog.csv"]) == (None, ["data/has_dog.csv"])  # offline: the CSV prompts are the corpus
     assert _split_dataset_args(["HuggingFaceFW/fineweb", "a.csv"]) == ("HuggingFaceFW/fineweb", ["a.csv"])

@@ -1,43 +1,61 @@
 """tl-glp: generative latent priors (flow-matching meta-models of LLM activations) for TransformerLens.
 
-The public API lives here; see the README for a tour.
+The public API lives here; see the README for a tour. Names are imported on first use, so
+``import tl_glp`` (and ``tl-glp --help``) stays fast. The package is layered (README, "Architecture"):
+``tl_glp.core`` <- ``tl_glp.activations`` <- uses of a prior (``training``, ``steering``,
+``probing``, ``interpret``, ``manifold``, ``evaluation``, ``saes``) <- ``tl_glp.studies`` and the CLI.
 """
 
-from tl_glp.activations import ActivationSource, InMemoryActivations, as_source
-from tl_glp.activations.collect import HFText, collect_activations
-from tl_glp.activations.store import ActivationStore, StoreError
-from tl_glp.config import PriorConfig
-from tl_glp.prior import GenerativePrior
-from tl_glp.probing import run_probing
-from tl_glp.steering import diff_of_means, patch, plot_pareto, sae_direction, steer, steering_sweep
-from tl_glp import interpret  # noqa: E402  (tl_glp.interpret.top_activations, dashboards, explanations)
-from tl_glp.training import TrainConfig, TrainResult, classifier_two_sample_auc, frechet_distance, train
-from tl_glp import scaling  # noqa: E402  (tl_glp.scaling.run_scaling_study, ScalingSettings, fit_power_law)
-from tl_glp.scaling import run_scaling_study
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import Any
 
-__all__ = [
-    "ActivationSource",
-    "ActivationStore",
-    "GenerativePrior",
-    "HFText",
-    "InMemoryActivations",
-    "PriorConfig",
-    "StoreError",
-    "TrainConfig",
-    "TrainResult",
-    "as_source",
-    "classifier_two_sample_auc",
-    "collect_activations",
-    "frechet_distance",
-    "train",
-    "diff_of_means",
-    "patch",
-    "plot_pareto",
-    "run_probing",
-    "run_scaling_study",
-    "sae_direction",
-    "steer",
-    "steering_sweep",
-]
+__version__ = "0.4.0"
+
+_EXPORTS = {
+    "ActivationSource": "tl_glp.activations.sources",
+    "InMemoryActivations": "tl_glp.activations.sources",
+    "as_source": "tl_glp.activations.sources",
+    "HFText": "tl_glp.activations.collect",
+    "collect_activations": "tl_glp.activations.collect",
+    "ActivationStore": "tl_glp.activations.store",
+    "StoreError": "tl_glp.activations.store",
+    "PriorConfig": "tl_glp.core.config",
+    "GenerativePrior": "tl_glp.core.prior",
+    "ProjectionConfig": "tl_glp.core.projection",
+    "run_probing": "tl_glp.probing.runner",
+    "diff_of_means": "tl_glp.steering.directions",
+    "sae_direction": "tl_glp.steering.directions",
+    "patch": "tl_glp.steering.hooks",
+    "steer": "tl_glp.steering.hooks",
+    "steering_hook": "tl_glp.steering.hooks",
+    "projection_hook": "tl_glp.steering.hooks",
+    "plot_pareto": "tl_glp.steering.sweep",
+    "steering_sweep": "tl_glp.steering.sweep",
+    "TrainConfig": "tl_glp.training.config",
+    "TrainResult": "tl_glp.training.trainer",
+    "train": "tl_glp.training.trainer",
+    "classifier_two_sample_auc": "tl_glp.training.metrics",
+    "frechet_distance": "tl_glp.training.metrics",
+    "log_prob": "tl_glp.manifold.likelihood",
+    "denoising_score": "tl_glp.manifold.likelihood",
+    "run_scaling_study": "tl_glp.studies.scaling.study",
+}
+_SUBPACKAGES = ("activations", "core", "evaluation", "interpret", "manifold", "probing", "saes", "steering", "studies", "training")
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"tl_glp.{name}")
+    raise AttributeError(f"module 'tl_glp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS, *_SUBPACKAGES])

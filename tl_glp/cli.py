@@ -45,7 +45,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 @command("bench", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
     """Speed benchmarks: print medians and the ratios the targets are stated in."""
-    from tl_glp import bench
+    from tl_glp.studies import bench
 
     if args.what == "prior":
         bench.bench_prior(args.d_input, args.n_blocks, args.batch, args.device)
@@ -65,10 +65,10 @@ def _bench(args: argparse.Namespace) -> int:
 def _load_model(args: argparse.Namespace):
     """The offline testbed model, or a TransformerLens / Hugging Face model by name."""
     if args.model == "testbed":
-        from tl_glp.testbed import load
+        from tl_glp.studies.testbed import load
 
         return load().model
-    from tl_glp import _compat
+    from tl_glp.core import _compat
 
     return _compat.load_model(args.model, processed=args.processed, device=args.device, bridge=args.bridge)
 
@@ -109,7 +109,7 @@ def _collect(args: argparse.Namespace) -> int:
     elif args.dataset:
         data = HFText(args.dataset, name=args.dataset_config, split=args.split, column=args.column)
     elif args.model == "testbed":
-        from tl_glp.testbed import load
+        from tl_glp.studies.testbed import load
 
         language = load().language  # its own documents: ~28 tokens each, so this many always suffice
         data = (doc.text for doc in language.documents(max(1, (args.max_tokens or 200_000) // 10), seed=1))
@@ -148,7 +148,10 @@ def _train(args: argparse.Namespace) -> int:
     """Train a GenerativePrior on a store (also under torchrun --nproc_per_node N for DDP)."""
     from pathlib import Path
 
-    from tl_glp import ActivationStore, GenerativePrior, TrainConfig, train
+    from tl_glp.activations.store import ActivationStore
+    from tl_glp.core.prior import GenerativePrior
+    from tl_glp.training.config import TrainConfig
+    from tl_glp.training.trainer import train
     from tl_glp.training import distributed
 
     distributed.init_from_env()
@@ -184,12 +187,12 @@ def _steer_args(p: argparse.ArgumentParser) -> None:
 @command("steer", _steer_args)
 def _steer(args: argparse.Namespace) -> int:
     """Side-by-side continuations: unsteered, plain steering and prior-guided steering."""
-    from tl_glp import GenerativePrior
-    from tl_glp._io import read_tensors
+    from tl_glp.core.prior import GenerativePrior
+    from tl_glp.core._io import read_tensors
     from tl_glp.steering import diff_of_means, steering_sweep
 
     model = _load_model(args)
-    from tl_glp._tokens import model_device
+    from tl_glp.core._tokens import model_device
 
     prior = GenerativePrior.from_pretrained(args.prior, device=args.device or model_device(model))
     hook = args.hook or prior.cfg.hook_name
@@ -232,12 +235,12 @@ def _probe(args: argparse.Namespace) -> int:
     """1-D (or k-sparse) probing of meta-neurons vs SAE features, raw and MLP neurons, with CIs."""
     from pathlib import Path
 
-    from tl_glp import GenerativePrior
+    from tl_glp.core.prior import GenerativePrior
     from tl_glp.probing import SAEFeatures, run_probing
     from tl_glp.saes import load_sae
 
     model = _load_model(args)
-    from tl_glp._tokens import model_device
+    from tl_glp.core._tokens import model_device
 
     prior = GenerativePrior.from_pretrained(args.prior, device=args.device or model_device(model)) if args.prior else None
     sources: list = []
@@ -245,7 +248,7 @@ def _probe(args: argparse.Namespace) -> int:
         sources.append(SAEFeatures(load_sae(args.sae, args.device or str(model_device(model)))) if name == "sae" else name)
     datasets = args.dataset or (["all"] if args.model != "testbed" else None)
     if datasets is None:
-        from tl_glp.testbed import load
+        from tl_glp.studies.testbed import load
 
         datasets = list(load().datasets.values())
     elif datasets == ["all"]:
@@ -284,7 +287,7 @@ def _demo(args: argparse.Namespace) -> int:
     """The whole pipeline end to end (testbed, activations, prior, steering, probing) with a report."""
     from dataclasses import replace
 
-    from tl_glp.demo import DemoSettings, run_demo
+    from tl_glp.studies.demo import DemoSettings, run_demo
 
     settings = DemoSettings.quick() if args.quick else DemoSettings()
     sizes = {"n_docs": args.n_docs, "prior_steps": args.prior_steps, "seed": args.seed}
@@ -312,11 +315,14 @@ def _interpret_args(p: argparse.ArgumentParser) -> None:
 @command("interpret", _interpret_args)
 def _interpret(args: argparse.Namespace) -> int:
     """Look inside the prior on the testbed: dashboards and ground-truth monosemanticity for meta-neurons, an SAE, raw and MLP neurons."""
-    from tl_glp import GenerativePrior, TrainConfig, collect_activations, train
-    from tl_glp.interpret.pipeline import run_interpret
+    from tl_glp.core.prior import GenerativePrior
+    from tl_glp.training.config import TrainConfig
+    from tl_glp.activations.collect import collect_activations
+    from tl_glp.training.trainer import train
+    from tl_glp.studies.interpret_run import run_interpret
     from tl_glp.probing import MetaNeurons, MLPNeurons, RawActivations, SAEFeatures
     from tl_glp.saes import load_sae, train_sae
-    from tl_glp.testbed import MIDDLE_HOOK, load
+    from tl_glp.studies.testbed import MIDDLE_HOOK, load
 
     progress = not args.quiet
     docs, gt_docs, steps = (300, 150, 150) if args.quick else (args.docs, args.gt_docs, args.prior_steps)
@@ -361,7 +367,7 @@ def _scaling(args: argparse.Namespace) -> int:
     """The scaling study: a ladder of priors over compute, every checkpoint evaluated, L(C) fitted, report.md."""
     from dataclasses import fields, replace
 
-    from tl_glp.scaling import ScalingSettings, SteeringTask, run_scaling_study
+    from tl_glp.studies.scaling import ScalingSettings
 
     settings = replace(ScalingSettings.quick() if args.quick else ScalingSettings(), seed=args.seed)
     if args.depths:
@@ -377,33 +383,10 @@ def _scaling(args: argparse.Namespace) -> int:
         if key == "depths":
             parse = lambda v: tuple(int(x) for x in v.split(",") if x.strip())  # noqa: E731
         settings = replace(settings, **{key: parse(value)})
-    progress = not args.quiet
-    n_texts = settings.n_docs + settings.lm_eval_docs
-    if args.model == "testbed":
-        from tl_glp.probing import load_dataset
-        from tl_glp.testbed import MIDDLE_HOOK, load
-        from tl_glp.testbed.tasks import sentiment_steering_task
+    from tl_glp.studies.scaling.entry import run_named_study
 
-        testbed = load(seed=args.seed, progress=progress)
-        model, hook, name = testbed.model, args.hook or MIDDLE_HOOK, None  # the model names itself
-        texts = testbed.language.sample_texts(n_texts, seed=args.seed + 1)
-        probes: list = [load_dataset(frame, name=key) for key, frame in testbed.datasets.items()]
-        task = sentiment_steering_task(testbed.language, n_prompts=12 if args.quick else 24, seed=args.seed)
-    else:
-        from tl_glp import _compat
-        from tl_glp.demo import DEMO_NEGATIVE, DEMO_POSITIVE, _corpus_texts, _split_dataset_args
-
-        model, name = _compat.load_model(args.model, device=args.device, bridge=args.bridge), args.model
-        hook = args.hook or f"blocks.{model.cfg.n_layers // 2}.hook_resid_post"
-        corpus, probes = _split_dataset_args(args.dataset)
-        if probes == "all":
-            from tl_glp.probing import sae_probes_datasets
-
-            probes = sae_probes_datasets()
-        texts = _corpus_texts(corpus, probes, n_texts)
-        task = SteeringTask(prompts=["I think that", "The movie was", "Yesterday we", "My friend said"], positive=DEMO_POSITIVE, negative=DEMO_NEGATIVE,
-                            name="positive sentiment (direction from contrast sentences; fluency = unsteered NLL)")
-    result = run_scaling_study(model, hook, texts, probes, task, args.out, settings=settings, device=args.device, model_name=name, progress=progress)
+    result = run_named_study(args.out, settings, model=args.model, hook=args.hook, dataset=args.dataset, device=args.device,
+                             bridge=args.bridge, quick=args.quick, progress=not args.quiet)
     print(f"wrote {result.out_dir / 'report.md'}, {result.out_dir / 'scaling.csv'}, loss_vs_compute.png, downstream_vs_loss.png")
     return 0
 
@@ -414,7 +397,7 @@ def _testbed_args(p: argparse.ArgumentParser) -> None:
     build = sub.add_parser("build", help="train the testbed model deterministically; write model.safetensors + manifest.json; print its quality")
     build.add_argument("--seed", type=int, default=0, help="training seed (default 0, the shipped model's)")
     build.add_argument("--steps", type=int, default=None, help="training steps (default: the LMConfig default, as shipped)")
-    build.add_argument("--out", default="testbed_build", help="output folder (default testbed_build; the shipped files live in tl_glp/testbed/weights)")
+    build.add_argument("--out", default="testbed_build", help="output folder (default testbed_build; the shipped files live in tl_glp/studies/testbed/weights)")
     build.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     quality = sub.add_parser("quality", help="measure the testbed model (shipped, or --seed's) against the quality bars")
     quality.add_argument("--seed", type=int, default=0, help="which testbed to load (default 0: the shipped model)")
@@ -426,17 +409,17 @@ def _testbed_args(p: argparse.ArgumentParser) -> None:
 @command("testbed", _testbed_args)
 def _testbed(args: argparse.Namespace) -> int:
     """The offline testbed model: build it (train + manifest) or measure its quality."""
-    from tl_glp.testbed.quality import format_quality
+    from tl_glp.studies.testbed.quality import format_quality
 
     if args.what == "build":
-        from tl_glp.testbed.build import build
+        from tl_glp.studies.testbed.build import build
 
         manifest = build(args.out, seed=args.seed, steps=args.steps, progress=not args.no_progress)
         print(format_quality(manifest["quality"]))
         print(f"\nwrote {args.out}/model.safetensors ({manifest['size_bytes']} bytes, sha256 {manifest['sha256'][:12]}...) and manifest.json in {manifest['build_seconds']:.0f} s")
         return 0 if manifest["quality"]["passes"] else 1
-    from tl_glp.testbed import load
-    from tl_glp.testbed.quality import measure_quality
+    from tl_glp.studies.testbed import load
+    from tl_glp.studies.testbed.quality import measure_quality
 
     quality = measure_quality(load(seed=args.seed, progress=not args.no_progress), n_docs=args.docs, oracle=args.oracle)
     print(format_quality(quality))

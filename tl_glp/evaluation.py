@@ -3,7 +3,7 @@
 Example::
 
     clean, patched, delta = delta_lm_loss(model, texts, "blocks.2.hook_resid_post",
-                                          prior.projection_hook(positions=slice(1, None), seed=0))
+                                          projection_hook(prior, ProjectionConfig(seed=0), positions=slice(1, None)))
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from tl_glp import _compat
-from tl_glp._tokens import model_device, right_padded_tokens
+from tl_glp.core import _compat
+from tl_glp.core._tokens import model_device, right_padded_tokens
 
 
 class DeltaLoss(NamedTuple):
@@ -28,8 +28,8 @@ class DeltaLoss(NamedTuple):
 class DocumentLosses(NamedTuple):
     """Summed next-token cross-entropy (nats) and the number of target tokens, per document."""
 
-    sums: Float[Tensor, "n_docs"]
-    counts: Float[Tensor, "n_docs"]
+    sums: Float[Tensor, " n_docs"]
+    counts: Float[Tensor, " n_docs"]
 
     def mean(self) -> float:
         """Mean loss per token over all documents."""
@@ -86,7 +86,7 @@ def delta_lm_loss(
 ) -> DeltaLoss:
     """LM loss with ``hook_fn`` replacing the activations at ``hook_name``, minus the clean loss.
 
-    Use ``prior.projection_hook(positions=slice(1, None))`` for the prior (every non-BOS position
+    Use ``projection_hook(prior, ProjectionConfig(...), positions=slice(1, None))`` for the prior (every non-BOS position
     projected from t=0.5 with 20 steps) or :func:`tl_glp.saes.sae_reconstruction_hook` for an SAE.
     """
     clean = lm_loss_with_hook(model, texts, **kwargs)
@@ -158,7 +158,7 @@ def compare_delta_lm_loss(
     Example::
 
         cmp = compare_delta_lm_loss(model, texts, "blocks.6.hook_resid_post", {
-            "prior": prior.projection_hook(positions=slice(1, None), seed=0),
+            "prior": projection_hook(prior, ProjectionConfig(seed=0), positions=slice(1, None)),
             "sae": sae_reconstruction_hook(sae),
         })
         cmp.table                       # delta, 95% CI, documents and tokens per replacement
@@ -168,5 +168,3 @@ def compare_delta_lm_loss(
     patched = {name: document_losses(model, texts, hook_name, fn, **kwargs) for name, fn in replacements.items()}
     return DeltaLossComparison(clean, patched, n_boot=n_boot, seed=seed)
 
-
-from tl_glp.manifold import detect_off_manifold  # noqa: E402,F401  (issue 12: tl_glp.evaluation.detect_off_manifold)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import HAS_HOOKED_TRANSFORMER, make_tiny_bridge, needs_hooked_transformer
-from tl_glp import GenerativePrior, PriorConfig, patch, steer
+from tl_glp import GenerativePrior, PriorConfig, ProjectionConfig, patch, steer
 from tl_glp.steering import projection_hook, steering_hook
 
 HOOK = "blocks.1.hook_resid_post"
@@ -96,13 +96,37 @@ def test_prior_guided_steering_projects_and_is_reproducible_with_a_seed(tiny_mod
     d = torch.randn(32)
     runs = []
     for seed in (0, 0, 1, None):
-        with steer(tiny_model, d, 1.0, prior=prior, relative=True, seed=seed):
+        with steer(tiny_model, d, 1.0, prior=prior, relative=True, projection=ProjectionConfig(seed=seed)):
             runs.append(tiny_model(tokens))
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2]) and not torch.equal(runs[0], runs[3])
     clean = tiny_model(tokens)
     with steer(tiny_model, d, 1.0, relative=True, act_norm=prior.act_norm, hook_name=HOOK):
         plain = tiny_model(tokens)
     assert not torch.equal(plain, runs[0]) and not torch.equal(clean, runs[0])
+
+
+def test_a_seeded_hook_draws_fresh_noise_per_call_and_repeats_when_made_again(tiny_prior_and_acts):
+    """The reference draws fresh projection noise at every call: a seeded hook seeds one generator
+    once, so two calls differ, a hook made again with the same seed repeats the sequence, and
+    ``reset()`` rewinds it."""
+    prior, acts = tiny_prior_and_acts
+    x = acts[0:12].reshape(3, 4, 32)
+    d = torch.randn(32, generator=torch.Generator().manual_seed(3))
+
+    def make():
+        return steering_hook(d, 0.5, prior=prior, relative=True, projection=ProjectionConfig(seed=7))
+
+    fn = make()
+    first, second = fn(x.clone(), hook=None), fn(x.clone(), hook=None)
+    assert not torch.equal(first, second)  # fresh noise at the second call
+    again = make()
+    assert torch.equal(again(x.clone(), hook=None), first) and torch.equal(again(x.clone(), hook=None), second)
+    fn.reset()
+    assert torch.equal(fn(x.clone(), hook=None), first)
+    # the first call equals one projection with a generator seeded the same way (the reference's computation)
+    edited = x + 0.5 * prior.act_norm * d
+    expected = prior.project(edited.reshape(-1, 32), generator=torch.Generator().manual_seed(7)).reshape(3, 4, 32)
+    assert torch.equal(first, expected)
 
 
 @pytest.mark.skipif(not HAS_HOOKED_TRANSFORMER, reason="the 0.7 threshold is calibrated on the TL 3 tiny HookedTransformer's activations; TL 4's stand-in bridge gives other data")
@@ -113,7 +137,7 @@ def test_projection_pulls_off_manifold_activations_towards_the_data(tiny_prior_a
     g = torch.Generator().manual_seed(0)
     push = torch.randn(300, 32, generator=g)
     off = real + 1.0 * prior.act_norm * push / push.norm(dim=-1, keepdim=True)
-    fn = projection_hook(prior, seed=0)
+    fn = projection_hook(prior, ProjectionConfig(seed=0))
     back = fn(off[:, None, :], hook=None)[:, 0]
     dist = lambda x: torch.cdist(x, reference).min(-1).values.median()  # noqa: E731
     assert dist(back) < 0.7 * dist(off)
@@ -137,7 +161,7 @@ def test_both_model_classes_and_their_hook_names():
 def test_bad_input_is_refused_or_warned(tiny_model, tiny_prior_and_acts):
     prior, _ = tiny_prior_and_acts
     with pytest.raises(ValueError, match="width 16"):
-        prior.steering_hook(torch.randn(16), 1.0)
+        steering_hook(torch.randn(16), 1.0, prior=prior)
     with pytest.raises(ValueError, match="has width 32 but the steering direction has 16"):  # a bare hook: at the call
         with tiny_model.hooks(fwd_hooks=[(HOOK, steering_hook(torch.randn(16), 1.0))]):
             tiny_model(tiny_model.to_tokens("the dog"))
@@ -197,7 +221,7 @@ def test_prior_on_another_device_fails_at_attach_naming_both(tiny_model, tiny_pr
     with pytest.raises(ValueError, match=r"prior is on meta but the model's weights are on cpu.*prior.to\('cpu'\)"):
         with steer(tiny_model, torch.randn(32), 1.0, prior=elsewhere):
             pass
-    hook_fn = elsewhere.steering_hook(torch.randn(32), 1.0)
+    hook_fn = steering_hook(torch.randn(32), 1.0, prior=elsewhere)
     with pytest.raises(ValueError, match="prior is on meta but the activations"):
         with tiny_model.hooks(fwd_hooks=[(HOOK, hook_fn)]):
             tiny_model(tiny_model.to_tokens("the dog"))
@@ -206,7 +230,7 @@ def test_prior_on_another_device_fails_at_attach_naming_both(tiny_model, tiny_pr
 
 @pytest.mark.parametrize("kind", ["hooked", "bridge"])
 def test_hook_width_from_config_equals_the_real_width_wherever_it_answers(tiny_model, kind):
-    from tl_glp._compat import hook_width
+    from tl_glp.core._compat import hook_width
 
     model = tiny_model if kind == "hooked" else make_tiny_bridge()
     _, cache = model.run_with_cache(torch.tensor([[1, 2, 3]]))

@@ -81,7 +81,7 @@ def test_sweep_table_scores_and_pareto_plot(tiny_model, tiny_prior_and_acts, tmp
 def test_sweep_and_judge_bad_input(tiny_model):
     with pytest.raises(ValueError, match="no prior"):
         steering_sweep(tiny_model, torch.randn(32), ["the"], methods=["prior"], hook_name=HOOK, act_norm=1.0)
-    with pytest.raises(ValueError, match="Unknown methods"):
+    with pytest.raises(ValueError, match="Unknown method"):
         steering_sweep(tiny_model, torch.randn(32), ["the"], methods=["magic"], hook_name=HOOK, act_norm=1.0)
     assert parse_rating("I'd say 1. Rating: [[2]]") == 2.0 and parse_rating("score: 1") == 1.0
     assert parse_rating("no idea") != parse_rating("no idea")  # NaN

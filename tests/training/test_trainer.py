@@ -14,7 +14,7 @@ import torch
 from conftest import mixture, near_mode_share
 from tl_glp import GenerativePrior, PriorConfig, TrainConfig, as_source, train
 from tl_glp.activations.store import StoreWriter
-from tl_glp._io import read_tensors
+from tl_glp.core._io import read_tensors
 
 HERE = Path(__file__).parent
 
@@ -59,7 +59,7 @@ def test_fit_accepts_an_activation_cache(tiny_model):
     assert prior.cfg.hook_names == ["blocks.1.hook_resid_post"] and prior.cfg.model_name == "tiny-test"
     _, single = tiny_model.run_with_cache(texts[1], names_filter=["blocks.1.hook_resid_post"])
     assert len(as_source(single)) == 6  # one prompt needs no mask
-    result = prior.fit(src, batch_size=4, lr=1e-3, max_steps=3, progress=False, eval_every=0)
+    result = train(prior, src, batch_size=4, lr=1e-3, max_steps=3, progress=False, eval_every=0)
     assert result.steps == 3
 
 

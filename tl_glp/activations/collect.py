@@ -24,10 +24,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tl_glp._tokens import model_device, right_padded_tokens
-from tl_glp import _compat
+from tl_glp.core._tokens import model_device, right_padded_tokens
+from tl_glp.core import _compat
 from tl_glp.activations.sources import ActivationSource, InMemoryActivations
 from tl_glp.activations.store import StoreWriter
+from tl_glp.activations.store import _read_manifest
 
 
 @dataclass
@@ -152,7 +153,6 @@ def collect_activations(
 
 def _stored_width(out: str | os.PathLike) -> int | None:
     """The width recorded by an existing store at ``out`` (so resuming needs no probe pass)."""
-    from tl_glp.activations.store import _read_manifest
 
     manifest = _read_manifest(Path(out))
     return int(manifest["d_input"]) if manifest else None

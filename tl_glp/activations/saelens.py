@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from tl_glp.activations.sources import ActivationSource
-from tl_glp.stats import RunningStats
+from tl_glp.core.stats import RunningStats
 
 
 class SAELensCache(ActivationSource):

@@ -29,7 +29,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from tl_glp.stats import RunningStats
+from tl_glp.core.stats import RunningStats
+from tl_glp.core._compat import model_processing
 
 
 class Batch(NamedTuple):
@@ -219,7 +220,6 @@ def _from_cache(cache: Any, hook_names: Sequence[str] | None, drop_bos: bool, at
         rows = _cache_rows(stacked, attention_mask, bos)  # [n_kept, n_hooks, d]
     else:
         rows = stacked
-    from tl_glp._compat import model_processing
 
     return InMemoryActivations(
         rows.reshape(-1, len(names), stacked.shape[-1]).detach().clone().float(),

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tl_glp import _io
+from tl_glp.core import _io
 from tl_glp.activations.sources import ActivationSource, _check_finite
-from tl_glp.stats import RunningStats
+from tl_glp.core.stats import RunningStats
 
 MANIFEST = "manifest.json"
 STORE_FORMAT = "tl-glp-activation-store"

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from tl_glp import _io
-from tl_glp.interpret.topk import histogram_edges
+from tl_glp.core import _io
+from tl_glp.interpret.histogram import histogram_edges
 
 if TYPE_CHECKING:
     from tl_glp.interpret.topk import Example, TopActivations

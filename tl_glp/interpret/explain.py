@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from tl_glp import _io
-from tl_glp.interpret.topk import histogram_edges
+from tl_glp.core import _io
+from tl_glp.interpret.histogram import histogram_edges
+from tl_glp.probing.probes import auc_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,7 +137,6 @@ def score_explanations(
     """
     import pandas as pd
 
-    from tl_glp.probing.probes import auc_columns
 
     explanations = results.explanations if explanations is None else explanations
     if not explanations:

@@ -28,9 +28,10 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from tl_glp import _compat
-from tl_glp.flow import add_noise
+from tl_glp.core import _compat
+from tl_glp.core.flow import add_noise
 from tl_glp.probing.sources import FeatureSource, MetaNeurons, MLPNeurons, RandomProjection, RawActivations, SAEFeatures
+from tl_glp.core.prior import GenerativePrior
 
 _SEED_MIX = 1_000_003
 
@@ -43,7 +44,7 @@ class TokenBatch:
     :attr:`features` lays them out as ``[batch, seq, n_features]`` with NaN elsewhere.
     """
 
-    doc_ids: Int[Tensor, "batch"]
+    doc_ids: Int[Tensor, " batch"]
     tokens: Int[Tensor, "batch seq"]
     valid: Bool[Tensor, "batch seq"]
     rows: Float[Tensor, "n_valid n_features"]
@@ -55,7 +56,7 @@ class TokenBatch:
         return feats
 
 
-def resolve_source(source: FeatureSource | str, prior: Any = None) -> FeatureSource:
+def resolve_source(source: FeatureSource | str, prior: GenerativePrior | None = None) -> FeatureSource:
     """A :class:`FeatureSource` from an instance or a short name (``meta``, ``raw``, ``mlp``, ``random``)."""
     if isinstance(source, FeatureSource):
         return source
@@ -113,7 +114,7 @@ def document_seed(seed: int, doc: int) -> int:
 def meta_neurons_per_document(
     source: MetaNeurons,
     acts: Float[Tensor, "n_tokens d_input"],
-    doc_of_row: Int[Tensor, "n_tokens"],
+    doc_of_row: Int[Tensor, " n_tokens"],
     hook_name: str | None = None,
     out: Tensor | None = None,
 ) -> Float[Tensor, "n_tokens n_features"]:
@@ -157,7 +158,7 @@ def meta_neurons_per_document(
 
         with prior.hooks(fwd_hooks=[(f"blocks.{i}.hook_neurons", grab) for i in range(prior.cfg.n_blocks)]):
             times = torch.full((part.shape[0],), float(source.t), device=device)
-            prior.velocity(part, times, prior._depth(None if rows is None else rows[begin:end]))
+            prior.velocity(part, times, prior.layer_depth(None if rows is None else rows[begin:end]))
     return out.T
 
 
@@ -221,7 +222,7 @@ def flat_token_features(
     texts: Sequence[str] | Tensor,
     hook_name: str,
     **kwargs: Any,
-) -> tuple[Float[Tensor, "n_tokens n_features"], Int[Tensor, "n_tokens"], Int[Tensor, "n_tokens"]]:
+) -> tuple[Float[Tensor, "n_tokens n_features"], Int[Tensor, " n_tokens"], Int[Tensor, " n_tokens"]]:
     """Every real token's features, with its document index and position: ``(features, doc, pos)``."""
     feats, docs, poss = [], [], []
     for batch in token_batches(model, source, texts, hook_name, **kwargs):

@@ -38,6 +38,9 @@ from tqdm.auto import tqdm
 from tl_glp.interpret.features import flat_token_features, is_signed, resolve_source
 from tl_glp.probing.probes import average_ranks
 from tl_glp.probing.sources import FeatureSource
+from tl_glp.core import _io
+from tl_glp.core._plot import pyplot, save_figure
+from tl_glp.core.prior import GenerativePrior
 
 DETECT_AUC = 0.9
 
@@ -135,7 +138,6 @@ class MonosemanticityReport:
 
     def to_csv(self, folder: str | Path) -> list[Path]:
         """Write ``monosemanticity_summary.csv`` and ``monosemanticity_best.csv`` into ``folder``."""
-        from tl_glp import _io
 
         folder = Path(folder)
         paths = [folder / "monosemanticity_summary.csv", folder / "monosemanticity_best.csv"]
@@ -146,7 +148,6 @@ class MonosemanticityReport:
 
     def plot(self, path: str | Path) -> Path:
         """Two panels: best single-feature AUC per latent value, and the ECDF of per-feature best AUC."""
-        from tl_glp._plot import pyplot, save_figure
 
         plt = pyplot()
         fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1.4, 1]})
@@ -206,7 +207,7 @@ def ground_truth(
     latents: Sequence[Mapping[str, Sequence[str]]],
     hook_name: str,
     *,
-    prior: Any = None,
+    prior: GenerativePrior | None = None,
     batch_size: int = 32,
     context_size: int = 128,
     threshold: float = DETECT_AUC,

@@ -40,9 +40,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tl_glp import _compat, _io
+from tl_glp.core import _compat, _io
 from tl_glp.interpret.features import is_signed, resolve_source, token_batches, tokenize
+from tl_glp.interpret.histogram import HIST_DECADES, HIST_PER_DECADE, N_HIST_BINS, histogram_edges  # noqa: F401
 from tl_glp.probing.sources import FeatureSource, MetaNeurons, SAEFeatures
+from tl_glp.interpret.dashboard import write_dashboards
+from tl_glp.interpret.explain import to_neuronpedia
+from tl_glp.core.prior import GenerativePrior
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "top_activations.safetensors"
@@ -51,20 +55,6 @@ _INVALID = torch.iinfo(torch.int64).min
 _LOW = 0xFFFFFFFF
 _CHUNK = 32
 """Rows per chunk of the top-k pre-selection (see :meth:`_TailBuffer.merge`)."""
-
-# Histogram bins: signed log10-magnitude bins from 1e-4 to 1e4 (4 per decade) and one zero bin.
-HIST_DECADES = (-4.0, 4.0)
-HIST_PER_DECADE = 4
-_N_MAG = int((HIST_DECADES[1] - HIST_DECADES[0]) * HIST_PER_DECADE)
-N_HIST_BINS = 2 * _N_MAG + 1
-
-
-def histogram_edges() -> Tensor:
-    """The ``N_HIST_BINS + 1`` bin edges of every feature's histogram (symmetric, log-spaced);
-    bin ``i`` holds ``edges[i] <= x < edges[i + 1]``, the outermost bins also what lies beyond."""
-    mags = 10 ** torch.linspace(HIST_DECADES[0], HIST_DECADES[1], _N_MAG + 1, dtype=torch.float64)
-    return torch.cat([-mags.flip(0), mags])  # the middle bin [-1e-4, 1e-4] holds the (near) zeros
-
 
 def order_keys(values: Tensor, position: Tensor) -> Tensor:
     """64-bit keys whose order is (value, then position reversed): the larger key is the larger
@@ -137,13 +127,13 @@ class TopActivations:
     n_tokens: int
     top: Tail
     bottom: Tail | None
-    density: Float[Tensor, "n_features"]
-    density_negative: Float[Tensor, "n_features"] | None
-    mean: Float[Tensor, "n_features"]
-    std: Float[Tensor, "n_features"]
+    density: Float[Tensor, " n_features"]
+    density_negative: Float[Tensor, " n_features"] | None
+    mean: Float[Tensor, " n_features"]
+    std: Float[Tensor, " n_features"]
     histogram: Int[Tensor, "n_features bins"]
-    random_doc: Int[Tensor, "n_random"]
-    random_pos: Int[Tensor, "n_random"]
+    random_doc: Int[Tensor, " n_random"]
+    random_pos: Int[Tensor, " n_random"]
     random_values: Float[Tensor, "n_random n_features"]
     doc_tokens: dict[int, list[int]]
     vocab: dict[int, str]
@@ -283,13 +273,11 @@ class TopActivations:
     # ------------------------------------------------------------------ views
     def to_html(self, folder: str | Path, **kwargs: Any) -> Path:
         """Self-contained HTML dashboards: see :func:`tl_glp.interpret.dashboard.write_dashboards`."""
-        from tl_glp.interpret.dashboard import write_dashboards
 
         return write_dashboards(self, folder, **kwargs)
 
     def to_neuronpedia(self, path: str | Path, **kwargs: Any) -> Path:
         """Neuronpedia-style JSON: see :func:`tl_glp.interpret.explain.to_neuronpedia`."""
-        from tl_glp.interpret.explain import to_neuronpedia
 
         return to_neuronpedia(self, path, **kwargs)
 
@@ -400,7 +388,7 @@ def top_activations(
     texts: Sequence[str] | Tensor,
     *,
     hook_name: str | None = None,
-    prior: Any = None,
+    prior: GenerativePrior | None = None,
     k: int = 20,
     batch_size: int = 32,
     context_size: int = 128,
@@ -609,7 +597,7 @@ def _vocab(model: Any, doc_tokens: dict[int, list[int]]) -> tuple[dict[int, str]
 
 
 def brute_force_top(
-    features: Float[Tensor, "n_tokens n_features"], doc: Int[Tensor, "n_tokens"], pos: Int[Tensor, "n_tokens"], k: int
+    features: Float[Tensor, "n_tokens n_features"], doc: Int[Tensor, " n_tokens"], pos: Int[Tensor, " n_tokens"], k: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Reference top-k by a full sort (value descending, then earlier document and position): the
     test oracle for :func:`top_activations`. Returns ``(values, doc, pos)``, each ``[n_features, k]``."""

@@ -20,8 +20,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tl_glp import _compat, _io
-from tl_glp._tokens import context_limit, model_device, pad_right
+from tl_glp.core import _compat, _io
+from tl_glp.core._tokens import context_limit, model_device, pad_right
 
 
 @torch.inference_mode()
@@ -44,7 +44,7 @@ def last_token_activations(
         prompts: the texts; each is tokenised on its own with the model's BOS rule.
         hook_names: the hooks to read (the model runs only up to the deepest one).
         context_size: the most tokens kept per prompt (default: the model's context, at most
-            1024, :func:`tl_glp._tokens.context_limit`). A longer prompt keeps its first token (BOS)
+            1024, :func:`tl_glp.core._tokens.context_limit`). A longer prompt keeps its first token (BOS)
             and its last ``context_size - 1`` tokens, as SAE-Probes truncates on the left: the
             probed token is always the prompt's own last token.
         padding_side: ``"right"`` (no mask needed) or ``"left"`` (an explicit attention mask).
@@ -53,7 +53,7 @@ def last_token_activations(
 
     Example:
         >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
-        >>> from tl_glp.testbed.tokenizer import build_tokenizer
+        >>> from tl_glp.studies.testbed.tokenizer import build_tokenizer
         >>> tok = build_tokenizer("the dog ran".split())
         >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, d_head=4, n_heads=2, d_mlp=16, n_ctx=6, d_vocab=tok.vocab_size, act_fn="relu")
         >>> model = HookedTransformer(cfg, tokenizer=tok)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tl_glp._plot import pyplot, save_figure
+from tl_glp.core._plot import pyplot, save_figure
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 10_000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:

@@ -21,11 +21,12 @@ from tl_glp.probing.extract import last_token_activations
 from tl_glp.probing.probes import SPARSE_KS, probe_1d, probe_ksparse
 from tl_glp.probing.results import ProbingResults
 from tl_glp.probing.sources import FeatureSource, MetaNeurons, MLPNeurons, PCAFeatures, RandomProjection, RawActivations
+from tl_glp.core.prior import GenerativePrior
 
 SOURCE_NAMES = ("meta", "raw", "mlp", "pca", "random")
 
 
-def make_source(spec: Any, prior: Any = None) -> FeatureSource:
+def make_source(spec: Any, prior: GenerativePrior | None = None) -> FeatureSource:
     """A :class:`FeatureSource` from itself or a name in :data:`SOURCE_NAMES`."""
     if isinstance(spec, FeatureSource):
         return spec
@@ -41,7 +42,7 @@ def make_source(spec: Any, prior: Any = None) -> FeatureSource:
 
 def run_probing(
     model: Any,
-    prior: Any = None,
+    prior: GenerativePrior | None = None,
     sources: Sequence[Any] = ("meta", "raw", "mlp"),
     datasets: Sequence[Any] | str = "all",
     *,

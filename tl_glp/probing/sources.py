@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tl_glp import _compat
+from tl_glp.core import _compat
+from tl_glp.core.prior import GenerativePrior
 
 Acts = dict[str, Tensor]
 
@@ -76,7 +77,7 @@ class MetaNeurons(FeatureSource):
 
     name = "meta"
 
-    def __init__(self, prior: Any, t: float = 0.1, seed: int = 42, batch_size: int = 1024) -> None:
+    def __init__(self, prior: GenerativePrior, t: float = 0.1, seed: int = 42, batch_size: int = 1024) -> None:
         self.prior, self.t, self.seed, self.batch_size = prior, t, seed, batch_size
 
     def hooks(self, hook_name: str) -> list[str]:

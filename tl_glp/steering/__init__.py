@@ -1,12 +1,35 @@
-"""Steering with a generative prior: hooks, directions, sweeps and their scores."""
+"""Steering with a generative prior: hooks, projectors, directions, sweeps and their scores."""
 
 from tl_glp.steering.directions import diff_of_means, sae_direction, unit
 from tl_glp.steering.hooks import SteeringHandle, patch, projection_hook, steer, steering_hook
-from tl_glp.steering.pareto import MatchedGain, matched_concept_gain, pareto_front
+from tl_glp.steering.pareto import MatchedGain, matched_concept_gain, matched_concept_gains, pareto_front
+from tl_glp.steering.projectors import Identity, PriorProjector, Projector
 from tl_glp.steering.scorers import DirectionScorer, Generations, LLMJudge, ProbeScorer, nll_fluency
-from tl_glp.steering.sweep import PAPER_STRENGTHS, plot_pareto, steering_sweep
+from tl_glp.steering.sweep import PAPER_STRENGTHS, method_label, plot_pareto, steering_sweep
 
 __all__ = [
-    "DirectionScorer", "Generations", "LLMJudge", "MatchedGain", "PAPER_STRENGTHS", "ProbeScorer", "SteeringHandle", "diff_of_means", "matched_concept_gain", "nll_fluency", "pareto_front",
-    "patch", "plot_pareto", "projection_hook", "sae_direction", "steer", "steering_hook", "steering_sweep", "unit",
+    "DirectionScorer",
+    "Generations",
+    "Identity",
+    "LLMJudge",
+    "MatchedGain",
+    "PAPER_STRENGTHS",
+    "PriorProjector",
+    "ProbeScorer",
+    "Projector",
+    "SteeringHandle",
+    "diff_of_means",
+    "matched_concept_gain",
+    "matched_concept_gains",
+    "method_label",
+    "nll_fluency",
+    "pareto_front",
+    "patch",
+    "plot_pareto",
+    "projection_hook",
+    "sae_direction",
+    "steer",
+    "steering_hook",
+    "steering_sweep",
+    "unit",
 ]

@@ -13,9 +13,11 @@ from typing import Any, Sequence
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from tl_glp.activations.collect import collect_activations
+from tl_glp.probing.extract import last_token_activations
 
 
-def unit(direction: Float[Tensor, "d_model"]) -> Float[Tensor, "d_model"]:
+def unit(direction: Float[Tensor, " d_model"]) -> Float[Tensor, " d_model"]:
     """``direction / |direction|`` (refuses a zero or non-finite vector)."""
     direction = direction.detach().float()
     norm = direction.norm()
@@ -34,15 +36,13 @@ def diff_of_means(
     positions: str = "all",
     batch_size: int = 32,
     context_size: int = 128,
-) -> Float[Tensor, "d_model"]:
+) -> Float[Tensor, " d_model"]:
     """Mean activation of ``positive_texts`` minus that of ``negative_texts`` at ``hook_name``.
 
     ``positions="all"`` averages over every real token (via :func:`tl_glp.collect_activations`);
     ``"last"`` uses each text's last token only (where a prompt's next word is decided). Runs
     only up to the hook's layer. Unit-norm unless ``normalize=False``.
     """
-    from tl_glp.activations.collect import collect_activations
-    from tl_glp.probing.extract import last_token_activations
 
     if not positive_texts or not negative_texts:
         raise ValueError("diff_of_means needs at least one positive and one negative text.")
@@ -59,7 +59,7 @@ def diff_of_means(
     return unit(direction) if normalize else direction
 
 
-def sae_direction(sae: Any, feature: int, *, normalize: bool = True) -> Float[Tensor, "d_model"]:
+def sae_direction(sae: Any, feature: int, *, normalize: bool = True) -> Float[Tensor, " d_model"]:
     """Row ``feature`` of an SAE-Lens SAE's decoder (``sae.W_dec[feature]``), unit-norm by default."""
     w_dec = sae.W_dec
     if not 0 <= feature < w_dec.shape[0]:

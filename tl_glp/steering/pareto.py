@@ -99,9 +99,10 @@ def _front_gap(points: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float,
 
 
 def matched_concept_gain(df: Any, concept: str = "concept", fluency: str = "nll", *, higher_is_better: bool | None = None,
-                         n_boot: int = 1000, seed: int = 0) -> MatchedGain:
-    """Fluency gain of ``"prior"`` over ``"plain"`` rows of a :func:`~tl_glp.steering.steering_sweep`
-    frame at matched ``concept``, with a 95% bootstrap CI over prompts (see the module docstring).
+                         n_boot: int = 1000, seed: int = 0, method: str = "prior", baseline: str = "plain") -> MatchedGain:
+    """Fluency gain of ``method`` (default ``"prior"``) over ``baseline`` (default ``"plain"``) rows of a
+    :func:`~tl_glp.steering.steering_sweep` frame at matched ``concept``, with a 95% bootstrap CI over
+    prompts (see the module docstring).
 
     ``fluency``: a column where higher is better (e.g. ``"grammatical"``) or lower is better
     (``"nll"``); ``higher_is_better`` defaults to False for ``"nll"`` and True otherwise. Rows of
@@ -110,6 +111,9 @@ def matched_concept_gain(df: Any, concept: str = "concept", fluency: str = "nll"
     for col in ("prompt", "method", "r", concept, fluency):
         if col not in df.columns:
             raise ValueError(f"matched_concept_gain: the sweep has no {col!r} column (columns: {list(df.columns)}).")
+    if method == baseline:
+        raise ValueError(f"matched_concept_gain: method and baseline are both {method!r}.")
+    df = df[df.method.isin([method, baseline])].assign(method=lambda d: d.method.map({method: "prior", baseline: "plain"}))
     sign = 1.0 if (higher_is_better if higher_is_better is not None else fluency != "nll") else -1.0
     rows = df[df.method.isin(["plain", "prior"])]
     nan_concept = rows[concept].isna().to_numpy()
@@ -154,3 +158,29 @@ def matched_concept_gain(df: Any, concept: str = "concept", fluency: str = "nll"
     ci = (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))) if len(boots) >= 10 else (float("nan"), float("nan"))
     reason = "" if np.isfinite(gain) else f"the two fronts do not overlap in {concept} (plain and prior cover disjoint ranges)"
     return MatchedGain(gain, ci[0], ci[1], lo, hi, n_boot_valid=len(boots), reason=reason, **base)
+
+
+def matched_concept_gains(df: Any, concept: str = "concept", fluency: str = "nll", *, baseline: str = "plain",
+                          higher_is_better: bool | None = None, n_boot: int = 1000, seed: int = 0) -> Any:
+    """:func:`matched_concept_gain` of every method of a sweep against ``baseline``: a DataFrame with one
+    row per method (``method``, ``gain``, ``ci_low``, ``ci_high``, ``concept_low``, ``concept_high``,
+    ``n_prompts``, ``reason``), in the sweep's order of methods.
+
+    Example:
+        >>> import pandas as pd
+        >>> rows = [{"prompt": f"p{i}", "method": m, "r": r, "concept": r, "nll": 2.0 + r * (0.5 if m == "a" else 1.0)}
+        ...         for i in range(6) for m in ("plain", "a") for r in (0.5, 1.0)]
+        >>> t = matched_concept_gains(pd.DataFrame(rows), n_boot=50)
+        >>> t.method.tolist(), round(float(t.gain[0]), 3)
+        (['a'], 0.375)
+    """
+    import pandas as pd
+
+    methods = [m for m in dict.fromkeys(df.method) if m not in (baseline, "none")]
+    rows = []
+    for m in methods:
+        g = matched_concept_gain(df, concept, fluency, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed,
+                                 method=m, baseline=baseline)
+        rows.append({"method": m, "gain": g.gain, "ci_low": g.ci_low, "ci_high": g.ci_high, "concept_low": g.concept_low,
+                     "concept_high": g.concept_high, "n_prompts": g.n_prompts, "reason": g.reason})
+    return pd.DataFrame(rows, columns=["method", "gain", "ci_low", "ci_high", "concept_low", "concept_high", "n_prompts", "reason"])

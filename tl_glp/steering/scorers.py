@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from tl_glp._tokens import model_device, pad_right
+from tl_glp.core._tokens import model_device, pad_right
 
 
 @dataclass

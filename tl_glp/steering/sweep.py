@@ -1,44 +1,70 @@
-"""``steering_sweep``: strengths x prompts x methods, generated in batches, scored, as a DataFrame.
+"""``steering_sweep``: strengths x prompts x ways back to the manifold, generated in batches, scored, as a DataFrame.
 
 Example (see ``examples/steering.py`` for a full walk-through)::
 
-    df = tl_glp.steering_sweep(model, direction, prompts, prior=prior, strengths=[0.5, 1.0, 2.0])
+    df = tl_glp.steering_sweep(model, direction, prompts, prior=prior, strengths=[0.5, 1.0, 2.0],
+                               methods=["plain", *[ProjectionConfig(t_start=t) for t in (0.1, 0.3, 0.5)]])
     df.groupby(["method", "r"])[["concept", "nll"]].mean()
-    tl_glp.plot_pareto(df, "pareto.png")
+    tl_glp.plot_pareto(df, "pareto.png")      # one front per method
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, Union
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tl_glp._tokens import model_device
+from tl_glp.core import _compat
+from tl_glp.core._plot import pyplot, save_figure
+from tl_glp.core._tokens import model_device
+from tl_glp.core.positions import Positions
+from tl_glp.core.prior import GenerativePrior
+from tl_glp.core.projection import ProjectionConfig
+from tl_glp.manifold.adaptive import score_recorder
 from tl_glp.steering.hooks import _resolve_hook_name, steer
+from tl_glp.steering.projectors import PriorProjector, Projector
 from tl_glp.steering.scorers import DirectionScorer, Generations, nll_fluency, scorer_name
-from tl_glp._plot import pyplot, save_figure
 
 PAPER_STRENGTHS = tuple(round(0.2 * i, 1) for i in range(1, 11))
 """r in {0.2, 0.4, ..., 2.0}, times the activation norm (glp-method.md section 9)."""
 
+Method = Union[str, ProjectionConfig, Projector]
+"""A sweep method: ``"plain"``, ``"prior"`` (the prior with ``projection``), a :class:`ProjectionConfig`
+(the prior with those settings), or any projector object."""
+
+
+def method_label(method: Method, projection: ProjectionConfig | None = None) -> str:
+    """The ``method`` column's value for a sweep method.
+
+    Example:
+        >>> method_label("plain"), method_label("prior"), method_label(ProjectionConfig(t_start=0.3))
+        ('plain', 'prior', 'prior reference t=0.3')
+    """
+    if isinstance(method, str):
+        return method
+    if isinstance(method, ProjectionConfig):
+        return f"prior {method.label}"
+    return str(getattr(method, "name", type(method).__name__))
+
 
 def steering_sweep(
     model: Any,
-    direction: Float[Tensor, "d_model"],
+    direction: Float[Tensor, " d_model"],
     prompts: Sequence[str],
     *,
-    prior: Any = None,
+    prior: GenerativePrior | None = None,
     strengths: Sequence[float] = PAPER_STRENGTHS,
-    methods: Sequence[str] = ("plain", "prior"),
+    methods: Sequence[Method] = ("plain", "prior"),
+    projection: ProjectionConfig | None = None,
     relative: bool = True,
     act_norm: float | None = None,
     hook_name: str | None = None,
-    positions: Any = "last",
+    positions: Positions = "last",
     max_new_tokens: int = 20,
     concept: Any = None,
     scorers: Sequence[Any] = (),
@@ -47,109 +73,126 @@ def steering_sweep(
     seed: int = 0,
     do_sample: bool = False,
     temperature: float = 1.0,
-    t_start: float = 0.5,
-    num_steps: int = 20,
     progress: bool = True,
-    projection: dict[str, Any] | None = None,
     manifold_score: str | None = None,
 ):
     """Generate continuations of ``prompts`` at each strength with each method and score them.
 
-    Methods: ``"plain"`` (additive steering) and ``"prior"`` (additive, then projected by
-    ``prior``); ``include_baseline`` adds unsteered rows (method ``"none"``, r = 0). Strengths
-    are multiples ``r`` of the activation norm when ``relative`` (default; ``act_norm`` from the
-    prior unless given), else raw ``alpha``. Both methods edit the same ``positions`` (default
-    ``"last"``, the reference's choice for prior-guided generation).
+    Methods: ``"plain"`` (additive steering), ``"prior"`` (additive, then projected by ``prior``
+    with ``projection``, default the reference), a :class:`~tl_glp.ProjectionConfig` (the prior
+    with those settings: pass several to map strength x noise level in one run), or any projector
+    (:mod:`tl_glp.steering.projectors`). ``include_baseline`` adds unsteered rows (method
+    ``"none"``, r = 0). Strengths are multiples ``r`` of the activation norm when ``relative``
+    (default; ``act_norm`` from the prior unless given), else raw ``alpha``. Every method edits
+    the same ``positions`` (default ``"last"``, the reference's choice for prior-guided generation).
 
     Pairing: for every strength, the prompts are cut into the same batches for every method, and
     each (strength, batch) unit has one seed that all its methods share, for sampling (if
-    ``do_sample``) and for the prior's projection noise. Decoding is greedy by default, as in the
-    reference. The global RNG is left exactly as it was (generation runs under a forked RNG).
+    ``do_sample``) and for the prior's projection noise (a fresh draw at every forward call from
+    a generator seeded with the unit's seed). Decoding is greedy by default, as in the reference.
+    The global RNG is left exactly as it was (generation runs under a forked RNG).
 
-    Returns a pandas DataFrame with one row per generation: ``prompt``, ``method``, ``r``,
-    ``alpha``, ``seed`` (the unit's), ``continuation``, ``nll`` (fluency: the unsteered model's mean NLL of the
-    continuation; lower is more fluent), ``concept`` (``concept`` scorer; default: projection of
-    the unsteered activations on the direction) and one column per extra scorer.
-
-    ``projection`` holds extra projection options for the ``"prior"`` method (e.g.
-    ``{"method": "heun:2"}`` or ``{"positions": OffManifold.calibrate(...)}``, see
-    :func:`~tl_glp.steering.hooks.steering_hook`). ``manifold_score`` (``"denoising"`` or
+    Returns a pandas DataFrame with one row per generation: ``prompt``, ``method`` (its label,
+    :func:`method_label`), ``r``, ``alpha``, ``seed`` (the unit's), ``continuation``, ``nll``
+    (fluency: the unsteered model's mean NLL of the continuation; lower is more fluent),
+    ``concept`` (``concept`` scorer; default: projection of the unsteered activations on the
+    direction) and one column per extra scorer. ``manifold_score`` (``"denoising"`` or
     ``"log_prob"``, needs a prior) adds a column ``score_<name>``: the mean on-manifold score of
-    the edited positions (``positions``) over the generation, as the model saw them (after
-    steering and projection); higher = further off the manifold.
+    the edited positions over the generation, as the model saw them (after steering and
+    projection); higher = further off the manifold.
     """
     import pandas as pd
 
-    if "prior" in methods and prior is None:
-        raise ValueError("methods includes 'prior' but no prior was given.")
-    unknown = set(methods) - {"plain", "prior"}
-    if unknown:
-        raise ValueError(f"Unknown methods {sorted(unknown)}; choose from 'plain' and 'prior'.")
+    named = _named_methods(methods, prior, projection)
     hook_name = _resolve_hook_name(model, prior, hook_name)
     if relative and act_norm is None:
         if prior is None:
             raise ValueError("relative strengths need act_norm=... or a prior.")
         act_norm = prior.act_norm
+    if manifold_score is not None and prior is None:
+        raise ValueError("manifold_score needs a prior to score with.")
     scale = act_norm if relative else 1.0
     concept = concept or DirectionScorer(direction, hook_name)
     chunks = [list(prompts[i : i + batch_size]) for i in range(0, len(prompts), batch_size)]
-    settings = ([(0.0, ("none",))] if include_baseline else []) + [(float(r), tuple(methods)) for r in strengths]
+    settings = ([(0.0, ["none"])] if include_baseline else []) + [(float(r), list(named)) for r in strengths]
     records = []
     bar = tqdm(total=sum(len(ms) for _, ms in settings) * len(chunks), disable=not progress, desc="steering sweep")
     for r_index, (r, unit_methods) in enumerate(settings):
         for c_index, chunk in enumerate(chunks):
             unit_seed = seed + r_index * len(chunks) + c_index  # shared by every method of this unit
             alphas = torch.full((len(chunk),), r * scale)
-            for method in unit_methods:
-                gens = _generate(model, direction, chunk, alphas, prior if method == "prior" else None, hook_name,
-                                 positions, max_new_tokens, unit_seed, do_sample, temperature, t_start, num_steps,
-                                 projection=projection, recorder=_recorder(prior, manifold_score, positions))
+            for label in unit_methods:
+                projector = _unit_projector(named.get(label), unit_seed)
+                recorder = score_recorder(prior, score=manifold_score, positions=positions) if manifold_score else None
+                gens = _generate(model, direction, chunk, alphas, projector, prior, hook_name, positions, max_new_tokens,
+                                 unit_seed, do_sample, temperature, recorder)
                 scores = {"nll": nll_fluency(model, gens), "concept": concept(model, gens)}
-                if manifold_score is not None:
-                    scores[f"score_{manifold_score}"] = gens.manifold_scores.tolist()  # type: ignore[attr-defined]
+                if recorder is not None:
+                    scores[f"score_{manifold_score}"] = recorder.row_means().tolist()  # type: ignore[attr-defined]
                 for extra in scorers:
                     scores[scorer_name(extra)] = extra(model, gens)
                 for i, p in enumerate(chunk):
-                    records.append({"prompt": p, "method": method, "r": r, "alpha": float(alphas[i]), "seed": unit_seed,
+                    records.append({"prompt": p, "method": label, "r": r, "alpha": float(alphas[i]), "seed": unit_seed,
                                     "continuation": gens.continuations[i], **{k: v[i] for k, v in scores.items()}})
                 bar.update(1)
     bar.close()
     return pd.DataFrame.from_records(records)
 
 
-def _recorder(prior: Any, score: str | None, positions: Any) -> Any:
-    if score is None:
-        return None
-    if prior is None:
-        raise ValueError("manifold_score needs a prior to score with.")
-    from tl_glp.steering.adaptive import OffManifold, score_recorder
+def _named_methods(methods: Sequence[Method], prior: GenerativePrior | None, projection: ProjectionConfig | None) -> dict[str, Any]:
+    """``{label: projector or None}`` in the given order; one clear error for a bad method."""
+    named: dict[str, Any] = {}
+    for method in methods:
+        label = method_label(method, projection)
+        if isinstance(method, str):
+            if method not in ("plain", "prior"):
+                raise ValueError(f"Unknown method {method!r}; use 'plain', 'prior', a ProjectionConfig or a projector object.")
+            if method == "prior" and prior is None:
+                raise ValueError("methods includes 'prior' but no prior was given.")
+            value = None if method == "plain" else PriorProjector(prior, projection)  # type: ignore[arg-type]
+        elif isinstance(method, ProjectionConfig):
+            if prior is None:
+                raise ValueError(f"The method {label!r} projects with the prior, but no prior was given.")
+            value = PriorProjector(prior, method, name=label)
+        elif callable(getattr(method, "project", None)):
+            value = method
+        else:
+            raise ValueError(f"A sweep method must be 'plain', 'prior', a ProjectionConfig or a projector, got {method!r}.")
+        if label in named or label == "none":
+            raise ValueError(f"Two sweep methods share the label {label!r}; give projectors distinct names.")
+        named[label] = value
+    return named
 
-    return lambda: score_recorder(prior, score=score, positions=positions.within if isinstance(positions, OffManifold) else positions)
+
+def _unit_projector(projector: Any, unit_seed: int) -> Any:
+    """The projector a (strength, batch) unit uses: the prior's noise seeded with the unit's seed."""
+    if isinstance(projector, PriorProjector):
+        return PriorProjector(projector.prior, projector.config.replace(seed=unit_seed), name=projector.name)
+    if projector is not None and hasattr(projector, "reset"):
+        projector.reset()
+    return projector
 
 
-def _generate(model, direction, prompts, alphas, prior, hook_name, positions, max_new_tokens, seed, do_sample, temperature, t_start, num_steps,
-              projection=None, recorder=None) -> Generations:
+def _generate(model, direction, prompts, alphas, projector, prior, hook_name, positions, max_new_tokens, seed, do_sample, temperature,
+              recorder=None) -> Generations:
     prompt_tokens = [model.to_tokens(p)[0].cpu() for p in prompts]
     kwargs = dict(max_new_tokens=max_new_tokens, stop_at_eos=False, do_sample=do_sample, verbose=False, return_type="tokens")
     if do_sample:
         kwargs["temperature"] = temperature
-    rec = recorder() if recorder is not None else None
     device = model_device(model)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        if prior is None and bool((alphas == 0).all()):
-            with _recording(model, hook_name, rec):
+        if projector is None and bool((alphas == 0).all()):
+            with _recording(model, hook_name, recorder):
                 out = model.generate(list(prompts), **kwargs)
         else:
-            extra = {"prior": prior, "t_start": t_start, "num_steps": num_steps, "seed": seed, **(projection or {})} if prior is not None else {}
-            with steer(model, direction, alphas, hook_name=hook_name, positions=positions, **extra), _recording(model, hook_name, rec):
+            with steer(model, direction, alphas, prior=prior if projector is not None else None, projector=projector, hook_name=hook_name,
+                       positions=positions), \
+                    _recording(model, hook_name, recorder):
                 out = model.generate(list(prompts), **kwargs)
     new = out[:, -max_new_tokens:].cpu()
     continuations = [model.to_string(row) for row in new]
-    gens = Generations(list(prompts), [c if isinstance(c, str) else str(c) for c in continuations], prompt_tokens, list(new))
-    if rec is not None:
-        gens.manifold_scores = rec.row_means()  # type: ignore[attr-defined]
-    return gens
+    return Generations(list(prompts), [c if isinstance(c, str) else str(c) for c in continuations], prompt_tokens, list(new))
 
 
 @contextmanager
@@ -158,8 +201,6 @@ def _recording(model: Any, hook_name: str, rec: Any) -> Iterator[None]:
     if rec is None:
         yield
         return
-    from tl_glp import _compat
-
     token = _compat.attach_hook(model, hook_name, rec)
     try:
         yield

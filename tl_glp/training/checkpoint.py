@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from tl_glp import _io
+from tl_glp.core import _io
+from tl_glp.core.prior import GenerativePrior
 
 STATE_FILE = "train_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -25,7 +26,7 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def save_checkpoint(run_dir: Path, prior: Any, optimizer: torch.optim.Optimizer, generator: torch.Generator, state: dict[str, Any], keep: int,
+def save_checkpoint(run_dir: Path, prior: GenerativePrior, optimizer: torch.optim.Optimizer, generator: torch.Generator, state: dict[str, Any], keep: int,
                     protect: tuple[int, ...] = ()) -> Path:
     """Write a whole checkpoint atomically and prune all but the ``keep`` newest (the steps in
     ``protect`` are never pruned)."""
@@ -60,7 +61,7 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.name.startswith("step_") and (p / STATE_FILE).is_file())
 
 
-def load_checkpoint(path: Path, prior: Any, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> dict[str, Any]:
+def load_checkpoint(path: Path, prior: GenerativePrior, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> dict[str, Any]:
     """Restore weights, optimizer and RNG in place; return the saved training state."""
     state = _io.read_json(path / STATE_FILE)
     prior.load_weights(_io.read_tensors(path / "model.safetensors", device=prior.mean.device), source=path)

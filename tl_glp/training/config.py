@@ -59,7 +59,7 @@ class TrainConfig:
     checkpoint_steps: tuple[int, ...] = ()
     """Extra steps at which a checkpoint is written and kept for good, whatever ``keep_checkpoints``
     says: e.g. geometrically spaced steps, so that a scaling study can evaluate the same run at
-    several sample counts (``tl_glp.scaling``). Steps beyond the run's last step are ignored."""
+    several sample counts (``tl_glp.studies.scaling``). Steps beyond the run's last step are ignored."""
 
     eval_every: int = 500
     """Validation loss (and Frechet distance) every this many steps; 0 disables."""

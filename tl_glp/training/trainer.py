@@ -29,13 +29,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from tl_glp.activations.sources import ActivationSource, Batch, as_source
-from tl_glp.flow import add_noise, draw_noise_and_times, velocity_target
+from tl_glp.core.flow import add_noise, draw_noise_and_times, velocity_target
 from tl_glp.training import checkpoint as ckpt
 from tl_glp.training import distributed as dist
 from tl_glp.training.config import TrainConfig
 from tl_glp.training.metrics import frechet_distance
 from tl_glp.training.schedule import lr_factor
-from tl_glp._plot import pyplot, save_figure
+from tl_glp.core._plot import pyplot, save_figure
+from tl_glp.core import _io
+from tl_glp.core.prior import GenerativePrior
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -44,7 +46,7 @@ METRICS_FILE = "metrics.jsonl"
 class TrainResult:
     """What :func:`train` returns: the trained prior and the logged metrics."""
 
-    prior: Any
+    prior: GenerativePrior
     steps: int
     metrics: list[dict[str, Any]] = field(default_factory=list)
     out_dir: Path | None = None
@@ -66,7 +68,7 @@ class TrainResult:
 class _LossModule(nn.Module):
     """Wraps the flow loss in a ``forward`` so DistributedDataParallel can synchronise gradients."""
 
-    def __init__(self, prior: Any) -> None:
+    def __init__(self, prior: GenerativePrior) -> None:
         super().__init__()
         self.prior = prior
 
@@ -74,8 +76,11 @@ class _LossModule(nn.Module):
         return self.prior.flow_loss(z0, eps, t, depth)
 
 
-def train(prior: Any, source: Any, cfg: TrainConfig | None = None, out_dir: str | Path | None = None, resume: bool = True) -> TrainResult:
+def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, out_dir: str | Path | None = None, resume: bool = True,
+          **overrides: Any) -> TrainResult:
     """Train ``prior`` on ``source`` (a tensor, an ``ActivationCache`` or an activation store).
+
+    ``overrides`` set :class:`~tl_glp.TrainConfig` fields, e.g. ``train(prior, cache, max_steps=500)``.
 
     With ``out_dir`` the run writes resumable checkpoints (every ``cfg.checkpoint_every`` steps),
     ``metrics.jsonl`` and ``loss.png``, and saves the final prior there
@@ -86,6 +91,7 @@ def train(prior: Any, source: Any, cfg: TrainConfig | None = None, out_dir: str 
     """
     call_start = time.perf_counter()
     cfg = cfg or TrainConfig()
+    cfg = cfg.replace(**overrides) if overrides else cfg
     src = as_source(source)
     _check_compatible(prior, src)
     if bool(torch.all(prior.mean == 0)) and bool(torch.all(prior.var == 1)):
@@ -145,7 +151,7 @@ def train(prior: Any, source: Any, cfg: TrainConfig | None = None, out_dir: str 
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * factor
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = loss_module(z0, eps[mine], t[mine], prior._depth(layers))
+                loss = loss_module(z0, eps[mine], t[mine], prior.layer_depth(layers))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(prior.parameters(), cfg.grad_clip if cfg.grad_clip else float("inf"))
@@ -188,7 +194,7 @@ def train(prior: Any, source: Any, cfg: TrainConfig | None = None, out_dir: str 
 
 
 @torch.no_grad()
-def evaluate(prior: Any, src: ActivationSource, val_rows: np.ndarray, cfg: TrainConfig, hook_layers: Tensor | None, device: torch.device) -> dict[str, float]:
+def evaluate(prior: GenerativePrior, src: ActivationSource, val_rows: np.ndarray, cfg: TrainConfig, hook_layers: Tensor | None, device: torch.device) -> dict[str, float]:
     """Validation loss at each of ``cfg.eval_times`` (fixed noise) and the Frechet distance of
     ``cfg.fd_samples`` generated activations vs held-out ones (first hook of the source)."""
     prior.eval()
@@ -198,13 +204,13 @@ def evaluate(prior: Any, src: ActivationSource, val_rows: np.ndarray, cfg: Train
     layer = None if hook_layers is None else int(hook_layers[0])
     x = batch.acts.to(device)
     z0 = prior.normalize(x, layer)
-    rows = prior._layer_rows(layer, x.shape[:-1], device)
+    rows = prior.layer_rows(layer, x.shape[:-1], device)
     g = torch.Generator().manual_seed(cfg.seed + 1)
     eps = torch.randn(z0.shape, generator=g).to(device)
     out: dict[str, float] = {}
     for t in cfg.eval_times:
         times = torch.full((z0.shape[0],), t, device=device)
-        v = prior.velocity(add_noise(z0, eps, times), times, prior._depth(rows))
+        v = prior.velocity(add_noise(z0, eps, times), times, prior.layer_depth(rows))
         out[f"val_loss_t{t:g}"] = float(torch.mean((v - velocity_target(z0, eps)) ** 2))
     out["val_loss"] = sum(out.values()) / len(out)
     if cfg.fd_samples and x.shape[0] >= 2:
@@ -234,7 +240,7 @@ def plot_losses(metrics: list[dict[str, Any]], path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- helpers
-def _check_compatible(prior: Any, src: ActivationSource) -> None:
+def _check_compatible(prior: GenerativePrior, src: ActivationSource) -> None:
     cfg = prior.cfg
     if src.d_input != cfg.d_input:
         raise ValueError(f"The activations have width {src.d_input} but the prior models d_input={cfg.d_input}; they come from another hook or model.")
@@ -249,7 +255,7 @@ def _check_compatible(prior: Any, src: ActivationSource) -> None:
         warnings.warn(f"The prior expects {cfg.model_processing} residuals but the activations are {src.model_processing} (HookedTransformer.from_pretrained folds and centres weights; from_pretrained_no_processing does not).", UserWarning, stacklevel=3)
 
 
-def _fingerprint(prior: Any, src: ActivationSource, cfg: TrainConfig, total: int) -> dict[str, Any]:
+def _fingerprint(prior: GenerativePrior, src: ActivationSource, cfg: TrainConfig, total: int) -> dict[str, Any]:
     """What must match for a checkpoint in ``out_dir`` to be resumed: the prior's shape, the data
     (size, hooks, statistics) and the settings that fix the data order and the schedule."""
     return {
@@ -277,7 +283,7 @@ def _check_same_run(out: Path, fingerprint: dict[str, Any]) -> None:
         )
 
 
-def _hook_layers(prior: Any, src: ActivationSource) -> Tensor | None:
+def _hook_layers(prior: GenerativePrior, src: ActivationSource) -> Tensor | None:
     if not prior.cfg.is_multi_layer:
         return None
     layers = []
@@ -358,7 +364,6 @@ def _read_metrics(out: Path, upto: int) -> list[dict[str, Any]]:
 
 
 def _write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
-    from tl_glp import _io
 
     with _io.atomic_path(out / METRICS_FILE) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
