@@ -35,6 +35,9 @@ from tl_glp.probing import MLPNeurons, MetaNeurons, PCAFeatures, RawActivations,
 from tl_glp.saes import load_sae, sae_reconstruction_hook, train_sae
 from tl_glp.steering import diff_of_means, matched_concept_gain, plot_pareto, projection_hook, steering_sweep
 from tl_glp.studies.interpret_run import ground_truth_section
+from tl_glp.studies.reporting import markdown_table as _md_table
+from tl_glp.studies.reporting import text_table as _text_table
+from tl_glp.studies.splits import held_out_split, other_document_rows
 from tl_glp.studies.testbed import MIDDLE_HOOK, load
 from tl_glp.studies.testbed.tasks import concept_scorer, grammatical_scorer, judgement_prefixes, steering_prompts
 from tl_glp.training.config import TrainConfig
@@ -154,13 +157,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     acts = collect_activations(model, train_texts, hook, progress=progress)
     data = acts[0 : len(acts)]
     n_held = max(200, min(len(data) // 5, 2 * cfg.eval_samples))
-    n_pool = max(n_held, len(data) // 4)  # the last quarter of the documents: the prior never sees them
-    train_rows, pool = data[:-n_pool], data[-n_pool:]
-    # held-out rows drawn at random from many documents (rows of one document share its topic and
-    # sentiment, so few documents would make the held-out moments noisy), in two random halves
-    # (not by document: a classifier could tell documents apart)
-    perm = torch.randperm(n_pool, generator=torch.Generator().manual_seed(cfg.seed))[:n_held]
-    held_a, held_b = pool[perm[: n_held // 2]], pool[perm[n_held // 2 :]]
+    train_rows, held_a, held_b = held_out_split(data, n_held, cfg.seed)  # the last quarter of the documents, never trained on
     result.numbers["activation_rows"] = len(acts)
 
     # 3. the prior --------------------------------------------------------------------------------
@@ -176,9 +173,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     gen = torch.Generator().manual_seed(cfg.seed)
     samples = prior.sample(n, num_steps=cfg.sample_steps, generator=gen).cpu()
     gaussian = gaussian_like(train_rows, n, seed=cfg.seed)
-    other_docs = train_rows[torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(cfg.seed + 1))[:n]]
-    # lower bound: real rows of other documents, what a prior that had learned the data exactly would
-    # score; the two held-out halves can share documents, which pulls their distance down
+    other_docs = other_document_rows(train_rows, n, cfg.seed + 1)  # the FD lower bound (tl_glp.studies.splits)
     references = (("prior", samples), ("lower_bound", other_docs), ("held_out_halves", held_b[:n]), ("gaussian", gaussian))
     fd = {name: frechet_distance_infinity(other, held_a[:n], seed=cfg.seed) for name, other in references}
     result.numbers.update({"prior_final_train_loss": run.final_loss, "eval_samples": n})
@@ -385,19 +380,6 @@ def conclusions(result: DemoResult) -> Any:
     return pd.DataFrame(rows)
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        return f"{value:.4f}" if 0 < abs(value) < 0.1 else f"{value:.3f}"  # small deltas keep their digits
-    return str(value)
-
-
-def _text_table(frame: Any) -> str:
-    """A plain-text table with NaN written as "n/a" (the count beside it says why)."""
-    return frame.to_string(index=False, formatters={c: _fmt for c in frame.columns if frame[c].dtype.kind == "f"})
-
-
 def summary_text(result: DemoResult) -> str:
     """The printed summary: the headline numbers and tables."""
     n = result.numbers
@@ -416,16 +398,6 @@ def summary_text(result: DemoResult) -> str:
         "", f"report: {result.out_dir / 'report.md'}  ({n['seconds']:.0f} s)",
     ]
     return "\n".join(lines)
-
-
-def _md_table(frame: Any) -> str:
-    frame = frame.copy()
-    cols = [str(c) for c in frame.columns]
-    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in frame.iterrows():
-        cells = [_fmt(v) for v in row.tolist()]
-        rows.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    return "\n".join(rows)
 
 
 def _off_manifold_section(model: Any, prior: GenerativePrior, texts: list[str], hook: str, direction: Any, sae: Any, cfg: DemoSettings, progress: bool) -> Any:

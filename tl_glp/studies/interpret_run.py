@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from tl_glp.core import _io
+from tl_glp.studies.reporting import markdown_table as _md_table
 from tl_glp.interpret.explain import explain, score_explanations
 from tl_glp.interpret.ground_truth import MonosemanticityReport, ground_truth, labels_from_documents
 from tl_glp.interpret.topk import TopActivations, top_activations
@@ -123,14 +124,6 @@ def _markdown(result: InterpretResult, hook: str, n_texts: int, n_docs: int) -> 
         lines += ["", "Detection scoring of explanations (mean balanced accuracy): "
                   + ", ".join(f"{k.removeprefix('detection_balanced_accuracy_')} {v:.3f}" for k, v in result.numbers.items() if k.startswith("detection_"))]
     return "\n".join(lines) + "\n"
-
-
-def _md_table(frame: Any) -> str:
-    cols = [str(c) for c in frame.columns]
-    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in frame.itertuples(index=False):
-        rows.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(rows)
 
 
 def _write_index(result: InterpretResult) -> None:

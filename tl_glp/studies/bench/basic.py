@@ -18,6 +18,7 @@ from tl_glp.core.flow import number_of_evaluations
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.config import PriorConfig
 from tl_glp.core.projection import ProjectionConfig
+from tl_glp.studies.reporting import print_figures
 from tl_glp.activations.collect import collect_activations
 from tl_glp.activations.store import StoreWriter
 from tl_glp.core.flow import projection_grid
@@ -113,19 +114,12 @@ def bench_prior(
     }
     print(f"bench prior: d_input={d_input} n_blocks={n_blocks} batch={batch} device={dev} "
           f"dtype={'bf16 autocast' if use_bf16 else 'fp32'} threads={torch.get_num_threads()}")
-    _print_table(out)
+    print_figures(out)
     return out
 
 
 def _sync(device: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-
-def _print_table(rows: dict[str, float]) -> None:
-    width = max(len(k) for k in rows)
-    for key, value in rows.items():
-        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-        print(f"  {key:<{width}}  {shown}")
 
 
 # --------------------------------------------------------------------------- collection
@@ -188,7 +182,7 @@ def bench_collect(quick: bool = False) -> dict[str, float]:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         out[f"peak_rss_mb_{n // 1000}k_rows_to_disk"] = int(done.stdout.split()[-1]) / 1024
     print(f"bench collect: model {model.cfg.model_name}, hook {hook}, {n_docs} docs x {seq} tokens, batch {batch}; RSS runs: d_model 64")
-    _print_table(out)
+    print_figures(out)
     return out
 
 
@@ -225,7 +219,7 @@ def bench_train(quick: bool = False, study: str | None = None, scaling: bool = F
     out = {"memory_samples_per_s": statistics.median(memory), "disk_samples_per_s": statistics.median(disk)}
     out["ratio_disk_vs_memory"] = out["disk_samples_per_s"] / out["memory_samples_per_s"]
     print(f"bench train: d_input={d}, n_blocks=2, batch={batch}, {rows} rows, {steps} steps, median of 3 interleaved runs")
-    _print_table(out)
+    print_figures(out)
     if study is not None or scaling:
         out.update(bench_scaling_overhead(study))
     return out
@@ -253,7 +247,7 @@ def bench_scaling_overhead(study: str | None = None) -> dict[str, float]:
     print(f"\nscaling study {study}: {wall:.0f} s of wall time over its invocations")
     rows = {f"{k}_s": v for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])}
     rows["share_outside_training_steps"] = timing["share_outside_training_steps"]
-    _print_table(rows)
+    print_figures(rows)
     verdict = "within" if timing["share_outside_training_steps"] < 0.3 else "above"
     print(f"share outside training steps {100 * timing['share_outside_training_steps']:.1f}%: {verdict} the 30% target (stated for default settings)")
     return rows
@@ -347,7 +341,7 @@ def bench_steer(quick: bool = False) -> dict[str, float]:
     }
     print(f"bench steer: model {model.cfg.model_name}, hook {hook}, batch {batch}, prompt {prompt_len} tokens, {new} new tokens (KV cache, greedy), "
           f"prior d_input={d} n_blocks=3, positions='last', median of {reps} interleaved runs")
-    _print_table(out)
+    print_figures(out)
     return out
 
 
@@ -419,7 +413,7 @@ def bench_probe(quick: bool = False) -> dict[str, float]:
     rows[f"feature_extraction_s_all_{len(every)}_datasets"] = extract_s
     print(f"bench probe: 512 candidates (256 MLP neurons + 256 random residual projections of a byte-level random model), "
           f"parity on {parity}, threads={torch.get_num_threads()}")
-    _print_table(rows)
+    print_figures(rows)
     return rows
 
 
@@ -465,5 +459,5 @@ def bench_interpret(quick: bool = False) -> dict[str, float]:
     }
     print(f"bench interpret: model {model.cfg.model_name}, hook {hook}, {n_docs} docs x {seq} tokens, batch {batch}, prior d_input={d} n_blocks=3 "
           f"({prior.n_features} meta-neurons, both tails, k={k}), threads={torch.get_num_threads()}, median of {reps} interleaved runs")
-    _print_table(out)
+    print_figures(out)
     return out

@@ -41,6 +41,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from tl_glp.core import _io
+from tl_glp.studies.splits import held_out_split, other_document_rows
 from tl_glp.activations.collect import collect_activations
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.evaluation import lm_loss_with_hook
@@ -333,13 +334,10 @@ def _activations(model: Any, hook: str, texts: list[str], cfg: ScalingSettings, 
         acts = src[0 : len(src)].float().contiguous()
         _io.write_tensors(path, {"acts": acts})
     n_held = min(cfg.held_out_rows, len(acts) // 4)
-    n_pool = max(n_held, len(acts) // 4)  # the last quarter of the documents, never trained on
-    if len(acts) - n_pool < cfg.batch_size or n_held < 16:
+    if len(acts) - max(n_held, len(acts) // 4) < cfg.batch_size or n_held < 16:
         raise ValueError(f"Only {len(acts)} activation rows: too few for a held-out set of {cfg.held_out_rows} and batches of {cfg.batch_size}. Pass more texts or lower the sizes.")
-    train_rows, pool = acts[:-n_pool], acts[-n_pool:]
-    # held-out rows drawn at random from many documents (a document's rows share its latents), in random halves (not by document)
-    held = pool[torch.randperm(n_pool, generator=torch.Generator().manual_seed(cfg.seed))[:n_held]]
-    return train_rows, held[: n_held // 2], held
+    split = held_out_split(acts, n_held, cfg.seed)  # the last quarter of the documents, never trained on
+    return split.train, split.held_a, split.held_all
 
 
 def _references(model: Any, hook: str, train_rows: Tensor, held_a: Tensor, held_all: Tensor, lm_texts: list[str], probing_datasets: Sequence[Any],
@@ -363,7 +361,7 @@ def _references(model: Any, hook: str, train_rows: Tensor, held_a: Tensor, held_
     m = min(cfg.c2st_samples, n)
     gaussian = evals.gaussian_like(train_rows, n, seed=cfg.seed + 1)
     # the lower bound: real rows of other documents (the held-out halves can share documents, which pulls their distance down)
-    other_docs = train_rows[torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(cfg.seed + 2))[:n]]
+    other_docs = other_document_rows(train_rows, n, cfg.seed + 2)
     for key, other in (("fd_lower_bound", other_docs), ("fd_held_out_halves", held_b[:n]), ("fd_gaussian", gaussian)):
         if key not in refs or f"{key}_at_n" not in refs:
             fdi = evals.frechet_distance_infinity(other, held_a[:n], seed=cfg.seed)
