@@ -1,0 +1,61 @@
+"""The layers hold: import-linter's contracts pass, a planted upward import breaks them, and no module
+of the package imports the top-level ``tl_glp`` (whose lazy names would hide the real import graph)."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "tl_glp"
+
+
+def _lint_imports(cwd: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("lint-imports")
+    if not exe.exists():
+        pytest.fail(f"lint-imports is not installed next to {sys.executable}: pip install -e '.[dev]' installs import-linter.")
+    env = {"PYTHONPATH": str(cwd), "PATH": str(exe.parent) + ":/usr/bin:/bin"}
+    return subprocess.run([str(exe), "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_import_contracts_hold():
+    out = _lint_imports(ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
+
+
+def test_a_planted_upward_import_breaks_the_layers(tmp_path):
+    """The contract bites: core importing steering, even inside a function, fails lint-imports."""
+    shutil.copytree(PACKAGE, tmp_path / "tl_glp", ignore=shutil.ignore_patterns("__pycache__", "weights"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    flow = tmp_path / "tl_glp" / "core" / "flow.py"
+    flow.write_text(flow.read_text() + "\n\ndef _planted():\n    from tl_glp.steering.hooks import steer\n\n    return steer\n")
+    out = _lint_imports(tmp_path)
+    assert out.returncode != 0
+    assert "tl_glp.core.flow -> tl_glp.steering.hooks" in out.stdout
+
+
+def test_no_module_imports_the_top_level_package():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path == PACKAGE / "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "tl_glp" and node.level == 0:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            if isinstance(node, ast.Import) and any(a.name == "tl_glp" for a in node.names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, f"import from the home module instead of the top-level package: {offenders}"
+
+
+def test_the_public_names_resolve_lazily():
+    code = ("import sys, tl_glp; assert 'torch' not in sys.modules, 'import tl_glp imported torch'; "
+            "names = tl_glp.__all__; [getattr(tl_glp, n) for n in names]; print(len(names))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) >= 25
