@@ -155,8 +155,9 @@ def _train_section(shapes: dict[str, dict[str, int]], dev: torch.device, tiny: b
         acts = torch.randn(batch, shape["d_model"], device=dev)
         gen = torch.Generator(device=dev).manual_seed(0)
 
-        def step(loss_fn: Callable[..., torch.Tensor]) -> None:
-            eps, t = draw_noise_and_times(batch, shape["d_model"], gen, dev)
+        def step(loss_fn: Callable[..., torch.Tensor], prior: GenerativePrior = prior, opt: Any = opt, acts: torch.Tensor = acts,
+                 gen: torch.Generator = gen, d: int = shape["d_model"]) -> None:
+            eps, t = draw_noise_and_times(batch, d, gen, dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = loss_fn(prior.normalize(acts), eps, t)
             opt.zero_grad(set_to_none=True)
@@ -165,7 +166,7 @@ def _train_section(shapes: dict[str, dict[str, int]], dev: torch.device, tiny: b
             opt.step()
 
         reps = 2 if tiny else 5
-        step_s = _median_time(lambda: step(prior.flow_loss), dev, reps, warmup=1 if tiny else 2)
+        step_s = _median_time(lambda step=step, p=prior: step(p.flow_loss), dev, reps, warmup=1 if tiny else 2)
         flops = train_step_flops(prior, batch)
         rate = matmul_rate(dev, ref_dtype, batch, prior.cfg.d_hidden, prior.cfg.d_mlp)
         name = f"glp-{key}-d{shape['n_blocks']}"
@@ -181,10 +182,10 @@ def _train_section(shapes: dict[str, dict[str, int]], dev: torch.device, tiny: b
             step(compiled)
             _sync(dev)
             out[f"{name}_compile_s"] = time.perf_counter() - t0
-            c_s = _median_time(lambda: step(compiled), dev, reps, warmup=1)
+            c_s = _median_time(lambda step=step, compiled=compiled: step(compiled), dev, reps, warmup=1)
             out[f"{name}_compiled_samples_per_s"] = batch / c_s
             out[f"{name}_ratio_compiled_vs_eager"] = step_s / c_s
-        del prior, opt, acts
+        step = prior = opt = acts = None  # type: ignore[assignment]  # free this shape before the next
         _free(dev)
     out["batch"] = batch
     return out
@@ -368,9 +369,9 @@ def _probe_section(shape: dict[str, int], dev: torch.device, tiny: bool) -> dict
     feats[:, 0] += 0.5 * y.to(dev)  # one informative feature
     tr, te = slice(0, n_train), slice(n_train, None)
     probe_s = _median_time(lambda: probe_1d(feats[tr], y[tr], feats[te], y[te], top_k=512), dev, 2, warmup=1)
+    feats = None  # type: ignore[assignment]
     out["probe_1d_s_per_dataset"] = probe_s
     out["probe_1d_setting"] = f"{n_train} train / {n_test} test rows, {prior.n_features} candidates, top 512 cross-validated"
-    del feats
     _free(dev)
 
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
