@@ -18,6 +18,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from tl_glp.core.compiled import MODES as COMPILE_MODES
+
 
 @dataclass
 class TrainConfig:
@@ -91,6 +93,18 @@ class TrainConfig:
     bf16: bool | None = None
     """bf16 autocast; ``None`` means on for CUDA only (bf16 matmuls are very slow on most CPUs)."""
 
+    compile: str | None = None
+    """``torch.compile`` the training step's network: ``None`` (eager, the default), ``"auto"`` (compile on
+    CUDA, eager on CPU), or a mode (``"default"``, ``"reduce-overhead"``, ``"max-autotune"``...) on any
+    device. The first steps compile (tens of seconds); checkpoints and the saved prior are unchanged."""
+
+    compile_backend: str = "inductor"
+    """``torch.compile`` backend for ``compile`` (``"aot_eager"`` traces without generating kernels: for debugging)."""
+
+    pin_memory: bool | None = None
+    """Copy batches into pinned host memory in the prefetch thread so host-to-device copies run
+    asynchronously; ``None``: on when training on CUDA (never on CPU, where there is no copy)."""
+
     prefetch: int = 2
     """Batches read ahead in a background thread (keeps disk reads off the critical path)."""
 
@@ -119,6 +133,8 @@ class TrainConfig:
         if any(int(s) < 1 for s in self.checkpoint_steps):
             raise ValueError(f"TrainConfig.checkpoint_steps must all be >= 1, got {tuple(self.checkpoint_steps)}.")
         self.checkpoint_steps = tuple(sorted({int(s) for s in self.checkpoint_steps}))
+        if self.compile is not None and self.compile not in COMPILE_MODES:
+            raise ValueError(f"TrainConfig.compile must be None or one of {COMPILE_MODES}, got {self.compile!r}.")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         self.eval_times = tuple(self.eval_times)
 

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from tl_glp.activations.sources import ActivationSource, Batch, as_source
 from tl_glp.core.flow import add_noise, draw_noise_and_times, velocity_target
+from tl_glp.training import accel
 from tl_glp.training import checkpoint as ckpt
 from tl_glp.training import distributed as dist
 from tl_glp.training.config import TrainConfig
@@ -100,7 +101,7 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must divide evenly over {world} processes.")
     device = torch.device(cfg.device or (f"cuda:{dist.local_rank()}" if torch.cuda.is_available() else "cpu"))
-    use_bf16 = (device.type == "cuda") if cfg.bf16 is None else cfg.bf16
+    use_bf16 = accel.use_autocast(device, cfg.bf16)
     prior.to(device).train()
     out = Path(out_dir) if out_dir is not None else None
 
@@ -111,7 +112,7 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
     total = cfg.max_steps or per_epoch
     hook_layers = _hook_layers(prior, src)
 
-    optimizer = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **accel.optimizer_options(device))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     state = {"step": 0, "epoch": 0, "batch": 0}
     fingerprint = _fingerprint(prior, src, cfg, total)
@@ -132,9 +133,11 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
     loss_module: nn.Module = _LossModule(prior)
     if world > 1:
         loss_module = nn.parallel.DistributedDataParallel(loss_module, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_module = accel.compile_module(loss_module, cfg.compile, cfg.compile_backend)
     wandb_run = _wandb(cfg, rank)
 
-    batches = _prefetch(_batch_stream(src, train_rows, cfg, state["epoch"], state["batch"], per_epoch), cfg.prefetch)
+    stream = _batch_stream(src, train_rows, cfg, state["epoch"], state["batch"], per_epoch)
+    batches = _prefetch(accel.pinned(stream, device, cfg.pin_memory), cfg.prefetch)  # pinned in the prefetch thread
     local = cfg.batch_size // world
     mine = slice(rank * local, (rank + 1) * local)
     bar = tqdm(total=total, initial=start_step, disable=not cfg.progress or rank != 0, desc="train", unit="step")

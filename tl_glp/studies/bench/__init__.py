@@ -13,10 +13,12 @@ from tl_glp.studies.bench.basic import (
     timeit,
     train_step_flops,
 )
+from tl_glp.studies.bench.gpu import bench_gpu
 from tl_glp.studies.bench.manifold import bench_project, bench_score
 
 __all__ = [
     "bench_collect",
+    "bench_gpu",
     "bench_interpret",
     "bench_model",
     "bench_prior",

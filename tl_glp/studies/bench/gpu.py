@@ -1,0 +1,442 @@
+"""``tl-glp bench gpu``: every GPU figure of issue 19 in one offline run (at most ~8 minutes on one GPU).
+
+Models are random-weight, built from :class:`transformer_lens.HookedTransformerConfig` of the shapes of
+Llama-3.2-1B (all 16 layers, hooked at layer 7) and Llama-3.1-8B (hooked at layer 15; only its first
+16 of 32 layers are built, since every figure here stops at the hooked layer, except steering, which
+runs on the 1B shape). Priors have the published glp-llama1b-d6 (d_input 2048, 6 blocks) and
+glp-llama8b-d6 (d_input 4096, 6 blocks) shapes. Nothing is downloaded.
+
+Sections (each a dict in the JSON; a section that fails records its error and the run goes on):
+
+- ``train``: one optimisation step of each prior shape under bf16 autocast (float32 on CPU): samples/s,
+  achieved TFLOP/s and its share of a bf16 (CPU: float32) matrix-product rate measured in the same run on
+  the step's dominant shape; on the 1B shape also the compiled step (``TrainConfig.compile``).
+- ``collect``: :func:`~tl_glp.activations.collect.collect_activations` tokens/s vs a bare forward to the layer.
+- ``streaming``: streaming training samples/s vs collect-then-train and vs the serial bound
+  ``1 / (1/forward + 1/train)`` (rows/s); "not available" when ``tl_glp.activations.streaming`` is missing.
+- ``steer``: generation ms/token with no hook, plain steering, prior-guided (reference, ``euler:4``) and the
+  compiled projection (:meth:`~tl_glp.core.prior.GenerativePrior.compile_projection`), plus the
+  projection alone per token, compiled vs eager.
+- ``probe_topk``: meta-neuron extraction rows/s, 1-D probing seconds per dataset on all meta-neurons, and
+  top-activation tokens/s vs a bare forward plus one denoiser evaluation per token.
+
+``tiny=True`` runs every branch with tiny shapes on the CPU (the test suite does), and is the CPU
+benchmark of the compiled projection: ``steer.ms_project_compiled`` vs ``steer.ms_project_eager``.
+
+Run on a GPU machine::
+
+    tl-glp bench gpu --out bench_gpu.json
+    python -c "from tl_glp.studies.bench.gpu import bench_gpu; bench_gpu(out='bench_gpu.json')"
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from tl_glp.activations.collect import collect_activations
+from tl_glp.core import _io
+from tl_glp.core.config import PriorConfig
+from tl_glp.core.flow import draw_noise_and_times
+from tl_glp.core.prior import GenerativePrior
+from tl_glp.core.projection import ProjectionConfig
+from tl_glp.interpret import top_activations
+from tl_glp.probing import MetaNeurons, probe_1d
+from tl_glp.steering.hooks import steer
+from tl_glp.studies.bench.basic import matmul_rate, train_step_flops
+from tl_glp.training import TrainConfig, train
+
+BUDGET_S = 450.0
+"""Sections still to run are skipped once a run has used this many seconds (the target is 8 minutes)."""
+
+LLAMA_SHAPES: dict[str, dict[str, int]] = {
+    "llama1b": {"d_model": 2048, "n_layers": 16, "n_heads": 32, "n_kv": 8, "d_head": 64, "d_mlp": 8192, "vocab": 128256, "layer": 7, "build_layers": 16, "n_blocks": 6},
+    "llama8b": {"d_model": 4096, "n_layers": 32, "n_heads": 32, "n_kv": 8, "d_head": 128, "d_mlp": 14336, "vocab": 128256, "layer": 15, "build_layers": 16, "n_blocks": 6},
+}
+"""The two Llama shapes (Hugging Face configs of Llama-3.2-1B and Llama-3.1-8B), the hooked layer and the prior depth."""
+
+TINY_SHAPES: dict[str, dict[str, int]] = {
+    "llama1b": {"d_model": 64, "n_layers": 3, "n_heads": 4, "n_kv": 2, "d_head": 16, "d_mlp": 128, "vocab": 512, "layer": 1, "build_layers": 3, "n_blocks": 2},
+    "llama8b": {"d_model": 96, "n_layers": 3, "n_heads": 4, "n_kv": 2, "d_head": 24, "d_mlp": 192, "vocab": 512, "layer": 1, "build_layers": 2, "n_blocks": 2},
+}
+
+
+def llama_like_model(shape: dict[str, int], device: torch.device, dtype: torch.dtype, seed: int = 0) -> Any:
+    """A random-weight ``HookedTransformer`` with a Llama architecture (grouped-query attention, RMSNorm,
+    rotary, gated SiLU MLP) of ``shape``, built with ``shape["build_layers"]`` layers directly on ``device``."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=shape["build_layers"], d_model=shape["d_model"], d_head=shape["d_head"], n_heads=shape["n_heads"],
+        n_key_value_heads=shape["n_kv"], d_mlp=shape["d_mlp"], d_vocab=shape["vocab"], n_ctx=1024, act_fn="silu",
+        normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=shape["d_head"], rotary_base=500000,
+        gated_mlp=True, final_rms=True, original_architecture="LlamaForCausalLM", dtype=dtype, device=str(device),
+        seed=seed, model_name=f"random-llama-{shape['d_model']}d-{shape['build_layers']}l",
+    )
+    with torch.device(device) if device.type == "cuda" else nullcontext():
+        model = HookedTransformer(cfg)
+    return model.eval()
+
+
+def prior_of_shape(shape: dict[str, int], device: torch.device, hook: str | None = None) -> GenerativePrior:
+    """A random prior of the published shape for ``shape`` (d_hidden 2d, d_mlp 4d), built on ``device``,
+    with non-identity blocks (init zeroes ``down_proj``) and unit statistics."""
+    cfg = PriorConfig(d_input=shape["d_model"], n_blocks=shape["n_blocks"], hook_names=[hook] if hook else [])
+    with torch.device(device) if device.type == "cuda" else nullcontext():
+        prior = GenerativePrior(cfg)
+    with torch.no_grad():
+        for block in prior.blocks:
+            block.down_proj.weight.normal_(0.0, 0.5 / block.down_proj.in_features**0.5)
+    return prior.to(device)
+
+
+def bench_gpu(tiny: bool = False, out: str | None = None, device: str | None = None, *, compile_backend: str = "inductor") -> dict:
+    """Measure every GPU figure (module docstring) and return them; with ``out``, also write them as JSON
+    (atomically). ``tiny``: tiny shapes, meant for the CPU (seconds to a minute, plus compile time).
+    ``compile_backend``: ``torch.compile`` backend of the compiled variants (``"eager"`` only traces: the
+    test suite uses it to stay fast)."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    shapes = TINY_SHAPES if tiny else LLAMA_SHAPES
+    start = time.perf_counter()
+    result: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "tiny": tiny,
+        "autocast": "bf16" if dev.type == "cuda" else "none (float32)",
+        "compile_backend": compile_backend,
+        "models": "random weights; llama8b built with its first {} of {} layers".format(shapes["llama8b"]["build_layers"], shapes["llama8b"]["n_layers"]),
+    }
+    sections: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("train", lambda: _train_section(shapes, dev, tiny, compile_backend)),
+        ("collect", lambda: _collect_section(shapes, dev, tiny)),
+        ("streaming", lambda: _streaming_section(shapes["llama1b"], dev, tiny, result.get("train", {}))),
+        ("steer", lambda: _steer_section(shapes["llama1b"], dev, tiny, compile_backend)),
+        ("probe_topk", lambda: _probe_section(shapes["llama1b"], dev, tiny)),
+    ]
+    for name, run in sections:
+        if time.perf_counter() - start > BUDGET_S:
+            result[name] = {"skipped": f"time budget of {BUDGET_S:.0f} s used up"}
+            continue
+        tick = time.perf_counter()
+        try:
+            result[name] = run()
+        except Exception as err:  # one section's failure must not lose the others' figures
+            result[name] = {"error": f"{type(err).__name__}: {err}"}
+        result[name]["section_seconds"] = time.perf_counter() - tick
+        _free(dev)
+        _print_section(name, result[name])
+        if out is not None:
+            _io.write_json(out, result)  # after every section: a run cut short keeps what it measured
+    result["total_seconds"] = time.perf_counter() - start
+    if out is not None:
+        _io.write_json(out, result)
+    print(f"bench gpu: {result['device']}, torch {result['torch']}, {result['total_seconds']:.0f} s" + (f", JSON in {out}" if out else ""))
+    return result
+
+
+# --------------------------------------------------------------------------- (a) training step
+def _train_section(shapes: dict[str, dict[str, int]], dev: torch.device, tiny: bool, backend: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    batch = 128 if tiny else 4096
+    use_bf16 = dev.type == "cuda"
+    ref_dtype = torch.bfloat16 if use_bf16 else torch.float32
+    for key, shape in shapes.items():
+        prior = prior_of_shape(shape, dev).train()
+        opt = torch.optim.AdamW(prior.parameters(), lr=1e-5, fused=dev.type == "cuda")
+        acts = torch.randn(batch, shape["d_model"], device=dev)
+        gen = torch.Generator(device=dev).manual_seed(0)
+
+        def step(loss_fn: Callable[..., torch.Tensor], prior: GenerativePrior = prior, opt: Any = opt, acts: torch.Tensor = acts,
+                 gen: torch.Generator = gen, d: int = shape["d_model"]) -> None:
+            eps, t = draw_noise_and_times(batch, d, gen, dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = loss_fn(prior.normalize(acts), eps, t)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+            opt.step()
+
+        reps = 2 if tiny else 5
+        step_s = _median_time(lambda step=step, p=prior: step(p.flow_loss), dev, reps, warmup=1 if tiny else 2)
+        flops = train_step_flops(prior, batch)
+        rate = matmul_rate(dev, ref_dtype, batch, prior.cfg.d_hidden, prior.cfg.d_mlp)
+        name = f"glp-{key}-d{shape['n_blocks']}"
+        out[f"{name}_params_m"] = sum(p.numel() for p in prior.parameters()) / 1e6
+        out[f"{name}_step_ms"] = 1e3 * step_s
+        out[f"{name}_samples_per_s"] = batch / step_s
+        out[f"{name}_achieved_tflops"] = flops / step_s / 1e12
+        out[f"{name}_matmul_tflops"] = rate / 1e12
+        out[f"{name}_share_of_matmul_rate"] = flops / step_s / rate
+        if key == "llama1b":
+            compiled = torch.compile(prior.flow_loss, backend=backend)
+            t0 = time.perf_counter()
+            step(compiled)
+            _sync(dev)
+            out[f"{name}_compile_s"] = time.perf_counter() - t0
+            c_s = _median_time(lambda step=step, compiled=compiled: step(compiled), dev, reps, warmup=1)
+            out[f"{name}_compiled_samples_per_s"] = batch / c_s
+            out[f"{name}_ratio_compiled_vs_eager"] = step_s / c_s
+        step = prior = opt = acts = None  # type: ignore[assignment]  # free this shape before the next
+        _free(dev)
+    out["batch"] = batch
+    return out
+
+
+# --------------------------------------------------------------------------- (b) collection
+def _collect_section(shapes: dict[str, dict[str, int]], dev: torch.device, tiny: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    n_docs, seq, batch = (8, 32, 4) if tiny else (128, 512, 32)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    for key, shape in shapes.items():
+        model = llama_like_model(shape, dev, dtype)
+        hook = f"blocks.{shape['layer']}.hook_resid_post"
+        tokens = torch.randint(10, shape["vocab"], (n_docs, seq), generator=torch.Generator().manual_seed(0))
+
+        def bare(model: Any = model, tokens: torch.Tensor = tokens, layer: int = shape["layer"]) -> None:
+            with torch.inference_mode():
+                for i in range(0, n_docs, batch):
+                    model(tokens[i : i + batch].to(dev), stop_at_layer=layer + 1)
+
+        def collect(model: Any = model, tokens: torch.Tensor = tokens, hook: str = hook) -> None:
+            collect_activations(model, tokens, hook, batch_size=batch, context_size=seq, progress=False)
+
+        reps = 1 if tiny else 3
+        t_bare = _median_time(bare, dev, reps)
+        t_collect = _median_time(collect, dev, reps)
+        n_tok = n_docs * seq
+        out[f"{key}_bare_forward_tok_per_s"] = n_tok / t_bare
+        out[f"{key}_collect_tok_per_s"] = n_tok / t_collect
+        out[f"{key}_ratio_collect_vs_bare"] = t_bare / t_collect
+        del model
+        _free(dev)
+    out["tokens"] = n_docs * seq
+    return out
+
+
+# --------------------------------------------------------------------------- (c) streaming
+def _streaming_section(shape: dict[str, int], dev: torch.device, tiny: bool, train_figures: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    n_docs, seq, batch = (8, 32, 64) if tiny else (64, 512, 4096)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    model = llama_like_model(shape, dev, dtype)
+    hook = f"blocks.{shape['layer']}.hook_resid_post"
+    tokens = torch.randint(10, shape["vocab"], (n_docs, seq), generator=torch.Generator().manual_seed(1))
+    steps = n_docs * seq // batch
+    cfg = TrainConfig(batch_size=batch, lr=1e-5, max_steps=steps, eval_every=0, progress=False, val_fraction=0.0, log_every=steps, plot=False)
+
+    tick = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, n_docs, 8):
+            model(tokens[i : i + 8].to(dev), stop_at_layer=shape["layer"] + 1)
+    _sync(dev)
+    forward_rows_s = n_docs * seq / (time.perf_counter() - tick)
+
+    tick = time.perf_counter()
+    source = collect_activations(model, tokens, hook, batch_size=8, context_size=seq, progress=False)
+    collect_s = time.perf_counter() - tick
+    prior = prior_of_shape(shape, dev, hook)
+    prior.fit_normalizer(source)
+    tick = time.perf_counter()
+    result = train(prior, source, cfg)
+    train_s = time.perf_counter() - tick
+    train_rows_s = result.metrics[-1]["samples_per_s"]
+    rows = steps * batch
+    out["forward_rows_per_s"] = forward_rows_s
+    out["train_rows_per_s"] = train_rows_s
+    out["serial_bound_rows_per_s"] = 1.0 / (1.0 / forward_rows_s + 1.0 / train_rows_s)
+    out["collect_then_train_rows_per_s"] = rows / (collect_s + train_s)
+    if "glp-llama1b-d6_samples_per_s" in train_figures:  # the same prior shape, timed alone in section (a)
+        out["train_rows_per_s_section_a"] = train_figures["glp-llama1b-d6_samples_per_s"]
+    try:
+        from tl_glp.activations.streaming import StreamingActivations
+    except ImportError as err:
+        out["streaming"] = f"not available ({err})"
+        return out
+    try:
+        stream = _make_stream(StreamingActivations, model, tokens, hook, seq, batch)
+        prior = prior_of_shape(shape, dev, hook)
+        tick = time.perf_counter()
+        streamed = train(prior, stream, cfg)
+        out["streaming_wall_rows_per_s"] = rows / (time.perf_counter() - tick)
+        out["streaming_rows_per_s"] = streamed.metrics[-1]["samples_per_s"]
+        out["ratio_streaming_vs_serial_bound"] = out["streaming_rows_per_s"] / out["serial_bound_rows_per_s"]
+        out["ratio_streaming_vs_collect_then_train"] = out["streaming_rows_per_s"] / out["collect_then_train_rows_per_s"]
+    except Exception as err:  # the streaming source's API is young: report, do not lose the rest
+        out["streaming"] = f"failed: {type(err).__name__}: {err}"
+    return out
+
+
+def _make_stream(cls: Any, model: Any, tokens: torch.Tensor, hook: str, seq: int, batch: int) -> Any:
+    """Build the streaming source, passing only the keyword arguments its signature has."""
+    wanted = {"context_size": seq, "batch_size": 8, "buffer_rows": 4 * batch, "shuffle_rows": 4 * batch,
+              "warmup_rows": min(len(tokens) * seq // 4, 8 * batch), "progress": False}
+    params = inspect.signature(cls).parameters
+    return cls(model, tokens, hook, **{k: v for k, v in wanted.items() if k in params})
+
+
+# --------------------------------------------------------------------------- (d) steering
+def _steer_section(shape: dict[str, int], dev: torch.device, tiny: bool, backend: str) -> dict[str, Any]:
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    model = llama_like_model(shape, dev, dtype)
+    hook = f"blocks.{shape['layer']}.hook_resid_post"
+    prior = prior_of_shape(shape, dev, hook).to(dtype).eval()
+    batch, prompt_len, new = (2, 8, 3) if tiny else (1, 32, 32)
+    tokens = torch.randint(10, shape["vocab"], (batch, prompt_len), generator=torch.Generator().manual_seed(0)).to(dev)
+    direction = torch.randn(shape["d_model"])
+    direction = (direction / direction.norm()).to(dev)
+    mode = "reduce-overhead" if dev.type == "cuda" else "default"
+    compiled = prior.compile_projection(mode, backend=backend).compiled_projection
+    prior.compiled_projection = None
+
+    def generate() -> None:
+        model.generate(tokens, max_new_tokens=new, do_sample=False, stop_at_eos=False, verbose=False, use_past_kv_cache=True)
+
+    def steered(projection: ProjectionConfig | None, use_compiled: bool = False) -> Callable[[], None]:
+        def run() -> None:
+            prior.compiled_projection = compiled if use_compiled else None
+            kwargs = {"prior": prior, "projection": projection} if projection is not None else {}
+            with steer(model, direction, 4.0, hook_name=hook, positions="last", **kwargs):
+                generate()
+            prior.compiled_projection = None
+        return run
+
+    ref, euler4 = ProjectionConfig(seed=0), ProjectionConfig(seed=0, schedule="euler:4")
+    runners = {
+        "no_hook": generate, "plain": steered(None), "prior_reference": steered(ref), "prior_euler4": steered(euler4),
+        "prior_reference_compiled": steered(ref, True), "prior_euler4_compiled": steered(euler4, True),
+    }
+    tick = time.perf_counter()
+    for fn in runners.values():
+        fn()  # warm-up (and compilation of the compiled variants)
+    _sync(dev)
+    warmup_s = time.perf_counter() - tick
+    reps = 2 if tiny else 5
+    samples: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(reps):  # interleaved, so drift hits all alike
+        for key, fn in runners.items():
+            samples[key].append(_time_once(fn, dev) / new)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    out: dict[str, Any] = {f"ms_per_token_{k}": 1e3 * v for k, v in med.items()}
+    out["ratio_reference_vs_plain"] = med["prior_reference"] / med["plain"]
+    out["ratio_compiled_reference_vs_reference"] = med["prior_reference_compiled"] / med["prior_reference"]
+    out["ratio_compiled_euler4_vs_euler4"] = med["prior_euler4_compiled"] / med["prior_euler4"]
+
+    x = torch.randn(batch, shape["d_model"], device=dev, dtype=dtype)  # the projection alone, one token's rows
+
+    def project(use_compiled: bool) -> Callable[[], None]:
+        def run() -> None:
+            prior.compiled_projection = compiled if use_compiled else None
+            prior.project(x, ref)
+            prior.compiled_projection = None
+        return run
+
+    eager_s, fast_s = _interleaved([project(False), project(True)], dev, reps=7 if tiny else 20)
+    out["ms_project_eager"] = 1e3 * eager_s
+    out["ms_project_compiled"] = 1e3 * fast_s
+    out["ratio_project_eager_vs_compiled"] = eager_s / fast_s
+    out["compile_mode"] = mode
+    out["warmup_and_compile_s"] = warmup_s
+    out["compiled_calls"] = float(compiled.calls)
+    out["compiled_fallbacks"] = float(compiled.fallbacks)
+    out["setting"] = f"batch {batch}, prompt {prompt_len}, {new} new tokens, greedy, KV cache, positions='last', alpha 4, prior {prior.cfg.n_blocks} blocks in {str(dtype).split('.')[-1]}"
+    return out
+
+
+# --------------------------------------------------------------------------- (e) probing and top activations
+def _probe_section(shape: dict[str, int], dev: torch.device, tiny: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    hook = f"blocks.{shape['layer']}.hook_resid_post"
+    prior = prior_of_shape(shape, dev, hook).eval()
+    n_rows = 128 if tiny else 2048
+    acts = torch.randn(n_rows, shape["d_model"], device=dev)
+    enc_s = _median_time(lambda: prior.encode(acts, batch_size=1024), dev, 3)
+    out["encode_rows_per_s"] = n_rows / enc_s
+    out["n_meta_neurons"] = float(prior.n_features)
+
+    n_train, n_test = (128, 64) if tiny else (1024, 400)
+    g = torch.Generator().manual_seed(0)
+    y = (torch.arange(n_train + n_test) % 2).to(dev)
+    feats = prior.encode(torch.randn(n_train + n_test, shape["d_model"], generator=g).to(dev)).float()
+    feats[:, 0] += 0.5 * y.to(dev)  # one informative feature
+    tr, te = slice(0, n_train), slice(n_train, None)
+    probe_s = _median_time(lambda: probe_1d(feats[tr], y[tr], feats[te], y[te], top_k=512), dev, 2, warmup=1)
+    feats = None  # type: ignore[assignment]
+    out["probe_1d_s_per_dataset"] = probe_s
+    out["probe_1d_setting"] = f"{n_train} train / {n_test} test rows, {prior.n_features} candidates, top 512 cross-validated"
+    _free(dev)
+
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    model = llama_like_model(shape, dev, dtype)
+    n_docs, seq, batch = (4, 16, 4) if tiny else (64, 256, 16)
+    tokens = torch.randint(10, shape["vocab"], (n_docs, seq), generator=torch.Generator().manual_seed(2))
+    times = torch.full((batch * seq,), 0.1, device=dev)
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for i in range(0, n_docs, batch):
+                _, cache = model.run_with_cache(tokens[i : i + batch].to(dev), names_filter=[hook], stop_at_layer=shape["layer"] + 1)
+                z = prior.normalize(cache[hook].reshape(-1, shape["d_model"]).float())
+                prior.velocity(z, times[: z.shape[0]])
+
+    def topk() -> None:
+        top_activations(model, MetaNeurons(prior, batch_size=batch * seq), tokens, hook_name=hook, k=20, batch_size=batch, context_size=seq, progress=False)
+
+    t_bare, t_topk = _interleaved([bare, topk], dev, reps=1 if tiny else 3)
+    out["bare_forward_plus_denoiser_tok_per_s"] = n_docs * seq / t_bare
+    out["top_activations_tok_per_s"] = n_docs * seq / t_topk
+    out["ratio_top_activations_vs_bare"] = t_bare / t_topk
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _free(dev: torch.device) -> None:
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _time_once(fn: Callable[[], object], dev: torch.device) -> float:
+    _sync(dev)
+    tick = time.perf_counter()
+    fn()
+    _sync(dev)
+    return time.perf_counter() - tick
+
+
+def _median_time(fn: Callable[[], object], dev: torch.device, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    return statistics.median(_time_once(fn, dev) for _ in range(repeats))
+
+
+def _interleaved(fns: list[Callable[[], object]], dev: torch.device, reps: int) -> list[float]:
+    """Median seconds of each of ``fns``, run in turn ``reps`` times after one warm-up each."""
+    for fn in fns:
+        fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(reps):
+        for i, fn in enumerate(fns):
+            samples[i].append(_time_once(fn, dev))
+    return [statistics.median(s) for s in samples]
+
+
+def _print_section(name: str, rows: dict[str, Any]) -> None:
+    print(f"[bench gpu] {name}")
+    width = max((len(k) for k in rows), default=0)
+    for key, value in rows.items():
+        shown = f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
+        print(f"  {key:<{width}}  {shown}", flush=True)

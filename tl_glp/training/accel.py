@@ -1,0 +1,86 @@
+"""The GPU path of :func:`tl_glp.train`: bf16 autocast, pinned batches, a fused optimiser, a compiled step.
+
+Each helper is a no-op on CPU, so a CPU run is bit-identical to one without them:
+
+- :func:`use_autocast`: bf16 autocast on CUDA by default, never on CPU (bf16 matrix products are
+  hundreds of times slower than float32 on most CPUs; asking for it there warns and trains in float32).
+- :func:`pinned`: batches are copied into page-locked (pinned) memory in the prefetch thread, so the
+  trainer's ``.to(device, non_blocking=True)`` overlaps the host-to-device copy with the previous step.
+- :func:`optimizer_options`: AdamW's fused CUDA kernel (one launch for all parameters).
+- :func:`compile_module`: ``torch.compile`` of the loss module (``TrainConfig.compile``), on any device.
+
+Example (on CPU every helper leaves the run as it was):
+    >>> import torch
+    >>> from tl_glp.activations.sources import Batch
+    >>> cpu = torch.device("cpu")
+    >>> use_autocast(cpu, None), optimizer_options(cpu)
+    (False, {})
+    >>> batch = Batch(torch.ones(2, 3), torch.zeros(2, dtype=torch.long))
+    >>> next(pinned(iter([(0, 0, batch)]), cpu))[2] is batch
+    True
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from tl_glp.activations.sources import Batch
+from tl_glp.core.compiled import check_mode
+
+
+def use_autocast(device: torch.device, bf16: bool | None) -> bool:
+    """Whether the training step runs under bf16 autocast: ``bf16=None`` means on CUDA only; ``True`` on a
+    CPU device warns and stays float32 (never bf16 on CPU)."""
+    if device.type != "cuda":
+        if bf16:
+            warnings.warn(
+                "TrainConfig.bf16=True is ignored on CPU: bf16 autocast runs only on CUDA (CPU bf16 matrix "
+                "products are far slower than float32). Training in float32.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return False
+    return True if bf16 is None else bool(bf16)
+
+
+def pin_batch(batch: Batch) -> Batch:
+    """``batch`` with its activations in pinned (page-locked) host memory (already pinned: unchanged)."""
+    acts = batch.acts if batch.acts.is_pinned() else batch.acts.pin_memory()
+    return Batch(acts, batch.hook_idx)
+
+
+def pinned(stream: Iterator[Any], device: torch.device, enabled: bool | None = None) -> Iterator[Any]:
+    """The trainer's ``(epoch, batch_idx, Batch)`` stream with each batch pinned when it will be copied to
+    CUDA (``enabled=None``: whenever ``device`` is CUDA); on CPU the items pass through untouched."""
+    if device.type != "cuda" or enabled is False:
+        yield from stream
+        return
+    for epoch, batch_idx, batch in stream:
+        yield epoch, batch_idx, pin_batch(batch)
+
+
+def optimizer_options(device: torch.device) -> dict[str, Any]:
+    """Extra AdamW keyword arguments for ``device``: the fused kernel on CUDA, nothing elsewhere."""
+    return {"fused": True} if device.type == "cuda" else {}
+
+
+def compile_module(module: nn.Module, mode: str | None, backend: str = "inductor") -> nn.Module:
+    """``torch.compile(module, mode=mode, backend=backend)``, or ``module`` itself when ``mode`` is None.
+
+    ``mode="auto"`` compiles on CUDA with the default mode and leaves a CPU module eager. The compiled
+    module shares its parameters with ``module`` (state dicts and checkpoints are unchanged).
+    """
+    check_mode(mode)
+    if mode is None:
+        return module
+    if mode == "auto":
+        on_cuda = any(p.is_cuda for p in module.parameters())
+        if not on_cuda:
+            return module
+        mode = "default"
+    return torch.compile(module, mode=mode, backend=backend)  # type: ignore[return-value]
