@@ -83,10 +83,14 @@ DEMO_NEGATIVE = ["it was an awful day and we were sad .", "the cruel people were
 
 @dataclass
 class DemoSettings:
-    """Sizes of each step; ``quick()`` is the reduced mode the test suite runs."""
+    """Sizes of each step. The defaults are a lighter version of ``full()`` (the run behind the README's tables):
+    fewer prior and SAE steps, fewer samples, prompts and probe candidates; ``quick()`` is the smoke run the
+    test suite uses."""
 
-    n_docs: int = 6000
-    prior_steps: int = 5000
+    n_docs: int = 3000
+    """Testbed documents whose activations train the prior and the SAE (``full()``: 6000)."""
+    prior_steps: int = 2000
+    """Prior training steps (``full()``: 5000)."""
     prior_batch: int = 512
     prior_lr: float = 2e-3
     prior_final_lr_frac: float = 0.01
@@ -94,23 +98,24 @@ class DemoSettings:
     on the testbed (FD at 10,000 samples per side, 5000 steps): ending at 0.1x (2e-4) gave 75, at
     0.01x 42, at 0.001x 46; 8000 steps at 0.01x gave 44. Real rows of other documents score 25 there."""
     n_blocks: int = 3
-    eval_samples: int = 10_000
-    """Generated and held-out activations per side for the Frechet distance (FD-infinity) and c2st."""
+    eval_samples: int = 4000
+    """Generated and held-out activations per side for the Frechet distance (FD-infinity) and c2st (``full()``: 10,000)."""
     sample_steps: int = 50
-    sae_steps: int = 1000
+    sae_steps: int = 400
     d_sae: int = 1024
     sae_k: int = 16
     lm_eval_docs: int = 200
-    steer_prompts: int = 48
+    steer_prompts: int = 24
     strengths: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
     new_tokens: int = 12
-    probe_top_k: int = 512
+    probe_top_k: int = 128
+    """Candidate features per source kept for the 1-D probes (SAE-Probes' protocol and ``full()``: 512)."""
     c2st_steps: int = 300
-    manifold_rows: int = 300
+    manifold_rows: int = 200
     """Natural (and per condition, off-manifold) activations in the off-manifold detection section."""
     manifold_log_prob_probes: int = 2
     """Hutchinson probes for the log_prob score there (0: leave log_prob out; exact is too slow on CPU)."""
-    gt_docs: int = 400
+    gt_docs: int = 200
     """Held-out testbed documents whose every token the ground-truth monosemanticity section scores."""
     seed: int = 0
 
@@ -148,8 +153,8 @@ class DemoSettings:
     def full(cls) -> DemoSettings:
         """The full-size run behind the README's seed-0 tables (5000 prior steps, 10,000 samples per side,
         1000 SAE steps): 25-35 minutes on 2 shared CPU cores. The default is a lighter version of it."""
-        return cls(n_docs=6000, prior_steps=5000, eval_samples=10_000, sample_steps=50, sae_steps=1000, lm_eval_docs=200,
-                   steer_prompts=48, probe_top_k=512, c2st_steps=300, manifold_rows=300, manifold_log_prob_probes=2, gt_docs=400)
+        return cls(n_docs=6000, prior_steps=5000, eval_samples=10_000, sae_steps=1000, steer_prompts=48, probe_top_k=512,
+                   manifold_rows=300, gt_docs=400)
 
 
 @dataclass
