@@ -22,6 +22,7 @@ def run_example(name, monkeypatch, tmp_path):
     return runpy.run_path(str(EXAMPLES / name), run_name="__main__")
 
 
+@pytest.mark.slow  # 640 s under load 12 on the shared 2-core machine
 def test_quickstart_runs(testbed, monkeypatch, tmp_path):
     run_example("quickstart.py", monkeypatch, tmp_path)
 
