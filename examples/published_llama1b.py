@@ -11,6 +11,8 @@
 # %%
 from __future__ import annotations
 
+import sys
+
 import torch
 
 import tl_glp
@@ -19,11 +21,34 @@ PRIOR_ID = "generative-latent-prior/glp-llama1b-d6"
 MODEL_ID = "meta-llama/Llama-3.2-1B"
 
 
-def load_model_and_prior(device: str = "cuda"):
-    """The real thing: downloads the model and the published prior."""
+def pick_device() -> str:
+    """The best device this machine has: a CUDA GPU, Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def hub_unreachable(err: BaseException) -> bool:
+    """Whether ``err`` means the Hub (or the gated model) could not be reached: no network, offline mode,
+    a missing licence acceptance or login. Those surface as ``OSError`` (transformers, requests) or as
+    errors of huggingface_hub / httpx; anything else is a real bug and keeps its traceback."""
+    while err is not None:
+        if isinstance(err, OSError) or type(err).__module__.split(".")[0] in {"huggingface_hub", "httpx", "requests", "urllib3"}:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def load_model_and_prior(device: str | None = None):
+    """The real thing: downloads the model and the published prior (``device``: default :func:`pick_device`)."""
     from transformer_lens import HookedTransformer
 
-    model = HookedTransformer.from_pretrained_no_processing(MODEL_ID, device=device, dtype=torch.bfloat16)
+    device = device or pick_device()
+
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16  # bf16 matmuls are very slow on most CPUs
+    model = HookedTransformer.from_pretrained_no_processing(MODEL_ID, device=device, dtype=dtype)
     prior = tl_glp.GenerativePrior.from_pretrained(PRIOR_ID, device=device)
     return model, prior
 
@@ -54,7 +79,14 @@ def steer_with_prior(model, prior, prompt: str, positive: list[str], negative: l
 
 # %%
 if __name__ == "__main__":
-    model, prior = load_model_and_prior()
+    try:
+        model, prior = load_model_and_prior()
+    except Exception as err:
+        if not hub_unreachable(err):
+            raise
+        first_line = (str(err).strip().splitlines() or [""])[0][:160]
+        sys.exit(f"This example needs the Hugging Face Hub and access to {MODEL_ID} (accept its licence on the Hub, then "
+                 f"`huggingface-cli login`); it could not load it: {type(err).__name__}: {first_line}")
     print(prior.cfg)  # act_norm should be about 5.2 for this prior
     texts = ["The quick brown fox jumps over the lazy dog.", "In 1969, the first humans walked on the Moon."] * 8
     print(check_prior_on_model(model, prior, texts))

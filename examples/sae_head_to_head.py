@@ -6,6 +6,9 @@
 
 # %%
 import os
+from pathlib import Path
+
+import torch
 
 import tl_glp
 from tl_glp.probing import MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, load_dataset
@@ -13,6 +16,8 @@ from tl_glp.saes import train_sae
 from tl_glp.studies.testbed import MIDDLE_HOOK, load
 
 SMALL = os.environ.get("TL_GLP_EXAMPLE_BUDGET") == "small"
+OUT = Path(os.environ.get("TL_GLP_EXAMPLE_OUT", "examples_out"))  # figures go here (git ignores it)
+torch.manual_seed(0)
 testbed = load()
 model = testbed.model
 acts = tl_glp.collect_activations(model, testbed.language.sample_texts(300 if SMALL else 4000, seed=1), MIDDLE_HOOK)
@@ -26,10 +31,10 @@ results = tl_glp.run_probing(model, prior, [MetaNeurons(prior), SAEFeatures(sae)
                              datasets, top_k=64 if SMALL else 512)
 print(results.summary())
 print(results.wins())
-results.plot("probing.png", a="meta", b="sae")
+print("figure:", results.plot(OUT / "probing.png", a="meta", b="sae"))
 
 # %% The same harness SAE researchers use: meta-neurons behind the SAE duck type
-from tl_glp.probing import MetaNeuronSAE
+from tl_glp.probing import MetaNeuronSAE  # noqa: E402 (a notebook cell's import)
 
 sae_like = MetaNeuronSAE(prior)
 print(sae_like.cfg.d_in, sae_like.cfg.d_sae, sae_like.cfg.hook_name)

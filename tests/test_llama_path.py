@@ -226,6 +226,7 @@ def test_collect_train_steer_probe(bridge, tmp_path):
     assert set(aucs.index) == {"meta", "raw"} and aucs.between(0, 1).all()
 
 
+@pytest.mark.slow
 def test_demo_command_on_a_local_folder(llama_dir, tmp_path):
     pytest.importorskip("sae_lens", reason="the demo's SAE comparison needs sae-lens")
     pytest.importorskip("sklearn", reason="the demo's probing needs scikit-learn")

@@ -8,12 +8,14 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from tl_glp.core import _compat
 from tl_glp.core._tokens import model_device, right_padded_tokens
@@ -45,14 +47,16 @@ def document_losses(
     *,
     batch_size: int = 32,
     context_size: int = 128,
+    progress: bool = False,
+    desc: str = "LM loss",
 ) -> DocumentLosses:
     """Next-token cross-entropy of every text, summed over its real tokens (right-padded
-    batches), with ``hook_fn`` attached at ``hook_name`` when given."""
+    batches), with ``hook_fn`` attached at ``hook_name`` when given; ``progress`` shows a bar over batches."""
     if hook_name is not None:
         _compat.check_hook_name(model, hook_name)
     device = model_device(model)
     sums, counts = [], []
-    for start in range(0, len(texts), batch_size):
+    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
         tokens, lengths = right_padded_tokens(model, texts[start : start + batch_size], context_size)
         hooks = [(hook_name, hook_fn)] if hook_fn is not None else []
         logits = model.run_with_hooks(tokens.to(device), fwd_hooks=hooks)
@@ -151,6 +155,7 @@ def compare_delta_lm_loss(
     *,
     n_boot: int = 2000,
     seed: int = 0,
+    progress: bool = False,
     **kwargs: Any,
 ) -> DeltaLossComparison:
     """Delta LM loss of each hook in ``replacements`` on the same ``texts``, with CIs.
@@ -164,7 +169,8 @@ def compare_delta_lm_loss(
         cmp.table                       # delta, 95% CI, documents and tokens per replacement
         cmp.difference("prior", "sae")  # paired: (difference, ci_low, ci_high)
     """
-    clean = document_losses(model, texts, **kwargs)
-    patched = {name: document_losses(model, texts, hook_name, fn, **kwargs) for name, fn in replacements.items()}
+    clean = document_losses(model, texts, progress=progress, desc="LM loss (clean)", **kwargs)
+    patched = {name: document_losses(model, texts, hook_name, fn, progress=progress, desc=f"LM loss ({name})", **kwargs)
+               for name, fn in replacements.items()}
     return DeltaLossComparison(clean, patched, n_boot=n_boot, seed=seed)
 

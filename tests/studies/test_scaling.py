@@ -141,6 +141,7 @@ def study_inputs(testbed):
     return testbed.model, MIDDLE_HOOK, texts, sets, sentiment_steering_task(testbed.language, n_prompts=4)
 
 
+@pytest.mark.slow
 def test_reduced_study_writes_report_and_resumes_without_recomputing(study_inputs, tmp_path, monkeypatch):
     from tl_glp.studies.scaling import evals, run_scaling_study
 
@@ -211,6 +212,7 @@ def test_checkpoint_steps_are_geometric():
         ScalingSettings(checkpoint_ratio=1.0)
 
 
+@pytest.mark.slow
 def test_cli_scaling_smoke(testbed, tmp_path, capsys):
     from tl_glp.cli import main
 

@@ -79,7 +79,11 @@ def collect_activations(
         context_size: documents are truncated to this many tokens (BOS included).
         batch_size: documents per forward pass.
         max_tokens: stop after this many activation rows.
-        skip_special_tokens: drop BOS, EOS and padding positions (their activations are outliers).
+        skip_special_tokens: drop every position that holds one of the tokenizer's special tokens
+            (``tokenizer.all_special_ids``: BOS, EOS and padding, and also ``<unk>``, ``<mask>`` ... where the
+            tokenizer has them; their activations are outliers) as well as right padding. Words outside the
+            vocabulary of a word-level tokenizer (the testbed's) become ``<unk>`` and are dropped with it, so a
+            document can yield fewer rows than it has words. ``False`` keeps every real position, BOS included.
         dtype: storage dtype, ``"float32"``, ``"float16"`` or ``"bfloat16"``.
         shard_rows: rows per on-disk shard.
         progress: show a tqdm bar with tokens/s.

@@ -2,6 +2,19 @@
 
 A reader never sees half a file: after a crash at any moment the target holds either its old
 content or its new content. Nothing here pickles.
+
+The finished file has the permissions a plain ``open(path, "w")`` would give it: the mode of the file it
+replaces, or ``0o666`` minus the process umask for a new file (``0o644`` under the usual umask 022), not
+the owner-only ``0o600`` of a temporary file.
+
+>>> import os, tempfile
+>>> folder = tempfile.mkdtemp()
+>>> old = os.umask(0o022)
+>>> write_json(os.path.join(folder, "a.json"), {"x": 1})
+>>> oct(os.stat(os.path.join(folder, "a.json")).st_mode & 0o777)
+'0o644'
+>>> _ = os.umask(old)
+>>> import shutil; shutil.rmtree(folder)
 """
 
 from __future__ import annotations
@@ -10,19 +23,40 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it for longer than two system calls."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def _final_mode(target: Path) -> int:
+    """The permission bits ``open(target, "w")`` would leave: the existing file's, else 0o666 minus the umask."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
 
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in ``target``'s folder; on success rename it onto ``target``.
 
-    On an exception the temporary file is removed and ``target`` is untouched.
+    On an exception the temporary file is removed and ``target`` is untouched. The renamed file gets the
+    permissions a plain ``open(target, "w")`` would give it (see the module docstring).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +67,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, _final_mode(target))
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

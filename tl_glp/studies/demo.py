@@ -1,17 +1,27 @@
 """``tl-glp demo``: the whole pipeline end to end, with a report.
 
-On the offline testbed (default) it runs in a few minutes on 2 CPU cores: the testbed model,
-activations at its middle layer, a prior trained on them (loss curve, Frechet distance and a
-classifier two-sample test against held-out activations and a moment-matched Gaussian, delta LM
-loss against an SAE trained with SAE-Lens on the same activations), plain vs prior-guided
-sentiment steering scored with ground truth, and 1-D probing of meta-neurons vs raw, MLP, PCA and
-SAE features. It writes ``report.md`` and PNG figures to the output folder.
+On the offline testbed (default) it runs in minutes on 2 CPU cores, in seven stages, each announced
+as ``[k/7]`` with the seconds elapsed (every longer step inside shows a bar or a line):
+
+1. model: the shipped testbed model (a tiny HookedTransformer on a synthetic language with known latents);
+2. activations at its middle layer;
+3. prior: a prior trained on them (loss curve), samples, Frechet distance and classifier two-sample tests
+   against held-out activations and a moment-matched Gaussian, an SAE trained with SAE-Lens on the same
+   activations, and delta LM loss of the prior's projection vs the SAE's reconstruction;
+4. steering: plain vs prior-guided sentiment steering scored with ground truth;
+5. probing: 1-D probes on meta-neurons vs raw, MLP, PCA and SAE features;
+6. ground-truth monosemanticity of single units (testbed only);
+7. off-manifold detection: how well each score tells natural from steered or shuffled activations.
+
+It writes ``report.md``, ``numbers.json``, CSVs and PNG figures to the output folder. The default sizes
+(:class:`DemoSettings`) are a lighter version of the full-size run behind the README's tables
+(``DemoSettings.full()``); ``DemoSettings.quick()`` is a smoke run of every step.
 
 With ``--model`` (a Hugging Face id, or a local folder written by ``save_pretrained``), ``--hook``,
 ``--sae`` (``RELEASE:SAE_ID``, or a local folder for ``SAE.load_from_disk``) and ``--dataset`` the
-same steps run on a real model. With a local model folder, a local SAE folder and CSV datasets
-(``prompt``, ``target``; their prompts then also serve as the text corpus) it runs offline; for
-anything large it wants a GPU.
+same steps run on a real model (stage 6 left out: ``[k/6]``). With a local model folder, a local SAE
+folder and CSV datasets (``prompt``, ``target``; their prompts then also serve as the text corpus) it
+runs offline; for anything large it wants a GPU.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from tl_glp.activations.collect import HFText, collect_activations
 from tl_glp.activations.sources import InMemoryActivations
 from tl_glp.core import _compat
@@ -31,7 +42,7 @@ from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.projection import ProjectionConfig
 from tl_glp.evaluation import compare_delta_lm_loss
 from tl_glp.manifold.detection import detect_off_manifold
-from tl_glp.probing import MLPNeurons, MetaNeurons, PCAFeatures, RawActivations, SAEFeatures, load_dataset, run_probing
+from tl_glp.probing import MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, load_dataset, run_probing
 from tl_glp.saes import load_sae, sae_reconstruction_hook, train_sae
 from tl_glp.steering import diff_of_means, matched_concept_gain, plot_pareto, projection_hook, steering_sweep
 from tl_glp.studies.interpret_run import ground_truth_section
@@ -44,16 +55,45 @@ from tl_glp.training.config import TrainConfig
 from tl_glp.training.metrics import classifier_two_sample_auc, frechet_distance_infinity, gaussian_like
 from tl_glp.training.trainer import train
 
+STAGES = ("model", "activations", "prior", "steering", "probing", "ground-truth monosemanticity", "off-manifold detection")
+"""The demo's stages in order, as its progress lines number them (``[k/N]``); on a real model (no ground truth)
+the monosemanticity stage is left out and N is one less."""
+TESTBED_ONLY_STAGES = ("ground-truth monosemanticity",)
+
+
+class _Progress:
+    """Prints ``[k/N] stage`` lines and indented step lines, each with the seconds elapsed since the start,
+    so that no stretch of the demo passes silently; ``enabled=False`` prints nothing."""
+
+    def __init__(self, stages: tuple[str, ...], enabled: bool) -> None:
+        self.stages, self.enabled, self.start = stages, enabled, time.perf_counter()
+
+    def stage(self, name: str, detail: str = "") -> None:
+        k = self.stages.index(name) + 1
+        self._print(f"[{k}/{len(self.stages)}] {name}{': ' + detail if detail else ''}")
+
+    def step(self, text: str) -> None:
+        self._print(f"      {text}")
+
+    def _print(self, text: str) -> None:
+        if self.enabled:
+            print(f"{text}  ({time.perf_counter() - self.start:.0f} s)", flush=True)
+
+
 DEMO_POSITIVE = ["it was a lovely day and we were happy .", "the kind people were great to us .", "what a bright and lovely song ."]
 DEMO_NEGATIVE = ["it was an awful day and we were sad .", "the cruel people were terrible to us .", "what a gloomy and awful song ."]
 
 
 @dataclass
 class DemoSettings:
-    """Sizes of each step; ``quick()`` is the reduced mode the test suite runs."""
+    """Sizes of each step. The defaults are a lighter version of ``full()`` (the run behind the README's tables):
+    fewer prior and SAE steps, fewer samples, prompts and probe candidates; ``quick()`` is the smoke run the
+    test suite uses."""
 
-    n_docs: int = 6000
-    prior_steps: int = 5000
+    n_docs: int = 3000
+    """Testbed documents whose activations train the prior and the SAE (``full()``: 6000)."""
+    prior_steps: int = 2000
+    """Prior training steps (``full()``: 5000)."""
     prior_batch: int = 512
     prior_lr: float = 2e-3
     prior_final_lr_frac: float = 0.01
@@ -61,22 +101,25 @@ class DemoSettings:
     on the testbed (FD at 10,000 samples per side, 5000 steps): ending at 0.1x (2e-4) gave 75, at
     0.01x 42, at 0.001x 46; 8000 steps at 0.01x gave 44. Real rows of other documents score 25 there."""
     n_blocks: int = 3
-    eval_samples: int = 10_000
-    """Generated and held-out activations per side for the Frechet distance (FD-infinity) and c2st."""
+    eval_samples: int = 4000
+    """Generated and held-out activations per side for the Frechet distance (FD-infinity) and c2st (``full()``: 10,000)."""
     sample_steps: int = 50
-    sae_steps: int = 1000
+    sae_steps: int = 400
     d_sae: int = 1024
     sae_k: int = 16
     lm_eval_docs: int = 200
-    steer_prompts: int = 48
+    steer_prompts: int = 24
     strengths: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
     new_tokens: int = 12
-    probe_top_k: int = 512
+    probe_top_k: int = 128
+    """Candidate features per source kept for the 1-D probes (SAE-Probes' protocol and ``full()``: 512)."""
     c2st_steps: int = 300
-    manifold_rows: int = 300
+    manifold_rows: int = 200
     """Natural (and per condition, off-manifold) activations in the off-manifold detection section."""
     manifold_log_prob_probes: int = 2
     """Hutchinson probes for the log_prob score there (0: leave log_prob out; exact is too slow on CPU)."""
+    gt_docs: int = 200
+    """Held-out testbed documents whose every token the ground-truth monosemanticity section scores."""
     seed: int = 0
 
     @classmethod
@@ -104,9 +147,17 @@ class DemoSettings:
 
     @classmethod
     def quick(cls) -> DemoSettings:
+        """A smoke run of every step (what the test suite runs): about a minute once the testbed is loaded."""
         return cls(n_docs=500, prior_steps=60, prior_batch=256, eval_samples=400, sample_steps=10, sae_steps=60, d_sae=256,
                    lm_eval_docs=30, steer_prompts=3, strengths=(0.25, 1.0), new_tokens=6, probe_top_k=64,
-                   manifold_rows=60, manifold_log_prob_probes=0)
+                   manifold_rows=60, manifold_log_prob_probes=0, gt_docs=100)
+
+    @classmethod
+    def full(cls) -> DemoSettings:
+        """The full-size run behind the README's seed-0 tables (5000 prior steps, 10,000 samples per side,
+        1000 SAE steps): 25-35 minutes on 2 shared CPU cores. The default is a lighter version of it."""
+        return cls(n_docs=6000, prior_steps=5000, eval_samples=10_000, sae_steps=1000, steer_prompts=48, probe_top_k=512,
+                   manifold_rows=300, gt_docs=400)
 
 
 @dataclass
@@ -117,24 +168,28 @@ class DemoResult:
     figures: list[str] = field(default_factory=list)
 
 
-def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_name: str = "testbed", hook: str | None = None,
+def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, full: bool = False, model_name: str = "testbed", hook: str | None = None,
              sae: str | None = None, datasets: list[str] | None = None, device: str | None = None, progress: bool = True,
              settings: DemoSettings | None = None, bridge: bool = False) -> DemoResult:
     """Run every step and write ``report.md`` + figures into ``out_dir``; returns the numbers.
 
-    ``settings`` (sizes and steps) wins over ``quick``; ``bridge`` loads a real ``model_name``
+    ``settings`` (sizes and steps) wins over ``quick`` (:meth:`DemoSettings.quick`) and ``full``
+    (:meth:`DemoSettings.full`, the README's full-size run); ``bridge`` loads a real ``model_name``
     through ``TransformerBridge`` (see :func:`tl_glp.core._compat.load_model`)."""
 
-    cfg = settings or (DemoSettings.quick() if quick else DemoSettings())
+    if quick and full:
+        raise ValueError("run_demo: pass quick=True or full=True, not both.")
+    cfg = settings or (DemoSettings.quick() if quick else DemoSettings.full() if full else DemoSettings())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = DemoResult(out)
     clock = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    say = print if progress else (lambda *a, **k: None)
+    stages = STAGES if model_name == "testbed" else tuple(s for s in STAGES if s not in TESTBED_ONLY_STAGES)
+    say = _Progress(stages, progress)
 
     # 1. the model ------------------------------------------------------------------------------
-    say("[1/5] model")
+    say.stage("model", "the shipped testbed" if model_name == "testbed" else model_name)
     testbed = None
     if model_name == "testbed":
 
@@ -153,7 +208,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     train_texts, eval_texts = texts[: cfg.n_docs], texts[cfg.n_docs :]
 
     # 2. activations ----------------------------------------------------------------------------
-    say(f"[2/5] activations at {hook}")
+    say.stage("activations", f"{cfg.n_docs} documents at {hook}")
     acts = collect_activations(model, train_texts, hook, progress=progress)
     data = acts[0 : len(acts)]
     n_held = max(200, min(len(data) // 5, 2 * cfg.eval_samples))
@@ -161,7 +216,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     result.numbers["activation_rows"] = len(acts)
 
     # 3. the prior --------------------------------------------------------------------------------
-    say("[3/5] prior")
+    say.stage("prior", f"{cfg.n_blocks} blocks, {cfg.prior_steps} steps of {cfg.prior_batch} rows")
 
     train_src = InMemoryActivations(train_rows[:, None], [hook], acts.model_name, acts.model_processing)
     prior = GenerativePrior.from_activations(train_src, n_blocks=cfg.n_blocks)
@@ -171,29 +226,34 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     result.figures.append("prior/loss.png")
     n = min(cfg.eval_samples, len(held_a), len(held_b))
     gen = torch.Generator().manual_seed(cfg.seed)
+    say.step(f"sampling {n} activations from the prior ({cfg.sample_steps} Euler steps)")
     samples = prior.sample(n, num_steps=cfg.sample_steps, generator=gen).cpu()
     gaussian = gaussian_like(train_rows, n, seed=cfg.seed)
     other_docs = other_document_rows(train_rows, n, cfg.seed + 1)  # the FD lower bound (tl_glp.studies.splits)
     references = (("prior", samples), ("lower_bound", other_docs), ("held_out_halves", held_b[:n]), ("gaussian", gaussian))
-    fd = {name: frechet_distance_infinity(other, held_a[:n], seed=cfg.seed) for name, other in references}
+    fd = {}
+    for i, (name, other) in enumerate(references):
+        say.step(f"Frechet distance {i + 1}/{len(references)} ({name}, {n} rows per side)")
+        fd[name] = frechet_distance_infinity(other, held_a[:n], seed=cfg.seed)
     result.numbers.update({"prior_final_train_loss": run.final_loss, "eval_samples": n})
     for name, value in fd.items():
         result.numbers[f"fd_{name}"] = value.fd_inf
         result.numbers[f"fd_{name}_at_n"] = value.fd_at_n[-1]
-    result.numbers.update({
-        "c2st_auc_prior": classifier_two_sample_auc(held_a[:n], samples, seed=cfg.seed, steps=cfg.c2st_steps),
-        "c2st_auc_gaussian": classifier_two_sample_auc(held_a[:n], gaussian, seed=cfg.seed, steps=cfg.c2st_steps),
-        "c2st_auc_held_out": classifier_two_sample_auc(held_a[:n], held_b[:n], seed=cfg.seed, steps=cfg.c2st_steps),
-    })
+    for i, (name, other) in enumerate((("prior", samples), ("gaussian", gaussian), ("held_out", held_b[:n]))):
+        say.step(f"classifier two-sample test {i + 1}/3 ({name}: {cfg.c2st_steps} steps)")
+        result.numbers[f"c2st_auc_{name}"] = classifier_two_sample_auc(held_a[:n], other, seed=cfg.seed, steps=cfg.c2st_steps)
     if sae:
+        say.step(f"loading the SAE {sae}")
         sae_model = load_sae(sae, device)
     else:
-        sae_model = train_sae(train_src, d_sae=cfg.d_sae, k=cfg.sae_k, steps=cfg.sae_steps, seed=cfg.seed, device=device or "cpu")
+        say.step(f"training an SAE-Lens TopK SAE ({cfg.d_sae} latents, k={cfg.sae_k}, {cfg.sae_steps} steps)")
+        sae_model = train_sae(train_src, d_sae=cfg.d_sae, k=cfg.sae_k, steps=cfg.sae_steps, seed=cfg.seed, device=device or "cpu", progress=progress)
     with torch.no_grad():
         recon = sae_model.decode(sae_model.encode(held_a[:n].to(next(sae_model.parameters()).device))).cpu()
     result.numbers["sae_fraction_variance_unexplained"] = float(((recon - held_a[:n]) ** 2).sum() / ((held_a[:n] - held_a[:n].mean(0)) ** 2).sum())
+    say.step(f"delta LM loss on {len(eval_texts)} documents: clean, prior projection, SAE reconstruction")
     lm = compare_delta_lm_loss(model, eval_texts, hook, {"prior": projection_hook(prior, ProjectionConfig(seed=cfg.seed), positions=slice(1, None)),
-                                                         "sae": sae_reconstruction_hook(sae_model)}, seed=cfg.seed)
+                                                         "sae": sae_reconstruction_hook(sae_model)}, seed=cfg.seed, progress=progress)
     result.numbers["lm_loss_clean"] = lm.clean.mean()
     for name in ("prior", "sae"):
         d, lo, hi = lm.delta(name)
@@ -203,7 +263,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
                            "lm_eval_docs": len(eval_texts), "lm_eval_tokens": int(lm.clean.counts.sum())})
 
     # 4. steering ---------------------------------------------------------------------------------
-    say("[4/5] steering")
+    say.stage("steering", f"{cfg.steer_prompts} prompts x {len(cfg.strengths)} strengths x plain/prior, {cfg.new_tokens} new tokens")
     if testbed is not None:
 
         docs = list(testbed.language.documents(600, seed=cfg.seed + 2))
@@ -234,7 +294,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     result.tables["steering_examples"] = examples[["prompt", "method", "r", "continuation"]]
 
     # 5. probing ----------------------------------------------------------------------------------
-    say("[5/5] probing")
+    say.stage("probing")
     sources = [MetaNeurons(prior), RawActivations(), MLPNeurons(), PCAFeatures(64), SAEFeatures(sae_model)]
     if testbed is not None:
 
@@ -252,24 +312,43 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
 
     if testbed is not None:  # 6. ground-truth monosemanticity of single units (tl_glp.interpret)
 
-        say("[6] ground-truth monosemanticity")
+        say.stage("ground-truth monosemanticity", f"{cfg.gt_docs} documents, 4 sources")
         gt_sources = {"meta": MetaNeurons(prior), "sae": SAEFeatures(sae_model), "raw": RawActivations(), "mlp": MLPNeurons()}
-        gt_docs = list(testbed.language.documents(100 if quick else 400, seed=cfg.seed + 4))
-        gt_numbers, result.tables["interpret_md"] = ground_truth_section(model, gt_sources, gt_docs, hook, out)
+        gt_docs = list(testbed.language.documents(cfg.gt_docs, seed=cfg.seed + 4))
+        gt_numbers, result.tables["interpret_md"] = ground_truth_section(model, gt_sources, gt_docs, hook, out, progress=progress)
         result.numbers.update(gt_numbers)
         result.figures.append("monosemanticity.png")
 
     # 7. off-manifold detection (tl_glp.manifold.detection) ------------------------------------------------------
-    say("[7] off-manifold detection")
+    say.stage("off-manifold detection", f"{cfg.manifold_rows} natural rows per condition")
     result.tables["manifold"] = _off_manifold_section(model, prior, eval_texts, hook, direction, sae_model, cfg, progress)
     result.tables["manifold"].to_csv(out / "off_manifold.csv", index=False)
 
     result.numbers["seconds"] = time.perf_counter() - clock
+    result.numbers["versions"] = library_versions()
     result.tables["conclusions"] = conclusions(result)
     _write_report(result, cfg, model_name, hook)
     if progress:
         print(summary_text(result))
     return result
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose numerics the demo's figures depend on (recorded in ``numbers.json`` and the
+    report, so that a figure that moves between two machines can be traced to a version).
+
+    >>> sorted(library_versions())[:2]
+    ['numpy', 'sae-lens']
+    """
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("numpy", "sae-lens", "scikit-learn", "torch", "transformer-lens"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
 
 
 def _is_csv(name: str) -> bool:
@@ -417,7 +496,8 @@ def _write_report(result: DemoResult, cfg: DemoSettings, model_name: str, hook: 
     n = result.numbers
     parts = [
         "# tl-glp demo report", "",
-        f"Model: `{model_name}`, hook `{hook}`; {n['activation_rows']} activation rows; settings: `{json.dumps(asdict(cfg))}`; took {n['seconds']:.0f} s.", "",
+        f"Model: `{model_name}`, hook `{hook}`; {n['activation_rows']} activation rows; settings: `{json.dumps(asdict(cfg))}`; took {n['seconds']:.0f} s; "
+        f"versions: `{json.dumps(n.get('versions', {}))}`.", "",
     ]
     if "testbed_lm_loss" in n:
         parts += ["## 1. Testbed model", "", f"Held-out LM loss **{n['testbed_lm_loss']:.3f}** nats/token; the generator's entropy given the latent variables is "
