@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import random_sentences
+
 from tl_glp import diff_of_means, plot_pareto, sae_direction, steering_sweep
 from tl_glp.steering import LLMJudge, ProbeScorer
 from tl_glp.steering.scorers import Generations, nll_fluency, parse_rating

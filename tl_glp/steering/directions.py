@@ -8,11 +8,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
 from tl_glp.activations.collect import collect_activations
 from tl_glp.probing.extract import last_token_activations
 

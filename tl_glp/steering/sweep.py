@@ -10,9 +10,10 @@ Example (see ``examples/steering.py`` for a full walk-through)::
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -33,7 +34,7 @@ from tl_glp.steering.scorers import DirectionScorer, Generations, nll_fluency, s
 PAPER_STRENGTHS = tuple(round(0.2 * i, 1) for i in range(1, 11))
 """r in {0.2, 0.4, ..., 2.0}, times the activation norm (glp-method.md section 9)."""
 
-Method = Union[str, ProjectionConfig, Projector]
+Method = str | ProjectionConfig | Projector
 """A sweep method: ``"plain"``, ``"prior"`` (the prior with ``projection``), a :class:`ProjectionConfig`
 (the prior with those settings), or any projector object."""
 
