@@ -8,13 +8,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
-
 from tl_glp.activations.collect import collect_activations
 from tl_glp.probing.extract import last_token_activations
 

@@ -38,9 +38,8 @@ Example:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 from jaxtyping import Float

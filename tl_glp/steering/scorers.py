@@ -15,9 +15,8 @@ attribute (plain functions use their ``__name__``). Built in:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
