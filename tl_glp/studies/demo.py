@@ -35,6 +35,7 @@ from tl_glp.probing import MLPNeurons, MetaNeurons, PCAFeatures, RawActivations,
 from tl_glp.saes import load_sae, sae_reconstruction_hook, train_sae
 from tl_glp.steering import diff_of_means, matched_concept_gain, plot_pareto, projection_hook, steering_sweep
 from tl_glp.studies.interpret_run import ground_truth_section
+from tl_glp.studies.steering_map import testbed_steering_map
 from tl_glp.studies.testbed import MIDDLE_HOOK, load
 from tl_glp.studies.testbed.tasks import concept_scorer, grammatical_scorer, judgement_prefixes, steering_prompts
 from tl_glp.training.config import TrainConfig
@@ -75,6 +76,20 @@ class DemoSettings:
     manifold_log_prob_probes: int = 2
     """Hutchinson probes for the log_prob score there (0: leave log_prob out; exact is too slow on CPU)."""
     seed: int = 0
+    # --- steering head to head (tl_glp.studies.steering_map; issue 20) ---
+    map_prompts: int = 24
+    """Prompts of the steering head-to-head (every projector x positions x strength); 0 leaves the section out."""
+    map_strengths: tuple[float, ...] = (0.5, 1.0, 1.25, 1.5, 1.75, 2.0)
+    """Its strengths r: finer between 1 and 2, where plain steering's grammar breaks on the testbed."""
+    map_positions: str = "last,all"
+    """Comma-separated positions it steers (each a front of its own)."""
+    map_new_tokens: int = 12
+    map_pca_k: int = 16
+    """Principal components the PCA projector keeps."""
+    map_diagnose: int = 200
+    """Held-out document prefixes the projection diagnosis measures (last token)."""
+    map_probe_prefixes: int = 1500
+    """Prefixes the ground-truth latent probes of the diagnosis train on."""
 
     @classmethod
     def from_overrides(cls, base: DemoSettings, overrides: list[str]) -> DemoSettings:
@@ -103,7 +118,8 @@ class DemoSettings:
     def quick(cls) -> DemoSettings:
         return cls(n_docs=500, prior_steps=60, prior_batch=256, eval_samples=400, sample_steps=10, sae_steps=60, d_sae=256,
                    lm_eval_docs=30, steer_prompts=3, strengths=(0.25, 1.0), new_tokens=6, probe_top_k=64,
-                   manifold_rows=60, manifold_log_prob_probes=0)
+                   manifold_rows=60, manifold_log_prob_probes=0,
+                   map_prompts=2, map_strengths=(1.0, 2.0), map_new_tokens=4, map_diagnose=16, map_probe_prefixes=300)
 
 
 @dataclass
@@ -237,6 +253,19 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, model_nam
     chosen = df[df.r.isin([0.0, mid])].sort_values(["prompt", "method"], kind="stable")
     examples = chosen[chosen.prompt.isin(list(dict.fromkeys(df.prompt))[:4])]  # none / plain / prior side by side
     result.tables["steering_examples"] = examples[["prompt", "method", "r", "continuation"]]
+
+    # 4b. steering head to head (tl_glp.studies.steering_map) -- begin --------------------------------------------
+    if testbed is not None and cfg.map_prompts > 0:
+        say("[4b] steering head to head: every way back to the manifold")
+        steering_map = testbed_steering_map(testbed, prior, train_rows, sae_model, direction, hook_name=hook, out_dir=out,
+                                            n_prompts=cfg.map_prompts, strengths=cfg.map_strengths,
+                                            positions=[p.strip() for p in cfg.map_positions.split(",") if p.strip()],
+                                            max_new_tokens=cfg.map_new_tokens, pca_k=cfg.map_pca_k, n_probe_prefixes=cfg.map_probe_prefixes,
+                                            n_diagnose=cfg.map_diagnose, seed=cfg.seed, progress=progress)
+        result.numbers.update(steering_map.numbers)
+        result.tables["steering_map_md"] = steering_map.markdown
+        result.figures += steering_map.figures
+    # 4b. steering head to head -- end ----------------------------------------------------------------------------
 
     # 5. probing ----------------------------------------------------------------------------------
     say("[5/5] probing")
@@ -483,6 +512,8 @@ def _write_report(result: DemoResult, cfg: DemoSettings, model_name: str, hook: 
         "Per dataset (test AUC):", "", _md_table(result.tables["probing"]), "",
         "Wins (row beats column, datasets):", "", _md_table(result.tables["probing_wins"].reset_index()), "",
     ]
+    if "steering_map_md" in result.tables:  # 4b. steering head to head
+        parts += [result.tables["steering_map_md"], ""]
     if "interpret_md" in result.tables:
         parts.append(result.tables["interpret_md"])
     if "manifold" in result.tables:

@@ -24,9 +24,10 @@ Example::
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -38,7 +39,14 @@ from tl_glp.core.projection import ProjectionConfig
 from tl_glp.probing.extract import last_token_activations
 from tl_glp.steering.diagnose import LinearProbe, ProjectionDiagnosis, diagnose_projections, fit_probes
 from tl_glp.steering.pareto import matched_concept_gains
-from tl_glp.steering.projectors import GaussianShrinkage, Identity, PCAProjector, PriorProjector, Projector, SAEProjector
+from tl_glp.steering.projectors import (
+    GaussianShrinkage,
+    Identity,
+    PCAProjector,
+    PriorProjector,
+    Projector,
+    SAEProjector,
+)
 from tl_glp.steering.sweep import plot_pareto, steering_sweep
 from tl_glp.studies.testbed.tasks import concept_scorer, grammatical_scorer, steering_prompts
 
