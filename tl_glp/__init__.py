@@ -33,6 +33,7 @@ _EXPORTS = {
     "projection_hook": "tl_glp.steering.hooks",
     "plot_pareto": "tl_glp.steering.sweep",
     "steering_sweep": "tl_glp.steering.sweep",
+    "diagnose_projections": "tl_glp.steering.diagnose",
     "TrainConfig": "tl_glp.training.config",
     "TrainResult": "tl_glp.training.trainer",
     "train": "tl_glp.training.trainer",

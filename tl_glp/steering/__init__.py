@@ -1,14 +1,37 @@
 """Steering with a generative prior: hooks, projectors, directions, sweeps and their scores."""
 
+from tl_glp.steering.diagnose import (
+    LinearProbe,
+    ProjectionDiagnosis,
+    diagnose_activations,
+    diagnose_projections,
+    fit_probes,
+)
 from tl_glp.steering.directions import diff_of_means, sae_direction, unit
 from tl_glp.steering.hooks import SteeringHandle, patch, projection_hook, steer, steering_hook
 from tl_glp.steering.pareto import MatchedGain, matched_concept_gain, matched_concept_gains, pareto_front
-from tl_glp.steering.projectors import Identity, PriorProjector, Projector
+from tl_glp.steering.projectors import (
+    GaussianShrinkage,
+    Identity,
+    PCAProjector,
+    PriorProjector,
+    Projector,
+    SAEProjector,
+)
 from tl_glp.steering.scorers import DirectionScorer, Generations, LLMJudge, ProbeScorer, nll_fluency
-from tl_glp.steering.sweep import PAPER_STRENGTHS, method_label, plot_pareto, steering_sweep
+from tl_glp.steering.sweep import PAPER_STRENGTHS, method_label, plot_pareto, position_label, steering_sweep
 
 __all__ = [
     "DirectionScorer",
+    "GaussianShrinkage",
+    "LinearProbe",
+    "PCAProjector",
+    "ProjectionDiagnosis",
+    "SAEProjector",
+    "diagnose_activations",
+    "diagnose_projections",
+    "fit_probes",
+    "position_label",
     "Generations",
     "Identity",
     "LLMJudge",

@@ -99,20 +99,31 @@ def _front_gap(points: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float,
 
 
 def matched_concept_gain(df: Any, concept: str = "concept", fluency: str = "nll", *, higher_is_better: bool | None = None,
-                         n_boot: int = 1000, seed: int = 0, method: str = "prior", baseline: str = "plain") -> MatchedGain:
+                         n_boot: int = 1000, seed: int = 0, method: str = "prior", baseline: str = "plain",
+                         positions: str | None = None) -> MatchedGain:
     """Fluency gain of ``method`` (default ``"prior"``) over ``baseline`` (default ``"plain"``) rows of a
     :func:`~tl_glp.steering.steering_sweep` frame at matched ``concept``, with a 95% bootstrap CI over
     prompts (see the module docstring).
 
     ``fluency``: a column where higher is better (e.g. ``"grammatical"``) or lower is better
     (``"nll"``); ``higher_is_better`` defaults to False for ``"nll"`` and True otherwise. Rows of
-    other methods (``"none"``) are ignored.
+    other methods (``"none"``) are ignored. A sweep over several positions (a ``positions``
+    column with more than one value) needs ``positions=`` (compare both methods at those positions).
     """
     for col in ("prompt", "method", "r", concept, fluency):
         if col not in df.columns:
             raise ValueError(f"matched_concept_gain: the sweep has no {col!r} column (columns: {list(df.columns)}).")
     if method == baseline:
         raise ValueError(f"matched_concept_gain: method and baseline are both {method!r}.")
+    if "positions" in df.columns:
+        steered = df[df.method.isin([method, baseline])]
+        if positions is not None:
+            df = df[df["positions"] == positions]
+        elif steered["positions"].nunique() > 1:
+            raise ValueError(f"matched_concept_gain: the sweep edited several positions {sorted(steered['positions'].unique())}; "
+                             "pass positions=... (or use matched_concept_gains, which compares per positions).")
+    elif positions is not None:
+        raise ValueError("matched_concept_gain: positions= given but the sweep has no 'positions' column.")
     df = df[df.method.isin([method, baseline])].assign(method=lambda d: d.method.map({method: "prior", baseline: "plain"}))
     sign = 1.0 if (higher_is_better if higher_is_better is not None else fluency != "nll") else -1.0
     rows = df[df.method.isin(["plain", "prior"])]
@@ -164,7 +175,9 @@ def matched_concept_gains(df: Any, concept: str = "concept", fluency: str = "nll
                           higher_is_better: bool | None = None, n_boot: int = 1000, seed: int = 0) -> Any:
     """:func:`matched_concept_gain` of every method of a sweep against ``baseline``: a DataFrame with one
     row per method (``method``, ``gain``, ``ci_low``, ``ci_high``, ``concept_low``, ``concept_high``,
-    ``n_prompts``, ``reason``), in the sweep's order of methods.
+    ``n_prompts``, ``reason``), in the sweep's order of methods. A sweep over several positions gets
+    one row per method and positions (column ``positions``), each against ``baseline`` at the same
+    positions.
 
     Example:
         >>> import pandas as pd
@@ -177,10 +190,18 @@ def matched_concept_gains(df: Any, concept: str = "concept", fluency: str = "nll
     import pandas as pd
 
     methods = [m for m in dict.fromkeys(df.method) if m not in (baseline, "none")]
+    by_positions = "positions" in df.columns and df.loc[df.method != "none", "positions"].nunique() > 1
+    groups = [p for p in dict.fromkeys(df.loc[df.method != "none", "positions"])] if by_positions else [None]
     rows = []
-    for m in methods:
-        g = matched_concept_gain(df, concept, fluency, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed,
-                                 method=m, baseline=baseline)
-        rows.append({"method": m, "gain": g.gain, "ci_low": g.ci_low, "ci_high": g.ci_high, "concept_low": g.concept_low,
-                     "concept_high": g.concept_high, "n_prompts": g.n_prompts, "reason": g.reason})
-    return pd.DataFrame(rows, columns=["method", "gain", "ci_low", "ci_high", "concept_low", "concept_high", "n_prompts", "reason"])
+    for pos in groups:
+        for m in methods:
+            if pos is not None and not ((df.method == m) & (df["positions"] == pos)).any():
+                continue
+            g = matched_concept_gain(df, concept, fluency, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed,
+                                     method=m, baseline=baseline, positions=pos)
+            rows.append({"method": m, **({"positions": pos} if by_positions else {}), "gain": g.gain, "ci_low": g.ci_low,
+                         "ci_high": g.ci_high, "concept_low": g.concept_low, "concept_high": g.concept_high,
+                         "n_prompts": g.n_prompts, "reason": g.reason})
+    columns = ["method", *(["positions"] if by_positions else []), "gain", "ci_low", "ci_high", "concept_low", "concept_high",
+               "n_prompts", "reason"]
+    return pd.DataFrame(rows, columns=columns)

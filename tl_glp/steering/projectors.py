@@ -11,6 +11,15 @@ any projector; ``name`` labels it in tables and plots.
   draws fresh noise per call); :meth:`PriorProjector.reset` (or a new projector with the same
   seed) repeats the sequence.
 - :class:`Identity`: plain steering, as a projector.
+- :class:`SAEProjector`: an SAE-Lens SAE's round trip ``decode(encode(edited))``; with
+  ``keep_error=True`` the unsteered activation's reconstruction error is added back,
+  ``decode(encode(edited)) + (original - decode(encode(original)))`` (what SAE-Lens's
+  ``use_error_term`` does for an unedited input, applied to the edit).
+- :class:`PCAProjector`: keep the top-``k`` principal subspace (fitted on natural activations) of
+  the steered activation and restore the rest from the unsteered one.
+- :class:`GaussianShrinkage`: in-distribution steering: cap the Mahalanobis distance under a
+  Gaussian fitted to natural activations, by stepping back from the steered activation towards the
+  unsteered one (or towards the mean) just as far as needed.
 
 Example:
     >>> import torch
@@ -29,7 +38,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import math
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float
@@ -37,6 +47,7 @@ from torch import Tensor
 
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.projection import ProjectionConfig
+from tl_glp.manifold.detection import GaussianBaseline
 
 
 @runtime_checkable
@@ -103,3 +114,192 @@ class Identity:
 
     def reset(self) -> Identity:
         return self
+
+
+def _need_original(original: Tensor | None, who: str) -> Tensor:
+    if original is None:
+        raise ValueError(f"{who} restores part of the unsteered activations: call project(edited, original=...) "
+                         "(the steering hooks and steering_sweep pass it).")
+    return original
+
+
+class SAEProjector:
+    """An SAE-Lens SAE's round trip as a way back to the manifold.
+
+    ``keep_error=False``: ``decode(encode(edited))`` (the SAE's reconstruction of the steered
+    activation; SAE-Lens's ``sae(edited)``). ``keep_error=True``: ``decode(encode(edited)) +
+    (original - decode(encode(original)))``: the unsteered activation's reconstruction error is added
+    back, so an unsteered activation (``edited == original``) passes through unchanged and only the
+    edit goes through the SAE. Works with any object with SAE-Lens's ``encode``/``decode``.
+
+    Example:
+        >>> import torch
+        >>> from sae_lens import StandardSAE, StandardSAEConfig
+        >>> sae = StandardSAE(StandardSAEConfig(d_in=8, d_sae=16))
+        >>> x = torch.randn(3, 8)
+        >>> torch.allclose(SAEProjector(sae, keep_error=True).project(x, original=x), x, atol=1e-5)
+        True
+        >>> SAEProjector(sae).name, SAEProjector(sae, keep_error=True).name
+        ('sae', 'sae+error')
+    """
+
+    def __init__(self, sae: Any, *, keep_error: bool = False, name: str | None = None) -> None:
+        if not (callable(getattr(sae, "encode", None)) and callable(getattr(sae, "decode", None))):
+            raise ValueError(f"SAEProjector needs an SAE with encode() and decode() (an SAE-Lens SAE), got {type(sae).__name__}.")
+        self.sae, self.keep_error = sae, keep_error
+        self.name = name or ("sae+error" if keep_error else "sae")
+
+    @torch.no_grad()
+    def reconstruct(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n d"]:
+        """``decode(encode(x))`` on the SAE's device and dtype, returned in ``x``'s."""
+        param = next(self.sae.parameters(), None)
+        inp = x if param is None else x.to(param.device, param.dtype)
+        return self.sae.decode(self.sae.encode(inp)).to(x.device, x.dtype)
+
+    def project(
+        self,
+        edited: Float[Tensor, "n d"],
+        *,
+        original: Float[Tensor, "n d"] | None = None,
+        layer: int | None = None,
+    ) -> Float[Tensor, "n d"]:
+        recon = self.reconstruct(edited)
+        if not self.keep_error:
+            return recon
+        original = _need_original(original, f"The SAE projector {self.name!r} (keep_error=True)")
+        return recon + (original - self.reconstruct(original))
+
+    def __repr__(self) -> str:
+        return f"SAEProjector(keep_error={self.keep_error})"
+
+
+class PCAProjector:
+    """Keep the steered activation in the top-``k`` principal subspace of natural activations and the
+    unsteered activation in its complement: ``mean + P (edited - mean) + (I - P) (original - mean)``
+    with ``P = U U^T`` the projector onto the top-``k`` principal directions ``U``.
+
+    Without ``original`` the complement is set to the mean's (a plain rank-``k`` PCA reconstruction).
+    Fit it with :meth:`fit` on natural activations (``[n, d]``, e.g. ``collect_activations(...)``).
+
+    Example:
+        >>> import torch
+        >>> x = torch.cat([torch.randn(500, 3) * 3, torch.zeros(500, 3)], 1)  # lives in the first 3 dims
+        >>> pca = PCAProjector.fit(x, k=3)
+        >>> pca.components.shape, pca.name
+        (torch.Size([3, 6]), 'pca k=3')
+        >>> edit = torch.zeros(1, 6); edit[0, 5] = 4.0          # off the principal subspace: undone
+        >>> o = x[:1]
+        >>> torch.allclose(pca.project(o + edit, original=o), o, atol=1e-4)
+        True
+    """
+
+    def __init__(self, mean: Float[Tensor, " d"], components: Float[Tensor, "k d"], name: str | None = None) -> None:
+        if components.ndim != 2 or components.shape[1] != mean.shape[0]:
+            raise ValueError(f"components must be [k, d] with d = {mean.shape[0]}, got {tuple(components.shape)}.")
+        self.mean, self.components = mean.float(), components.float()
+        self.name = name or f"pca k={components.shape[0]}"
+
+    @classmethod
+    def fit(cls, acts: Float[Tensor, "n d"], k: int, name: str | None = None) -> PCAProjector:
+        """Principal directions of ``acts`` (rows = natural activations), top ``k`` by variance."""
+        x = acts.reshape(-1, acts.shape[-1]).double()
+        if not 1 <= k <= x.shape[1]:
+            raise ValueError(f"k must be between 1 and the width {x.shape[1]}, got {k}.")
+        if x.shape[0] < 2:
+            raise ValueError("PCAProjector.fit needs at least two natural activations.")
+        mean = x.mean(0)
+        _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)  # rows of vh: principal directions, by variance
+        return cls(mean.float(), vh[:k].float(), name)
+
+    def project(
+        self,
+        edited: Float[Tensor, "n d"],
+        *,
+        original: Float[Tensor, "n d"] | None = None,
+        layer: int | None = None,
+    ) -> Float[Tensor, "n d"]:
+        u, mu = self.components.to(edited.device), self.mean.to(edited.device)
+        inside = ((edited.float() - mu) @ u.T) @ u  # the steered activation's principal part
+        rest = 0.0 if original is None else (original.float() - mu) - ((original.float() - mu) @ u.T) @ u
+        return (mu + inside + rest).to(edited.dtype)
+
+    def __repr__(self) -> str:
+        return f"PCAProjector(k={self.components.shape[0]})"
+
+
+class GaussianShrinkage:
+    """In-distribution steering: cap the Mahalanobis distance ``sqrt((x - mean)^T precision (x - mean))``
+    under a Gaussian fitted to natural activations at ``radius``.
+
+    ``toward="original"`` (default): the result is ``original + s * (edited - original)`` with the
+    largest ``s`` in [0, 1] whose distance is at most ``max(radius, distance(original))``: as much of
+    the steering as the cap allows, and an unsteered activation is never moved. ``toward="mean"``:
+    ``mean + (edited - mean) * min(1, radius / distance(edited))`` (radial shrinkage; needs no
+    ``original``). Activations already within the cap pass unchanged.
+
+    :meth:`fit` takes the radius as a quantile of the natural activations' own distances (default
+    0.99), so about 1% of natural activations would be touched.
+
+    Example:
+        >>> import torch
+        >>> g = GaussianShrinkage.fit(torch.randn(2000, 4), quantile=0.99)
+        >>> o = torch.zeros(1, 4); e = o + torch.tensor([[20.0, 0, 0, 0]])
+        >>> out = g.project(e, original=o)
+        >>> bool(abs(g.distance(out) - g.radius) < 1e-3), bool(out[0, 0] > 0)
+        (True, True)
+    """
+
+    def __init__(self, mean: Float[Tensor, " d"], precision: Float[Tensor, "d d"], radius: float,
+                 toward: Literal["original", "mean"] = "original", name: str | None = None) -> None:
+        if toward not in ("original", "mean"):
+            raise ValueError(f"toward must be 'original' or 'mean', got {toward!r}.")
+        if not radius > 0 or not math.isfinite(radius):
+            raise ValueError(f"radius must be a positive finite Mahalanobis distance, got {radius}.")
+        self.mean, self.precision, self.radius, self.toward = mean.double(), precision.double(), float(radius), toward
+        self.name = name or ("gaussian cap" if toward == "original" else "gaussian cap (to mean)")
+
+    @classmethod
+    def fit(cls, acts: Float[Tensor, "n d"], *, quantile: float = 0.99, radius: float | None = None, shrinkage: float = 1e-3,
+            toward: Literal["original", "mean"] = "original", name: str | None = None) -> GaussianShrinkage:
+        """Fit mean and covariance (:class:`tl_glp.manifold.detection.GaussianBaseline`, with
+        ``shrinkage * trace/d`` on the diagonal); the cap is ``radius`` or the ``quantile`` of the
+        natural activations' Mahalanobis distances."""
+        x = acts.reshape(-1, acts.shape[-1])
+        base = GaussianBaseline.fit(x, shrinkage=shrinkage)
+        if radius is None:
+            if not 0 < quantile <= 1:
+                raise ValueError(f"quantile must be in (0, 1], got {quantile}.")
+            radius = float(torch.quantile(base.score(x).double().sqrt(), quantile))
+        return cls(base.mean, base.precision, radius, toward, name)
+
+    def distance(self, x: Float[Tensor, "... d"]) -> Float[Tensor, ...]:
+        """Mahalanobis distance (not squared) of each row."""
+        diff = x.double() - self.mean.to(x.device)
+        return ((diff @ self.precision.to(x.device)) * diff).sum(-1).clamp_min(0).sqrt()
+
+    def project(
+        self,
+        edited: Float[Tensor, "n d"],
+        *,
+        original: Float[Tensor, "n d"] | None = None,
+        layer: int | None = None,
+    ) -> Float[Tensor, "n d"]:
+        prec, mu = self.precision.to(edited.device), self.mean.to(edited.device)
+        e = edited.double()
+        if self.toward == "mean":
+            d = self.distance(e)
+            scale = torch.clamp(self.radius / d.clamp_min(1e-12), max=1.0)
+            return (mu + (e - mu) * scale[..., None]).to(edited.dtype)
+        o = _need_original(original, f"The projector {self.name!r} (toward='original')").double()
+        delta, rel = e - o, o - mu
+        a = ((delta @ prec) * delta).sum(-1)  # distance^2(o + s delta) = a s^2 + 2 b s + c
+        b = ((delta @ prec) * rel).sum(-1)
+        c = ((rel @ prec) * rel).sum(-1)
+        cap = torch.maximum(torch.full_like(c, self.radius**2), c)
+        disc = (b**2 - a * (c - cap)).clamp_min(0)
+        s = torch.where(a > 0, (-b + disc.sqrt()) / a.clamp_min(1e-300), torch.ones_like(a))
+        s = s.clamp(0.0, 1.0)
+        return (o + s[..., None] * delta).to(edited.dtype)
+
+    def __repr__(self) -> str:
+        return f"GaussianShrinkage(radius={self.radius:.3g}, toward={self.toward!r})"

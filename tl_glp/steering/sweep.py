@@ -10,9 +10,10 @@ Example (see ``examples/steering.py`` for a full walk-through)::
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from tl_glp.core import _compat
 from tl_glp.core._plot import pyplot, save_figure
 from tl_glp.core._tokens import model_device
-from tl_glp.core.positions import Positions
+from tl_glp.core.positions import Positions, check_positions
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.projection import ProjectionConfig
 from tl_glp.manifold.adaptive import score_recorder
@@ -33,7 +34,7 @@ from tl_glp.steering.scorers import DirectionScorer, Generations, nll_fluency, s
 PAPER_STRENGTHS = tuple(round(0.2 * i, 1) for i in range(1, 11))
 """r in {0.2, 0.4, ..., 2.0}, times the activation norm (glp-method.md section 9)."""
 
-Method = Union[str, ProjectionConfig, Projector]
+Method = str | ProjectionConfig | Projector
 """A sweep method: ``"plain"``, ``"prior"`` (the prior with ``projection``), a :class:`ProjectionConfig`
 (the prior with those settings), or any projector object."""
 
@@ -64,7 +65,7 @@ def steering_sweep(
     relative: bool = True,
     act_norm: float | None = None,
     hook_name: str | None = None,
-    positions: Positions = "last",
+    positions: Positions | Sequence[Positions] = "last",
     max_new_tokens: int = 20,
     concept: Any = None,
     scorers: Sequence[Any] = (),
@@ -84,7 +85,9 @@ def steering_sweep(
     (:mod:`tl_glp.steering.projectors`). ``include_baseline`` adds unsteered rows (method
     ``"none"``, r = 0). Strengths are multiples ``r`` of the activation norm when ``relative``
     (default; ``act_norm`` from the prior unless given), else raw ``alpha``. Every method edits
-    the same ``positions`` (default ``"last"``, the reference's choice for prior-guided generation).
+    the same ``positions`` (default ``"last"``, the reference's choice for prior-guided generation);
+    a list (e.g. ``["last", "all"]``) maps strength x method x positions in one run, with a
+    ``positions`` column (the unsteered rows edit nothing and carry ``"-"``).
 
     Pairing: for every strength, the prompts are cut into the same batches for every method, and
     each (strength, batch) unit has one seed that all its methods share, for sampling (if
@@ -114,17 +117,19 @@ def steering_sweep(
     scale = act_norm if relative else 1.0
     concept = concept or DirectionScorer(direction, hook_name)
     chunks = [list(prompts[i : i + batch_size]) for i in range(0, len(prompts), batch_size)]
-    settings = ([(0.0, ["none"])] if include_baseline else []) + [(float(r), list(named)) for r in strengths]
+    position_list = _position_list(positions)
+    settings = ([(0.0, [("none", "-", position_list[0])])] if include_baseline else []) + [
+        (float(r), [(m, position_label(p), p) for p in position_list for m in named]) for r in strengths]
     records = []
     bar = tqdm(total=sum(len(ms) for _, ms in settings) * len(chunks), disable=not progress, desc="steering sweep")
     for r_index, (r, unit_methods) in enumerate(settings):
         for c_index, chunk in enumerate(chunks):
-            unit_seed = seed + r_index * len(chunks) + c_index  # shared by every method of this unit
+            unit_seed = seed + r_index * len(chunks) + c_index  # shared by every method and positions of this unit
             alphas = torch.full((len(chunk),), r * scale)
-            for label in unit_methods:
+            for label, pos_label, pos in unit_methods:
                 projector = _unit_projector(named.get(label), unit_seed)
-                recorder = score_recorder(prior, score=manifold_score, positions=positions) if manifold_score else None
-                gens = _generate(model, direction, chunk, alphas, projector, prior, hook_name, positions, max_new_tokens,
+                recorder = score_recorder(prior, score=manifold_score, positions=pos) if manifold_score else None
+                gens = _generate(model, direction, chunk, alphas, projector, prior, hook_name, pos, max_new_tokens,
                                  unit_seed, do_sample, temperature, recorder)
                 scores = {"nll": nll_fluency(model, gens), "concept": concept(model, gens)}
                 if recorder is not None:
@@ -132,11 +137,41 @@ def steering_sweep(
                 for extra in scorers:
                     scores[scorer_name(extra)] = extra(model, gens)
                 for i, p in enumerate(chunk):
-                    records.append({"prompt": p, "method": label, "r": r, "alpha": float(alphas[i]), "seed": unit_seed,
+                    records.append({"prompt": p, "method": label, "positions": pos_label, "r": r, "alpha": float(alphas[i]),
+                                    "seed": unit_seed,
                                     "continuation": gens.continuations[i], **{k: v[i] for k, v in scores.items()}})
                 bar.update(1)
     bar.close()
     return pd.DataFrame.from_records(records)
+
+
+def position_label(positions: Positions) -> str:
+    """The ``positions`` column's value: the name (``"last"``, ``"all"``), a slice as ``start:stop``,
+    ``"mask"`` for a boolean mask.
+
+    >>> position_label("last"), position_label(slice(1, None)), position_label(slice(None, 4))
+    ('last', '1:', ':4')
+    """
+    if isinstance(positions, str):
+        return positions
+    if isinstance(positions, slice):
+        start = "" if positions.start is None else str(positions.start)
+        stop = "" if positions.stop is None else str(positions.stop)
+        return f"{start}:{stop}" + ("" if positions.step is None else f":{positions.step}")
+    return "mask"
+
+
+def _position_list(positions: Any) -> list[Any]:
+    """One positions value, or several (a list or tuple of them), as a checked list with distinct labels."""
+    many = list(positions) if isinstance(positions, (list, tuple)) else [positions]
+    if not many:
+        raise ValueError("positions is an empty list: give one positions value ('last', 'all', a slice, a mask) or several.")
+    for p in many:
+        check_positions(p)
+    labels = [position_label(p) for p in many]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"positions has repeated entries {labels}; give each positions value once.")
+    return many
 
 
 def _named_methods(methods: Sequence[Method], prior: GenerativePrior | None, projection: ProjectionConfig | None) -> dict[str, Any]:
@@ -208,24 +243,40 @@ def _recording(model: Any, hook_name: str, rec: Any) -> Iterator[None]:
         _compat.detach_hook(token)
 
 
-def plot_pareto(df: Any, path: str | Path, concept: str = "concept", fluency: str = "nll", title: str = "Steering: concept vs fluency") -> Path:
-    """Concept (x) against fluency NLL (y, lower is better) per method, one point per strength r."""
+def plot_pareto(df: Any, path: str | Path, concept: str = "concept", fluency: str = "nll", title: str = "Steering: concept vs fluency",
+                *, annotate: bool = True) -> Path:
+    """Concept (x) against fluency (y) with one front per method (and per positions, when the sweep
+    mapped several: solid for the first, dashed, dotted ... for the others), one point per strength r.
+    For ``nll`` lower is more fluent; for any other fluency column (e.g. ``grammatical``) higher is."""
     plt = pyplot()
 
-    summary = df.groupby(["method", "r"])[[concept, fluency]].mean().reset_index()
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    styles = {"plain": ("tab:red", "o-"), "prior": ("tab:blue", "s-"), "none": ("black", "*")}
-    for method, part in summary.groupby("method"):
+    keys = ["method", "positions"] if "positions" in df.columns else ["method"]
+    summary = df.groupby([*keys, "r"])[[concept, fluency]].mean().reset_index()
+    position_values = [p for p in dict.fromkeys(df["positions"]) if p != "-"] if "positions" in df.columns else []
+    dashes = {p: ls for p, ls in zip(position_values, ("-", "--", ":", "-."))}
+    several = len(position_values) > 1
+    fig, ax = plt.subplots(figsize=(7, 4.8) if several or df.method.nunique() > 3 else (6, 4.2))
+    styles = {"plain": ("tab:red", "o"), "prior": ("tab:blue", "s"), "none": ("black", "*")}
+    palette = iter(["tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"])
+    colors: dict[str, Any] = {}
+    for key, part in summary.groupby(keys, sort=False):
+        method, pos = (key[0], key[1]) if len(keys) == 2 else (key[0] if isinstance(key, tuple) else key, None)
         part = part.sort_values("r")
-        color, style = styles.get(method, (None, "o-"))
+        if method not in colors:
+            colors[method] = styles[method][0] if method in styles else next(palette, None)
+        marker = styles.get(method, (None, "o"))[1]
         label = {"plain": "plain steering", "prior": "prior-guided", "none": "unsteered"}.get(method, method)
-        ax.plot(part[concept], part[fluency], style, color=color, label=label, ms=6 if method != "none" else 12)
-        if method != "none":
+        if several and method != "none":
+            label = f"{label} @ {pos}"
+        line = "" if method == "none" else dashes.get(pos, "-")
+        ax.plot(part[concept], part[fluency], marker + line, color=colors[method], label=label, ms=6 if method != "none" else 12)
+        if annotate and method != "none" and not several:
             for _, row in part.iterrows():
                 ax.annotate(f"r={row['r']:g}", (row[concept], row[fluency]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    better = "lower" if fluency == "nll" else "higher"
     ax.set_xlabel(f"{concept} (higher = stronger concept)")
-    ax.set_ylabel(f"{fluency} of the unsteered model (lower = more fluent)")
+    ax.set_ylabel(f"{fluency} ({better} = more fluent)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7 if several else None)
     return save_figure(fig, path)

@@ -1,7 +1,7 @@
 """``tl-glp demo``: the whole pipeline end to end, with a report.
 
-On the offline testbed (default) it runs in minutes on 2 CPU cores, in seven stages, each announced
-as ``[k/7]`` with the seconds elapsed (every longer step inside shows a bar or a line):
+On the offline testbed (default) it runs in minutes on 2 CPU cores, in eight stages, each announced
+as ``[k/8]`` with the seconds elapsed (every longer step inside shows a bar or a line):
 
 1. model: the shipped testbed model (a tiny HookedTransformer on a synthetic language with known latents);
 2. activations at its middle layer;
@@ -9,9 +9,11 @@ as ``[k/7]`` with the seconds elapsed (every longer step inside shows a bar or a
    against held-out activations and a moment-matched Gaussian, an SAE trained with SAE-Lens on the same
    activations, and delta LM loss of the prior's projection vs the SAE's reconstruction;
 4. steering: plain vs prior-guided sentiment steering scored with ground truth;
-5. probing: 1-D probes on meta-neurons vs raw, MLP, PCA and SAE features;
-6. ground-truth monosemanticity of single units (testbed only);
-7. off-manifold detection: how well each score tells natural from steered or shuffled activations.
+5. steering head to head (testbed only): every way back to the manifold (prior, SAE round trip, PCA, Gaussian cap)
+   against plain steering, and what each projection changes;
+6. probing: 1-D probes on meta-neurons vs raw, MLP, PCA and SAE features;
+7. ground-truth monosemanticity of single units (testbed only);
+8. off-manifold detection: how well each score tells natural from steered or shuffled activations.
 
 It writes ``report.md``, ``numbers.json``, CSVs and PNG figures to the output folder. The default sizes
 (:class:`DemoSettings`) are a lighter version of the full-size run behind the README's tables
@@ -19,7 +21,7 @@ It writes ``report.md``, ``numbers.json``, CSVs and PNG figures to the output fo
 
 With ``--model`` (a Hugging Face id, or a local folder written by ``save_pretrained``), ``--hook``,
 ``--sae`` (``RELEASE:SAE_ID``, or a local folder for ``SAE.load_from_disk``) and ``--dataset`` the
-same steps run on a real model (stage 6 left out: ``[k/6]``). With a local model folder, a local SAE
+same steps run on a real model (stages 5 and 7 left out: ``[k/6]``). With a local model folder, a local SAE
 folder and CSV datasets (``prompt``, ``target``; their prompts then also serve as the text corpus) it
 runs offline; for anything large it wants a GPU.
 """
@@ -49,16 +51,18 @@ from tl_glp.studies.interpret_run import ground_truth_section
 from tl_glp.studies.reporting import markdown_table as _md_table
 from tl_glp.studies.reporting import text_table as _text_table
 from tl_glp.studies.splits import held_out_split, other_document_rows
+from tl_glp.studies.steering_map import testbed_steering_map
 from tl_glp.studies.testbed import MIDDLE_HOOK, load
 from tl_glp.studies.testbed.tasks import concept_scorer, grammatical_scorer, judgement_prefixes, steering_prompts
 from tl_glp.training.config import TrainConfig
 from tl_glp.training.metrics import classifier_two_sample_auc, frechet_distance_infinity, gaussian_like
 from tl_glp.training.trainer import train
 
-STAGES = ("model", "activations", "prior", "steering", "probing", "ground-truth monosemanticity", "off-manifold detection")
+STAGES = ("model", "activations", "prior", "steering", "steering head to head", "probing", "ground-truth monosemanticity",
+          "off-manifold detection")
 """The demo's stages in order, as its progress lines number them (``[k/N]``); on a real model (no ground truth)
 the monosemanticity stage is left out and N is one less."""
-TESTBED_ONLY_STAGES = ("ground-truth monosemanticity",)
+TESTBED_ONLY_STAGES = ("steering head to head", "ground-truth monosemanticity")
 
 
 class _Progress:
@@ -121,6 +125,20 @@ class DemoSettings:
     gt_docs: int = 200
     """Held-out testbed documents whose every token the ground-truth monosemanticity section scores."""
     seed: int = 0
+    # --- steering head to head (tl_glp.studies.steering_map; issue 20) ---
+    map_prompts: int = 24
+    """Prompts of the steering head-to-head (every projector x positions x strength); 0 leaves the section out."""
+    map_strengths: tuple[float, ...] = (0.5, 1.0, 1.25, 1.5, 1.75, 2.0)
+    """Its strengths r: finer between 1 and 2, where plain steering's grammar breaks on the testbed."""
+    map_positions: str = "last,all"
+    """Comma-separated positions it steers (each a front of its own)."""
+    map_new_tokens: int = 12
+    map_pca_k: int = 16
+    """Principal components the PCA projector keeps."""
+    map_diagnose: int = 200
+    """Held-out document prefixes the projection diagnosis measures (last token)."""
+    map_probe_prefixes: int = 1500
+    """Prefixes the ground-truth latent probes of the diagnosis train on."""
 
     @classmethod
     def from_overrides(cls, base: DemoSettings, overrides: list[str]) -> DemoSettings:
@@ -150,7 +168,8 @@ class DemoSettings:
         """A smoke run of every step (what the test suite runs): about a minute once the testbed is loaded."""
         return cls(n_docs=500, prior_steps=60, prior_batch=256, eval_samples=400, sample_steps=10, sae_steps=60, d_sae=256,
                    lm_eval_docs=30, steer_prompts=3, strengths=(0.25, 1.0), new_tokens=6, probe_top_k=64,
-                   manifold_rows=60, manifold_log_prob_probes=0, gt_docs=100)
+                   manifold_rows=60, manifold_log_prob_probes=0, gt_docs=100,
+                   map_prompts=2, map_strengths=(1.0, 2.0), map_new_tokens=4, map_diagnose=16, map_probe_prefixes=300)
 
     @classmethod
     def full(cls) -> DemoSettings:
@@ -292,6 +311,19 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, full: boo
     chosen = df[df.r.isin([0.0, mid])].sort_values(["prompt", "method"], kind="stable")
     examples = chosen[chosen.prompt.isin(list(dict.fromkeys(df.prompt))[:4])]  # none / plain / prior side by side
     result.tables["steering_examples"] = examples[["prompt", "method", "r", "continuation"]]
+
+    # 4b. steering head to head (tl_glp.studies.steering_map) -- begin --------------------------------------------
+    if testbed is not None:
+        say.stage("steering head to head", f"{cfg.map_prompts} prompts x {len(cfg.map_strengths)} strengths x every projector")
+        steering_map = testbed_steering_map(testbed, prior, train_rows, sae_model, direction, hook_name=hook, out_dir=out,
+                                            n_prompts=cfg.map_prompts, strengths=cfg.map_strengths,
+                                            positions=[p.strip() for p in cfg.map_positions.split(",") if p.strip()],
+                                            max_new_tokens=cfg.map_new_tokens, pca_k=cfg.map_pca_k, n_probe_prefixes=cfg.map_probe_prefixes,
+                                            n_diagnose=cfg.map_diagnose, seed=cfg.seed, progress=progress)
+        result.numbers.update(steering_map.numbers)
+        result.tables["steering_map_md"] = steering_map.markdown
+        result.figures += steering_map.figures
+    # 4b. steering head to head -- end ----------------------------------------------------------------------------
 
     # 5. probing ----------------------------------------------------------------------------------
     say.stage("probing")
@@ -535,6 +567,8 @@ def _write_report(result: DemoResult, cfg: DemoSettings, model_name: str, hook: 
         "Per dataset (test AUC):", "", _md_table(result.tables["probing"]), "",
         "Wins (row beats column, datasets):", "", _md_table(result.tables["probing_wins"].reset_index()), "",
     ]
+    if "steering_map_md" in result.tables:  # 4b. steering head to head
+        parts += [result.tables["steering_map_md"], ""]
     if "interpret_md" in result.tables:
         parts.append(result.tables["interpret_md"])
     if "manifold" in result.tables:
