@@ -20,6 +20,7 @@ _EXPORTS = {
     "HFText": "tl_glp.activations.collect",
     "collect_activations": "tl_glp.activations.collect",
     "ActivationStore": "tl_glp.activations.store",
+    "StreamingActivations": "tl_glp.activations.streaming",
     "StoreError": "tl_glp.activations.store",
     "PriorConfig": "tl_glp.core.config",
     "GenerativePrior": "tl_glp.core.prior",

@@ -18,17 +18,16 @@ import os
 import time
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from tl_glp.core._tokens import model_device, right_padded_tokens
-from tl_glp.core import _compat
+from tl_glp.core import _compat, _dist
 from tl_glp.activations.sources import ActivationSource, InMemoryActivations
-from tl_glp.activations.store import StoreWriter
-from tl_glp.activations.store import _read_manifest
+from tl_glp.activations.store import ActivationStore, StoreWriter, _read_manifest, merge_rank_stores
 
 
 @dataclass
@@ -90,6 +89,13 @@ def collect_activations(
 
     The model runs under ``torch.inference_mode`` with ``stop_at_layer`` just past the deepest
     requested hook, so no later layer is computed.
+
+    Under ``torchrun`` (``torch.distributed`` initialised), document ``i`` goes to rank
+    ``i % world_size``; each rank runs the model on its own share and writes its own shards under
+    ``out/rank_00000/``, ``out/rank_00001/``...; when every rank is done, rank 0 writes one
+    ``out/manifest.json`` listing every shard with statistics merged exactly (Chan et al.'s
+    parallel mean/variance), so :class:`~tl_glp.ActivationStore` opens ``out`` as one store.
+    ``max_tokens`` is then split evenly over the ranks. Each rank's folder resumes on its own.
     """
     names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
     if not names:
@@ -103,9 +109,15 @@ def collect_activations(
 
     d_input = (_stored_width(out) if out is not None else None) or _hook_width(model, names, stop)
     writer = None
+    if out is None and _dist.world_size() > 1:
+        raise ValueError("Under torchrun, collect_activations needs out= (a folder): each process writes its own shards there.")
     if out is not None:
+        if _dist.world_size() > 1:
+            merged = _read_manifest(Path(out))
+            if merged is not None and merged.get("complete"):
+                return ActivationStore.open(out)
         writer = StoreWriter(
-            out,
+            rank_folder(out) if _dist.world_size() > 1 else out,
             d_input=d_input,
             hook_names=names,
             dtype=dtype,
@@ -115,41 +127,38 @@ def collect_activations(
             fingerprint={"context_size": context_size, "skip_special_tokens": skip_special_tokens, "max_tokens": max_tokens},
         )
         if writer.complete:
-            return writer.close()
+            return _close(writer, out)
     skip_docs = writer.resume_doc if writer else 0
     drop_rows = writer.resume_rows_of_doc if writer else 0
     produced = writer.rows_written if writer else 0
     kept: list[Tensor] = []
+    rank, world = _dist.rank(), _dist.world_size()
+    cap = max_tokens if max_tokens is None or world == 1 else -(-max_tokens // world)  # each rank's share
 
-    bar = tqdm(total=max_tokens, disable=not progress, unit="tok", desc="collect", initial=produced, smoothing=0.1)
+    bar = tqdm(total=cap, disable=not progress, unit="tok", desc="collect" if world == 1 else f"collect rank {rank}", initial=produced, smoothing=0.1)
     start_time = time.perf_counter()
-    with torch.inference_mode():
-        for first_doc, tokens, lengths in _batches(model, data, batch_size, context_size, skip_docs):
-            _, cache = model.run_with_cache(tokens, names_filter=names, stop_at_layer=stop)
-            stacked = torch.stack([cache[n] for n in names], dim=2)  # [batch, pos, n_hooks, d]
-            del cache
-            keep = _keep_mask(tokens, lengths, special)
-            doc_ids = (torch.arange(tokens.shape[0]) + first_doc)[:, None].expand_as(keep)
-            rows, row_docs = stacked[keep.to(stacked.device)].float().cpu(), doc_ids[keep]
-            if drop_rows and first_doc <= skip_docs:
-                resumed = row_docs == skip_docs
-                drop = torch.cumsum(resumed.long(), 0) <= drop_rows
-                rows, row_docs = rows[~(resumed & drop)], row_docs[~(resumed & drop)]
-                drop_rows = 0
-            if max_tokens is not None and produced + rows.shape[0] > max_tokens:
-                rows, row_docs = rows[: max_tokens - produced], row_docs[: max_tokens - produced]
-            if writer:
-                writer.add(rows, row_docs)
-            else:
-                kept.append(rows.to(_torch_dtype(dtype)))
-            produced += rows.shape[0]
-            bar.update(rows.shape[0])
-            bar.set_postfix(tok_per_s=f"{(produced) / max(time.perf_counter() - start_time, 1e-9):.0f}", refresh=False)
-            if max_tokens is not None and produced >= max_tokens:
-                break
+    rows_iter = activation_rows(model, data, names, context_size=context_size, batch_size=batch_size, stop=stop, special=special,
+                                start_doc=skip_docs, rank=rank, world=world)
+    for rows, row_docs in rows_iter:
+        if drop_rows:
+            resumed = row_docs == skip_docs
+            drop = resumed & (torch.cumsum(resumed.long(), 0) <= drop_rows)
+            rows, row_docs = rows[~drop], row_docs[~drop]
+            drop_rows = 0
+        if cap is not None and produced + rows.shape[0] > cap:
+            rows, row_docs = rows[: cap - produced], row_docs[: cap - produced]
+        if writer:
+            writer.add(rows, row_docs)
+        else:
+            kept.append(rows.to(_torch_dtype(dtype)))
+        produced += rows.shape[0]
+        bar.update(rows.shape[0])
+        bar.set_postfix(tok_per_s=f"{(produced) / max(time.perf_counter() - start_time, 1e-9):.0f}", refresh=False)
+        if cap is not None and produced >= cap:
+            break
     bar.close()
     if writer:
-        return writer.close()
+        return _close(writer, out)
     if not kept or sum(k.shape[0] for k in kept) == 0:
         raise ValueError("No activations were collected: the data is empty or holds only special tokens.")
     return InMemoryActivations(torch.cat(kept), names, model_name=model_name, model_processing=processing)
@@ -193,8 +202,43 @@ def _keep_mask(tokens: Tensor, lengths: Tensor, special: set[int]) -> Tensor:
     return keep
 
 
-def _batches(model: Any, data: Any, batch_size: int, context_size: int, skip_docs: int) -> Iterator[tuple[int, Tensor, Tensor]]:
-    """Yield ``(index of first doc, right-padded tokens [b, seq], lengths [b])`` from ``skip_docs`` on.
+def activation_rows(
+    model: Any,
+    data: Any,
+    names: list[str],
+    *,
+    context_size: int,
+    batch_size: int,
+    stop: int | None,
+    special: set[int],
+    start_doc: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    stop_doc: int | None = None,
+    select: Callable[[int], bool] | None = None,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """One forward pass per ``batch_size`` documents: ``(rows [n, n_hooks, d] float32 on the CPU,
+    the document index of each row [n])`` for every kept position (not padding, not a ``special``
+    token id), documents in order from ``start_doc`` up to ``stop_doc`` (excluded), only those with
+    ``index % world == rank`` (and, with ``select``, only those for which ``select(index)`` is true).
+
+    This is the one place that decides which positions become rows: :func:`collect_activations`
+    and :class:`~tl_glp.activations.streaming.StreamingActivations` both read through it.
+    """
+    for doc_ids, tokens, lengths in _batches(model, data, batch_size, context_size, start_doc, rank, world, stop_doc, select):
+        with torch.inference_mode():  # per call: inference mode is thread-local and this may run in a reader thread
+            _, cache = model.run_with_cache(tokens, names_filter=names, stop_at_layer=stop)
+            stacked = torch.stack([cache[n] for n in names], dim=2)  # [batch, pos, n_hooks, d]
+            del cache
+            keep = _keep_mask(tokens, lengths, special)
+            rows = stacked[keep.to(stacked.device)].float().cpu()
+        yield rows, doc_ids[:, None].expand_as(keep)[keep]
+
+
+def _batches(model: Any, data: Any, batch_size: int, context_size: int, skip_docs: int, rank: int = 0, world: int = 1,
+             stop_doc: int | None = None, select: Callable[[int], bool] | None = None) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Yield ``(document indices [b], right-padded tokens [b, seq], lengths [b])`` for the documents
+    from ``skip_docs`` on whose index is ``rank`` modulo ``world``.
 
     Right padding needs no attention mask: with causal attention no real token sees a pad.
     """
@@ -205,24 +249,44 @@ def _batches(model: Any, data: Any, batch_size: int, context_size: int, skip_doc
         if data.shape[0] == 0:
             raise ValueError("The token tensor holds no documents.")
         toks = data[:, :context_size]
-        for i in range(skip_docs, toks.shape[0], batch_size):
-            batch = toks[i : i + batch_size]
-            yield i, batch.to(device), torch.full((batch.shape[0],), batch.shape[1])
+        first = skip_docs + (rank - skip_docs) % world
+        mine = torch.arange(first, toks.shape[0] if stop_doc is None else min(stop_doc, toks.shape[0]), world)
+        if select is not None:
+            mine = mine[[bool(select(int(i))) for i in mine]]
+        for i in range(0, len(mine), batch_size):
+            ids = mine[i : i + batch_size]
+            batch = toks[ids]
+            yield ids, batch.to(device), torch.full((batch.shape[0],), batch.shape[1])
         return
-    texts = _texts(data)
-    doc = skip_docs
-    texts = itertools.islice(texts, skip_docs, None)
+    texts = itertools.islice(_texts(data), skip_docs, stop_doc)
+    numbered = ((i, t) for i, t in enumerate(texts, start=skip_docs) if i % world == rank and (select is None or select(i)))
     seen_any = skip_docs > 0
     while True:
-        chunk = list(itertools.islice(texts, batch_size))
+        chunk = list(itertools.islice(numbered, batch_size))
         if not chunk:
             break
         seen_any = True
-        pad, lengths = right_padded_tokens(model, chunk, context_size)
-        yield doc, pad.to(device), lengths
-        doc += len(chunk)
+        pad, lengths = right_padded_tokens(model, [t for _, t in chunk], context_size)
+        yield torch.tensor([i for i, _ in chunk]), pad.to(device), lengths
     if not seen_any:
         raise ValueError("The data holds no documents.")
+
+
+def rank_folder(out: str | os.PathLike, rank: int | None = None) -> Path:
+    """Where one rank of a collection under ``torchrun`` writes its shards: ``out/rank_{rank:05d}``."""
+    return Path(out) / f"rank_{_dist.rank() if rank is None else rank:05d}"
+
+
+def _close(writer: StoreWriter, out: Any) -> ActivationStore:
+    """Close the store; under torchrun wait for every rank, then rank 0 writes the merged manifest."""
+    store = writer.close()
+    if _dist.world_size() == 1:
+        return store
+    _dist.barrier()
+    if _dist.rank() == 0:
+        merge_rank_stores(out, [rank_folder(out, r) for r in range(_dist.world_size())])
+    _dist.barrier()
+    return ActivationStore.open(out)
 
 
 def _texts(data: Any) -> Iterable[str]:

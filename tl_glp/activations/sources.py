@@ -106,18 +106,24 @@ class ActivationSource:
         seed: int = 0,
         epoch: int = 0,
         start: int = 0,
+        part: tuple[int, int] = (0, 1),
     ) -> Iterator[Batch]:
         """Shuffled batches over ``rows`` (default: all) x hooks, one epoch, from batch ``start``.
 
         The permutation is a pure function of ``(seed, epoch)``, so a resumed run that asks for the
         same epoch from batch ``start`` sees exactly the batches it would have seen. The last
-        partial batch is dropped.
+        partial batch is dropped. ``part=(rank, world)`` reads only that rank's contiguous
+        ``batch_size // world`` slice of each global batch (what one DDP process trains on).
         """
+        rank, world = part
+        if batch_size % world:
+            raise ValueError(f"batch_size {batch_size} must divide evenly over {world} processes.")
+        local = batch_size // world
         rows = np.arange(len(self)) if rows is None else np.asarray(rows)
         flat = (rows[:, None] * self.n_hooks + np.arange(self.n_hooks)[None, :]).reshape(-1)
         perm = np.random.default_rng([seed, epoch]).permutation(len(flat))
         for b in range(start, len(flat) // batch_size):
-            yield self.gather(flat[perm[b * batch_size : (b + 1) * batch_size]])
+            yield self.gather(flat[perm[b * batch_size + rank * local : b * batch_size + (rank + 1) * local]])
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -264,6 +264,48 @@ class StoreWriter:
         self._buffered = rest.shape[0]
 
 
+def merge_rank_stores(path: str | os.PathLike, parts: list[str | os.PathLike]) -> ActivationStore:
+    """Write one ``manifest.json`` at ``path`` over the complete stores in ``parts`` (sub-folders
+    of ``path``, e.g. one per torchrun rank): their shards in order, statistics merged exactly.
+
+    The merge is Chan et al.'s parallel update of (count, mean, M2) in float64
+    (:meth:`RunningStats.merge`), so the merged mean and variance equal those of one pass over
+    every row, up to float64 rounding. The shards stay where they are; the manifest names them
+    by their path relative to ``path``.
+    """
+    path = Path(path)
+    manifests = []
+    for part in parts:
+        manifest = _read_manifest(Path(part))
+        if manifest is None or not manifest.get("complete"):
+            raise StoreError(f"{part} holds no complete store: every rank must finish its collection before the merge.")
+        manifests.append((Path(part), manifest))
+    first = manifests[0][1]
+    for part, manifest in manifests[1:]:
+        if manifest["fingerprint"] != first["fingerprint"]:
+            raise StoreError(f"{part} was collected with other settings than {manifests[0][0]}; they cannot form one store.")
+    stats = [RunningStats.from_state_dict(s) for s in first["stats"]]
+    shards, rows = [], 0
+    for i, (part, manifest) in enumerate(manifests):
+        if i > 0:
+            for own, other in zip(stats, manifest["stats"]):
+                own.merge(RunningStats.from_state_dict(other))
+        rel = os.path.relpath(part, path)
+        for shard in manifest["shards"]:
+            shards.append({**shard, "file": f"{rel}/{shard['file']}", "row_start": rows})
+            rows += shard["rows"]
+    merged = {
+        **{k: v for k, v in first.items() if k not in ("shards", "stats", "rows", "resume")},
+        "rows": rows,
+        "shards": shards,
+        "stats": [s.state_dict() for s in stats],
+        "parts": [os.path.relpath(p, path) for p, _ in manifests],
+        "complete": True,
+    }
+    _io.write_json(path / MANIFEST, merged)
+    return ActivationStore.open(path)
+
+
 def _write_shard_bytes(path: Path, raw: bytes) -> None:
     """Atomically write one shard (a seam the tests use to simulate a full disk)."""
     with _io.atomic_path(path) as tmp:

@@ -70,6 +70,10 @@ class PriorConfig:
     layer_norm_eps: float = 1e-5
     """Epsilon of the denoiser's LayerNorms (PyTorch's default, as in the published models)."""
 
+    statistics: dict[str, Any] = field(default_factory=dict)
+    """How the normaliser's mean/var were computed, when the source says so (a streaming source
+    records its warm-up: ``{"kind": "streaming warm-up", "rows": ..., "first_doc": ..., "end_doc": ...}``)."""
+
     def __post_init__(self) -> None:
         if self.d_hidden is None:
             self.d_hidden = 2 * self.d_input

@@ -142,6 +142,9 @@ class GenerativePrior(Denoiser):
                 if layer is None or layer >= self.cfg.n_llm_layers:  # type: ignore[operator]
                     raise ValueError(f"Cannot map hook {name!r} to an LLM layer of this prior.")
                 self.normalizer.set_statistics(mean[row], var[row], row=layer)
+        record = getattr(src, "statistics_provenance", None)
+        if record:
+            self.cfg.statistics = dict(record)
         return self
 
     # ------------------------------------------------------------------ normaliser

@@ -11,21 +11,9 @@ import os
 import torch
 import torch.distributed as torch_dist
 
+from tl_glp.core._dist import barrier, gather_objects, is_distributed, local_rank, rank, world_size
 
-def is_distributed() -> bool:
-    return torch_dist.is_available() and torch_dist.is_initialized()
-
-
-def world_size() -> int:
-    return torch_dist.get_world_size() if is_distributed() else 1
-
-
-def rank() -> int:
-    return torch_dist.get_rank() if is_distributed() else 0
-
-
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", 0))
+__all__ = ["barrier", "gather_objects", "init_from_env", "is_distributed", "local_rank", "mean_across", "rank", "world_size"]
 
 
 def init_from_env() -> bool:
@@ -49,8 +37,3 @@ def mean_across(value: torch.Tensor) -> torch.Tensor:
     value = value.detach().clone().float()
     torch_dist.all_reduce(value)
     return value / world_size()
-
-
-def barrier() -> None:
-    if is_distributed():
-        torch_dist.barrier()

@@ -88,15 +88,24 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
     (``GenerativePrior.from_pretrained(out_dir)``). With ``resume=True`` a second call on the same
     ``out_dir`` continues from the newest whole checkpoint and ends with the same weights as an
     uninterrupted run (a folder holding another run, on other data or settings, is refused);
-    ``resume=False`` starts over and deletes the folder's old checkpoints. Under ``torchrun`` the global batch is split over the processes (DDP).
+    ``resume=False`` starts over and deletes the folder's old checkpoints. Under ``torchrun`` the global batch is split over the processes (DDP):
+    from a store or tensor each process reads only its slice of every global batch.
+
+    ``source`` may be a :class:`~tl_glp.activations.streaming.StreamingActivations`: the model runs
+    over the documents as training consumes them (``cfg.max_steps`` is required; validation uses the
+    stream's held-out rows; under torchrun each process streams its own share of the documents).
+    Its checkpoints record each process's stream position; see that module for what a resume
+    reproduces exactly.
     """
     call_start = time.perf_counter()
     cfg = cfg or TrainConfig()
     cfg = cfg.replace(**overrides) if overrides else cfg
     src = as_source(source)
+    streaming = bool(getattr(src, "is_streaming", False))
     _check_compatible(prior, src)
-    if bool(torch.all(prior.mean == 0)) and bool(torch.all(prior.var == 1)):
-        prior.fit_normalizer(src)  # a never-fitted normaliser: fit it to this data
+    resuming = out_dir is not None and resume and bool(ckpt.list_checkpoints(Path(out_dir)))
+    if not resuming and bool(torch.all(prior.mean == 0)) and bool(torch.all(prior.var == 1)):
+        prior.fit_normalizer(src)  # a never-fitted normaliser: fit it to this data (a stream: its warm-up)
     world, rank = dist.world_size(), dist.rank()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must divide evenly over {world} processes.")
@@ -105,23 +114,31 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
     prior.to(device).train()
     out = Path(out_dir) if out_dir is not None else None
 
-    train_rows, val_rows = src.split(cfg.val_fraction, cfg.max_val_rows)
-    per_epoch = len(train_rows) * src.n_hooks // cfg.batch_size
-    if per_epoch < 1:
-        raise ValueError(f"Only {len(train_rows) * src.n_hooks} training examples: fewer than one batch of {cfg.batch_size}. Lower batch_size or collect more.")
+    if streaming:
+        if cfg.max_steps is None:
+            raise ValueError("Training from a stream needs TrainConfig.max_steps: a stream has no length to make an epoch of.")
+        val_src = src.validation
+        train_rows, val_rows, per_epoch = np.arange(0), np.arange(len(val_src) if val_src is not None else 0), 1
+    else:
+        val_src = src
+        train_rows, val_rows = src.split(cfg.val_fraction, cfg.max_val_rows)
+        per_epoch = len(train_rows) * src.n_hooks // cfg.batch_size
+        if per_epoch < 1:
+            raise ValueError(f"Only {len(train_rows) * src.n_hooks} training examples: fewer than one batch of {cfg.batch_size}. Lower batch_size or collect more.")
     total = cfg.max_steps or per_epoch
     hook_layers = _hook_layers(prior, src)
 
     optimizer = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **accel.optimizer_options(device))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    state = {"step": 0, "epoch": 0, "batch": 0}
-    fingerprint = _fingerprint(prior, src, cfg, total)
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0}
+    fingerprint = _fingerprint(prior, src, cfg, total, world)
     if out is not None and resume:
         found = ckpt.list_checkpoints(out)
         if found:
             _check_same_run(out, fingerprint)
             state = ckpt.load_checkpoint(found[-1], prior, optimizer, generator)
-            state = {k: state[k] for k in ("step", "epoch", "batch")}
+            state = {k: v for k, v in state.items() if k in ("step", "epoch", "batch", "stream")}
+            prior.cfg.statistics = _io.read_json(found[-1] / "cfg.json").get("statistics", prior.cfg.statistics)
     if out is not None and not resume and rank == 0:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # starting over: old checkpoints must not be resumed later
     start_step = state["step"]
@@ -136,8 +153,11 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
     loss_module = accel.compile_module(loss_module, cfg.compile, cfg.compile_backend)
     wandb_run = _wandb(cfg, rank)
 
-    stream = _batch_stream(src, train_rows, cfg, state["epoch"], state["batch"], per_epoch)
-    batches = _prefetch(accel.pinned(stream, device, cfg.pin_memory), cfg.prefetch)  # pinned in the prefetch thread
+    if streaming:
+        stream_state = state["stream"][rank] if "stream" in state else None
+        batches = _prefetch(accel.pinned(_stream_batches(src, cfg, stream_state, rank, world), device, cfg.pin_memory), cfg.prefetch)
+    else:
+        batches = _prefetch(accel.pinned(_batch_stream(src, train_rows, cfg, state["epoch"], state["batch"], per_epoch, rank, world), device, cfg.pin_memory), cfg.prefetch)  # pinned in the prefetch thread
     local = cfg.batch_size // world
     mine = slice(rank * local, (rank + 1) * local)
     bar = tqdm(total=total, initial=start_step, disable=not cfg.progress or rank != 0, desc="train", unit="step")
@@ -146,10 +166,10 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
     seconds = {"setup": loop_start - call_start, "eval": 0.0, "checkpoint": 0.0}
     try:
         for step in range(start_step, total):
-            epoch, batch_idx, batch = next(batches)
+            data_state, batch = next(batches)
             eps, t = draw_noise_and_times(cfg.batch_size, prior.cfg.d_input, generator, device)
-            layers = None if hook_layers is None else hook_layers[batch.hook_idx[mine]].to(device)
-            z0 = prior.normalize(batch.acts[mine].to(device, non_blocking=True), layers)
+            layers = None if hook_layers is None else hook_layers[batch.hook_idx].to(device)  # batches hold this rank's slice only
+            z0 = prior.normalize(batch.acts.to(device, non_blocking=True), layers)
             factor = lr_factor(step, total, warmup_frac=cfg.warmup_frac, start=cfg.warmup_start, final=cfg.final_lr_frac)
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * factor
@@ -159,7 +179,7 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(prior.parameters(), cfg.grad_clip if cfg.grad_clip else float("inf"))
             optimizer.step()
-            state = {"step": step + 1, "epoch": epoch + (batch_idx + 1) // per_epoch, "batch": (batch_idx + 1) % per_epoch}
+            state = {"step": step + 1, **data_state}
             window_rows += cfg.batch_size
             done = step + 1
             if done % cfg.log_every == 0 or done == total:
@@ -171,10 +191,13 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
                 _log(row, metrics, out, wandb_run, rank)
             if rank == 0 and cfg.eval_every and (done % cfg.eval_every == 0 or done == total):
                 tick = time.perf_counter()
-                _log({"step": done, **evaluate(prior, src, val_rows, cfg, hook_layers, device)}, metrics, out, wandb_run, rank)
+                _log({"step": done, **evaluate(prior, val_src, val_rows, cfg, hook_layers, device)}, metrics, out, wandb_run, rank)
                 prior.train()
                 seconds["eval"] += time.perf_counter() - tick
-            if out is not None and rank == 0 and (done % cfg.checkpoint_every == 0 or done == total or done in cfg.checkpoint_steps):
+            due = out is not None and (done % cfg.checkpoint_every == 0 or done == total or done in cfg.checkpoint_steps)
+            if due and streaming:  # every process's stream position goes into the one checkpoint
+                state = {"step": done, "stream": dist.gather_objects(state["stream"].to_dict())}
+            if due and rank == 0:
                 tick = time.perf_counter()
                 ckpt.save_checkpoint(out, prior, optimizer, generator, state, cfg.keep_checkpoints, protect=cfg.checkpoint_steps)
                 seconds["checkpoint"] += time.perf_counter() - tick
@@ -258,11 +281,15 @@ def _check_compatible(prior: GenerativePrior, src: ActivationSource) -> None:
         warnings.warn(f"The prior expects {cfg.model_processing} residuals but the activations are {src.model_processing} (HookedTransformer.from_pretrained folds and centres weights; from_pretrained_no_processing does not).", UserWarning, stacklevel=3)
 
 
-def _fingerprint(prior: GenerativePrior, src: ActivationSource, cfg: TrainConfig, total: int) -> dict[str, Any]:
+def _fingerprint(prior: GenerativePrior, src: ActivationSource, cfg: TrainConfig, total: int, world: int = 1) -> dict[str, Any]:
     """What must match for a checkpoint in ``out_dir`` to be resumed: the prior's shape, the data
-    (size, hooks, statistics) and the settings that fix the data order and the schedule."""
+    (size, hooks, statistics; for a stream its settings and the number of processes) and the
+    settings that fix the data order and the schedule."""
+    shape = {k: v for k, v in prior.cfg.to_dict().items() if k in ("d_input", "d_hidden", "d_mlp", "n_blocks", "n_llm_layers")}
+    if getattr(src, "is_streaming", False):
+        return {"prior": shape, "stream": src.describe(), "processes": world, "batch_size": cfg.batch_size, "total_steps": total, "seed": cfg.seed}
     return {
-        "prior": {k: v for k, v in prior.cfg.to_dict().items() if k in ("d_input", "d_hidden", "d_mlp", "n_blocks", "n_llm_layers")},
+        "prior": shape,
         "rows": len(src),
         "hook_names": list(src.hook_names),
         "data_mean_sum": round(float(src.mean.double().sum()), 4),
@@ -298,11 +325,24 @@ def _hook_layers(prior: GenerativePrior, src: ActivationSource) -> Tensor | None
     return torch.tensor(layers)
 
 
-def _batch_stream(src: ActivationSource, rows: np.ndarray, cfg: TrainConfig, epoch: int, start: int, per_epoch: int) -> Iterator[tuple[int, int, Batch]]:
+def _batch_stream(src: ActivationSource, rows: np.ndarray, cfg: TrainConfig, epoch: int, start: int, per_epoch: int,
+                  rank: int = 0, world: int = 1) -> Iterator[tuple[dict[str, int], Batch]]:
+    """``(data position after the batch, this rank's slice of the global batch)``, epoch after epoch."""
     while True:
-        for i, batch in enumerate(src.batches(cfg.batch_size, rows=rows, seed=cfg.seed, epoch=epoch, start=start)):
-            yield epoch, start + i, batch
+        for i, batch in enumerate(src.batches(cfg.batch_size, rows=rows, seed=cfg.seed, epoch=epoch, start=start, part=(rank, world))):
+            done = start + i + 1
+            yield {"epoch": epoch + done // per_epoch, "batch": done % per_epoch}, batch
         epoch, start = epoch + 1, 0
+
+
+def _stream_batches(src: Any, cfg: TrainConfig, state: dict[str, Any] | None, rank: int, world: int) -> Iterator[tuple[dict[str, Any], Batch]]:
+    """``({"stream": position after the batch}, batch)`` from a streaming source: this rank's documents."""
+    produced = 0
+    for batch, position in src.iter_batches(cfg.batch_size // world, seed=cfg.seed, state=state, rank=rank, world=world):
+        produced += 1
+        yield {"stream": position}, Batch(batch.acts, batch.hook_idx)
+    raise ValueError(f"The stream ran out of documents after {produced} more batches (rank {rank} of {world}); "
+                     f"max_steps={cfg.max_steps} needs more data, or lower max_steps.")
 
 
 def _prefetch(stream: Iterator[Any], depth: int) -> Iterator[Any]:

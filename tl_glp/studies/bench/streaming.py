@@ -1,0 +1,176 @@
+"""``bench_streaming``: training while the model streams activations, against the alternatives, in one run.
+
+Measured side by side (medians of repeated runs on the same machine):
+
+- ``forward_rows_per_s``: the model alone producing rows (the stream's row iterator, no training);
+- ``train_rows_per_s``: training steps alone on rows already in memory;
+- ``serial_bound_rows_per_s`` = 1 / (1/forward + 1/train): the rate of doing both, one after the other;
+- ``stream_rows_per_s``: ``train(prior, StreamingActivations(...))``, and its ratio to the bound
+  (the target is >= 0.9: the buffer and the reader thread add little);
+- ``collect_then_train_rows_per_s``: ``collect_activations`` into memory, then ``train``;
+- 2 gloo processes vs 1 on the CPU: collection to a store and training on it (rows/s);
+- peak RSS of a streaming run over two corpus lengths (in subprocesses): flat in the corpus length.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from tl_glp.activations.collect import collect_activations
+from tl_glp.activations.streaming import StreamingActivations
+from tl_glp.core.config import PriorConfig
+from tl_glp.core.prior import GenerativePrior
+from tl_glp.studies.bench.basic import _print_table, bench_model, timeit
+from tl_glp.training import TrainConfig, train
+
+HOOK = "blocks.1.hook_resid_post"
+
+
+def bench_streaming(quick: bool = False) -> dict[str, float]:
+    """Streaming training vs collect-then-train vs the serial bound; 2 processes vs 1; RSS vs corpus length."""
+    d_model, seq, batch = 128, 128, 1024
+    steps = 16 if quick else 64
+    repeats = 3
+    model = bench_model(d_model=d_model, n_layers=2, d_vocab=2000)
+    n_rows = steps * batch
+    n_docs = n_rows // seq + 8
+    tokens = torch.randint(10, 2000, (n_docs, seq), generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(batch_size=batch, lr=1e-4, max_steps=steps, eval_every=0, progress=False, log_every=steps, val_fraction=0.0, plot=False)
+
+    def make_stream() -> StreamingActivations:
+        return StreamingActivations(model, tokens, HOOK, context_size=seq, forward_batch=32, buffer_rows=4 * batch, warmup_rows=batch, val_rows=0)
+
+    stream = make_stream()
+    prior_cfg = PriorConfig(d_input=d_model, n_blocks=2, hook_names=[HOOK])
+
+    def fresh_prior() -> GenerativePrior:
+        return GenerativePrior(prior_cfg).fit_normalizer(stream)
+
+    def forward() -> None:
+        for _ in stream.rows(0):
+            pass
+
+    rows = collect_activations(model, tokens, HOOK, context_size=seq, batch_size=32, progress=False)
+
+    def train_only() -> None:
+        train(fresh_prior(), rows, cfg)
+
+    def streamed() -> None:
+        train(fresh_prior(), make_stream(), cfg)
+
+    def collect_then_train() -> None:
+        acts = collect_activations(model, tokens, HOOK, context_size=seq, batch_size=32, progress=False)
+        train(fresh_prior(), acts, cfg)
+
+    t_forward = timeit(forward, repeats=repeats) / len(rows)  # seconds per row
+    t_train = timeit(train_only, repeats=repeats) / n_rows
+    t_stream = timeit(streamed, repeats=repeats) / n_rows
+    t_both = timeit(collect_then_train, repeats=repeats) / n_rows
+    bound = 1.0 / (t_forward + t_train)
+    out: dict[str, float] = {
+        "forward_rows_per_s": 1 / t_forward,
+        "train_rows_per_s": 1 / t_train,
+        "serial_bound_rows_per_s": bound,
+        "stream_rows_per_s": 1 / t_stream,
+        "collect_then_train_rows_per_s": 1 / t_both,
+        "ratio_stream_vs_bound": (1 / t_stream) / bound,
+        "ratio_stream_vs_collect_then_train": t_both / t_stream,
+    }
+    out.update(_two_ranks(quick))
+    for n in ([250_000, 1_000_000] if quick else [1_000_000, 4_000_000]):
+        out[f"stream_peak_rss_mb_{n // 1000}k_rows"] = _stream_rss(n)
+    keys = [k for k in out if k.startswith("stream_peak_rss")]
+    out["rss_ratio_long_vs_short"] = out[keys[1]] / out[keys[0]]
+    print(f"bench streaming: model {model.cfg.model_name}, hook {HOOK}, {n_rows} rows, batch {batch}, {torch.get_num_threads()} threads; "
+          "2-rank runs: gloo on this CPU; RSS runs: d_model 64, batch 4096, buffer 65536 rows")
+    _print_table(out)
+    return out
+
+
+# --------------------------------------------------------------------------- one process vs two
+def _two_ranks(quick: bool) -> dict[str, float]:
+    import torch.multiprocessing as mp
+
+    n_docs, steps = (256, 16) if quick else (1024, 64)
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for world in (1, 2):
+            result = Path(tmp) / f"times_{world}"
+            mp.spawn(_rank_worker, args=(world, str(Path(tmp) / f"init_{world}"), str(Path(tmp) / f"store_{world}"), str(result), n_docs, steps),
+                     nprocs=world, join=True)
+            collect_s, train_s, rows = (float(x) for x in result.read_text().split())
+            out[f"collect_{world}rank_tok_per_s"] = rows / collect_s
+            out[f"train_{world}rank_rows_per_s"] = steps * 1024 / train_s
+    out["ratio_collect_2rank_vs_1"] = out["collect_2rank_tok_per_s"] / out["collect_1rank_tok_per_s"]
+    out["ratio_train_2rank_vs_1"] = out["train_2rank_rows_per_s"] / out["train_1rank_rows_per_s"]
+    return out
+
+
+def _rank_worker(rank: int, world: int, init_file: str, store: str, result: str, n_docs: int, steps: int) -> None:
+    """One process of the 2-vs-1 comparison: collect to a store, then train on it (DDP); rank 0 writes the times."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        model = bench_model(d_model=128, n_layers=2, d_vocab=2000)
+        tokens = torch.randint(10, 2000, (n_docs, 128), generator=torch.Generator().manual_seed(0))
+        _sync(world)
+        start = time.perf_counter()
+        source = collect_activations(model, tokens, HOOK, out=store, batch_size=32, context_size=128, progress=False)
+        collect_s = time.perf_counter() - start
+        prior = GenerativePrior(PriorConfig(d_input=128, n_blocks=2, hook_names=[HOOK])).fit_normalizer(source)
+        cfg = TrainConfig(batch_size=1024, lr=1e-4, max_steps=steps, eval_every=0, progress=False, log_every=steps, val_fraction=0.0, plot=False)
+        _sync(world)
+        seconds = train(prior, source, cfg).seconds["steps"]
+        if rank == 0:
+            Path(result).write_text(f"{collect_s} {seconds} {len(source)}")
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def _sync(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+# --------------------------------------------------------------------------- memory vs corpus length
+_RSS_CODE = """
+import resource, torch
+from tl_glp.studies.bench import bench_model
+from tl_glp.activations.streaming import StreamingActivations
+from tl_glp.core.config import PriorConfig
+from tl_glp.core.prior import GenerativePrior
+from tl_glp.training import TrainConfig, train
+m = bench_model(d_model=64, n_layers=2, d_vocab=500)
+n = {n}
+toks = torch.randint(10, 500, (1, 128)).expand(n // 128 + 64, 128)  # one document repeated: no memory grows with n
+s = StreamingActivations(m, toks, "blocks.0.hook_resid_post", forward_batch=64, buffer_rows=65536, warmup_rows=65536, val_rows=0)
+p = GenerativePrior(PriorConfig(d_input=64, n_blocks=1, hook_names=["blocks.0.hook_resid_post"])).fit_normalizer(s)
+train(p, s, TrainConfig(batch_size=4096, lr=1e-4, max_steps=n // 4096, eval_every=0, progress=False, plot=False))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _stream_rss(n_rows: int) -> float:
+    """Peak RSS (MB) of a fresh process that streams ``n_rows`` rows through training.
+
+    The corpus is one random document repeated (an expanded view: nothing allocated per document),
+    so any growth would come from the stream or the training loop.
+    """
+    done = subprocess.run([sys.executable, "-c", _RSS_CODE.format(n=n_rows)], capture_output=True, text=True, check=True)
+    return int(done.stdout.split()[-1]) / 1024
+
+
+__all__ = ["bench_streaming"]
