@@ -50,31 +50,47 @@ class DemoSettings:
     """Sizes of each step; ``quick()`` is the reduced mode the test suite runs."""
 
     n_docs: int = 6000
+    """Documents whose activations train the prior (the last quarter is held out for FD and c2st)."""
     prior_steps: int = 5000
+    """Training steps of the prior."""
     prior_batch: int = 512
+    """Training batch of the prior."""
     prior_lr: float = 2e-3
+    """Peak learning rate of the prior (cosine decay after 1% warmup)."""
     prior_final_lr_frac: float = 0.01
     """The cosine schedule ends at this share of ``prior_lr`` (2e-5; the paper ends at 5e-6). Measured
     on the testbed (FD at 10,000 samples per side, 5000 steps): ending at 0.1x (2e-4) gave 75, at
     0.01x 42, at 0.001x 46; 8000 steps at 0.01x gave 44. Real rows of other documents score 25 there."""
     n_blocks: int = 3
+    """Denoiser blocks of the prior."""
     eval_samples: int = 10_000
     """Generated and held-out activations per side for the Frechet distance (FD-infinity) and c2st."""
     sample_steps: int = 50
+    """Sampler steps used to generate the activations that FD and c2st compare."""
     sae_steps: int = 1000
+    """Training steps of the reference TopK SAE (SAE-Lens)."""
     d_sae: int = 1024
+    """Latents of that SAE."""
     sae_k: int = 16
+    """Active latents per activation of that SAE (TopK k)."""
     lm_eval_docs: int = 200
+    """Documents (not used for activations) on which delta LM loss is measured."""
     steer_prompts: int = 48
+    """Prompts continued at every strength in the steering sweep."""
     strengths: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
+    """Steering strengths r (times the activation norm)."""
     new_tokens: int = 12
+    """Tokens generated per steered continuation."""
     probe_top_k: int = 512
+    """Candidate features cross-validated per probing dataset."""
     c2st_steps: int = 300
+    """Training steps of the classifier two-sample test."""
     manifold_rows: int = 300
     """Natural (and per condition, off-manifold) activations in the off-manifold detection section."""
     manifold_log_prob_probes: int = 2
     """Hutchinson probes for the log_prob score there (0: leave log_prob out; exact is too slow on CPU)."""
     seed: int = 0
+    """Seed of the data order, prior, SAE, noise and bootstraps (the testbed model stays the shipped one)."""
 
     @classmethod
     def from_overrides(cls, base: DemoSettings, overrides: list[str]) -> DemoSettings:
