@@ -13,7 +13,7 @@ import pytest
 
 import tl_glp
 from tl_glp.cli import COMMANDS, GROUPS, command, main
-from tl_glp.cli._run import parse
+from tl_glp.cli._run import default_of, parse
 
 SHOWS_BARS = ["collect", "train", "steer", "probe", "demo", "interpret", "scaling", "testbed build", "testbed quality"]
 REQUIRED = {  # the least each command needs to parse
@@ -142,6 +142,7 @@ def test_help_shows_the_library_defaults(capsys):
 
 def test_options_reach_the_library_dataclasses():
     from tl_glp.core.projection import ProjectionConfig
+    from tl_glp.probing import run_probing
     from tl_glp.studies.demo import DemoSettings
     from tl_glp.studies.scaling import ScalingSettings
     from tl_glp.training.config import TrainConfig
@@ -172,6 +173,12 @@ def test_options_reach_the_library_dataclasses():
         assert parse("scaling", command("scaling"), depths).settings == ScalingSettings(depths=(1, 2))
     assert parse("scaling", command("scaling"), ["--quick"]).settings == ScalingSettings.quick()
     assert parse("collect", command("collect"), ["--hook", "a", "--hook", "b", "--out", "x"]).hook == ("a", "b")
+    # argparse-style repeats collect every value (not the last one only); text values keep their commas
+    repeated = ["--prior", "p", "--prompt", "a, b", "--r", "0.5", "--prompt", "c", "--r", "-1", "--positive", "x, y"]
+    steer = parse("steer", command("steer"), repeated)
+    assert steer.prompt == ("a, b", "c") and steer.r == (0.5, -1.0) and steer.positive == ("x, y",)
+    assert parse("probe", command("probe"), ["--source", "meta", "--source", "sae"]).source == ("meta", "sae")
+    assert parse("probe", command("probe"), []).source == tuple(default_of(run_probing, "sources"))
 
 
 @pytest.mark.parametrize("name", SHOWS_BARS)
@@ -195,8 +202,9 @@ def test_no_progress_still_works_where_it_existed():
             ["steer", "--prior", "p", "--prompt", "a", "--projection.schedule", "rk4"],
             "Unknown projection schedule 'rk4'",
         ),
-        (["steer", "--prior", "p", "--positive", "a"], "--prompt is required"),
-        (["collect", "--out", "x"], "--hook is required"),
+        (["steer", "--prior", "p", "--positive", "a"], "Missing from tl-glp steer: --prompt"),
+        (["collect", "--out", "x"], "Missing from tl-glp collect: --hook"),
+        (["collect", "--out", "x", "--hook"], "--hook is required"),
         (["demo", "--set", "prior_steps"], "expected FIELD=VALUE"),
         (["demo", "--set", "bogus=1"], "--bogus"),
         (["demo", "--positions", "last"], "--positions"),

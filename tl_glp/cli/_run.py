@@ -15,9 +15,6 @@ import tyro
 Flat = tyro.conf.OmitArgPrefixes
 """Marks a nested dataclass whose fields become top-level flags (``--prior-steps``, not ``--settings.prior-steps``)."""
 
-Repeat = tyro.conf.UseAppendAction
-"""Marks a tuple option given once per value (``--prompt A --prompt B``), as argparse's ``append``."""
-
 Quiet = Annotated[bool, tyro.conf.arg(aliases=("--no-progress",))]
 """``--quiet`` (alias ``--no-progress``): hide every progress bar."""
 
@@ -69,9 +66,9 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls, include_extras=True)
 
 
-def _tuple_flags(cls: type, prefix: str = "") -> set[str]:
-    """Flags of tuple-typed fields (which accept ``1,2,3`` as well as ``1 2 3``)."""
-    out: set[str] = set()
+def _tuple_flags(cls: type, prefix: str = "") -> dict[str, bool]:
+    """Flags of tuple-typed fields, each mapped to whether its items are numbers (which accept ``1,2,3`` too)."""
+    out: dict[str, bool] = {}
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         hint, flat = hints[f.name], False
@@ -82,24 +79,28 @@ def _tuple_flags(cls: type, prefix: str = "") -> set[str]:
         if typing.get_origin(hint) not in (tuple, list) and len(inner) == 1:
             hint = inner[0]
         if dataclasses.is_dataclass(hint):
-            out |= _tuple_flags(hint, prefix if flat else f"{prefix}{f.name}.")
+            out.update(_tuple_flags(hint, prefix if flat else f"{prefix}{f.name}."))
         elif typing.get_origin(hint) in (tuple, list):
-            out.add("--" + f"{prefix}{f.name}".replace("_", "-"))
+            numeric = all(a in (int, float, Ellipsis) for a in typing.get_args(hint))
+            out["--" + f"{prefix}{f.name}".replace("_", "-")] = numeric
     return out
 
 
 def expand(argv: list[str], cls: type) -> list[str]:
-    """``--set FIELD=VALUE`` becomes ``--field VALUE``; a comma list after a tuple flag becomes several values.
+    """What argparse users type, in the form tyro parses: ``--set FIELD=VALUE`` becomes ``--field VALUE``;
+    a repeated list option (``--prompt A --prompt B``) becomes one (``--prompt A B``); a comma list after a
+    numeric list option (``--depths 1,2,3``) becomes several values.
 
     >>> @dataclass
     ... class A:
     ...     depths: tuple[int, ...] = (1,)
+    ...     prompt: tuple[str, ...] = ()
     ...     seed: int = 0
-    >>> expand(["--set", "depths=1,2", "--seed", "3", "--set", "seed=4"], A)
-    ['--depths', '1', '2', '--seed', '3', '--seed', '4']
+    >>> expand(["--set", "depths=1,2", "--prompt", "a, b", "--seed", "3", "--prompt", "c", "--set", "seed=4"], A)
+    ['--depths', '1', '2', '--prompt', 'a, b', 'c', '--seed', '3', '--seed', '4']
     """
     tuple_flags = _tuple_flags(cls)
-    out: list[str] = []
+    flat: list[str] = []
     items = iter(argv)
     for token in items:
         if token == "--set" or token.startswith("--set="):
@@ -107,26 +108,40 @@ def expand(argv: list[str], cls: type) -> list[str]:
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
                 raise ValueError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set prior_steps=300.")
-            out.append("--" + key.strip().replace("_", "-"))
-            token = value
-        elif token.startswith("--") and "=" in token and token.partition("=")[0] in tuple_flags:
-            flag, _, token = token.partition("=")
-            out.append(flag)
+            flat += ["--" + key.strip().replace("_", "-"), value]
+        elif token.startswith("--") and token.partition("=")[0] in tuple_flags:
+            flag, sep, value = token.partition("=")
+            flat += [flag, value] if sep else [flag]
         else:
-            out.append(token)
-            continue
-        out.append(token)
-    expanded: list[str] = []
-    current = None
-    for token in out:
-        if token.startswith("--"):
-            current = token
-            expanded.append(token)
-        elif current in tuple_flags and "," in token:
-            expanded += [v for v in token.split(",") if v.strip()]
+            flat.append(token)
+    segments: list[list[str]] = []  # [flag, values...] or [positional]
+    first: dict[str, list[str]] = {}
+    current: list[str] = [""]
+    for token in flat:
+        if token.startswith("-") and not _is_number(token):
+            segment = first.get(token) if token in tuple_flags else None
+            if segment is None:
+                segment = [token]
+                segments.append(segment)
+                if token in tuple_flags:
+                    first[token] = segment
+            current = segment
+        elif tuple_flags.get(current[0]) and "," in token:
+            current += [v for v in token.split(",") if v.strip()]
+        elif segments:
+            current.append(token)
         else:
-            expanded.append(token)
-    return expanded
+            current = [token]
+            segments.append(current)
+    return [token for segment in segments for token in segment]
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def parse(name: str, fn: Callable[[Any], int | None], argv: list[str], description: str = "") -> Any:

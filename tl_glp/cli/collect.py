@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from tl_glp.activations.collect import HFText, collect_activations
-from tl_glp.cli._run import Flat, ModelArgs, Quiet, Repeat, default_of, fail, load_model
+from tl_glp.cli._run import Flat, ModelArgs, Quiet, default_of, fail, load_model
 
 
 @dataclass
 class CollectArgs:
     """Re-running the same command resumes after the last whole shard."""
 
-    hook: Annotated[tuple[str, ...], Repeat]
+    hook: tuple[str, ...]
     """Hook name to collect, e.g. blocks.6.hook_resid_post; repeat for several (multi-layer priors)."""
     out: str
     """Store folder."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from tl_glp.cli._run import Flat, Quiet, Repeat
+from tl_glp.cli._run import Flat, Quiet
 from tl_glp.studies.demo import DemoSettings, run_demo
 
 
@@ -24,7 +24,7 @@ class DemoArgs:
     """Hook to model (None: the middle block's hook_resid_post)."""
     sae: str | None = None
     """A pretrained SAE (folder or RELEASE:SAE_ID) instead of training one with SAE-Lens."""
-    dataset: Annotated[tuple[str, ...], Repeat] = ()
+    dataset: tuple[str, ...] = ()
     """For real models: HF text dataset for activations, sae-probes names, or CSV files (prompt,target) for probing;
     repeat. With CSVs and no HF dataset, the CSV prompts are the corpus (offline)."""
     device: str | None = None

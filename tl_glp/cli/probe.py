@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from tl_glp.cli._run import Flat, ModelArgs, Quiet, Repeat, default_of, load_model
+from tl_glp.cli._run import Flat, ModelArgs, Quiet, default_of, load_model
 from tl_glp.core._tokens import model_device
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.probing import SAEFeatures, run_probing
@@ -22,13 +22,11 @@ class ProbeArgs:
     """Prior folder / published folder / hub id (needed for the 'meta' source)."""
     hook: str | None = None
     """Hook to probe (None: the prior's)."""
-    source: Annotated[tuple[Literal["meta", "raw", "mlp", "pca", "random", "sae"], ...], Repeat] = default_of(
-        run_probing, "sources"
-    )
+    source: tuple[Literal["meta", "raw", "mlp", "pca", "random", "sae"], ...] = default_of(run_probing, "sources")
     """Feature source; repeat for several."""
     sae: str | None = None
     """SAE for the 'sae' source: a local SAE-Lens folder or RELEASE:SAE_ID (e.g. gpt2-small-res-jb:blocks.8.hook_resid_pre)."""
-    dataset: Annotated[tuple[str, ...], Repeat] = ()
+    dataset: tuple[str, ...] = ()
     """SAE-Probes dataset name or CSV with prompt,target; repeat; 'all' for the 113 (none given: the testbed's
     concept datasets for --model testbed, else all)."""
     method: Literal["1d", "ksparse"] = default_of(run_probing, "method")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from tl_glp.cli._run import Flat, Quiet, Repeat
+from tl_glp.cli._run import Flat, Quiet
 from tl_glp.studies.scaling import ScalingSettings
 from tl_glp.studies.scaling.entry import run_named_study
 
@@ -24,7 +24,7 @@ class ScalingArgs:
     """'testbed' (offline), a Hugging Face model id, or a local model folder."""
     hook: str | None = None
     """Hook to model (None: the testbed's middle hook, or the middle block's hook_resid_post)."""
-    dataset: Annotated[tuple[str, ...], Repeat] = ()
+    dataset: tuple[str, ...] = ()
     """For real models, as in `tl-glp demo`: an HF text dataset for activations, sae-probes names or CSVs
     (prompt,target) for probing; repeat."""
     device: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from tl_glp.cli._run import Flat, ModelArgs, Quiet, Repeat, default_of, fail, load_model
+from tl_glp.cli._run import Flat, ModelArgs, Quiet, default_of, fail, load_model
 from tl_glp.core._io import read_tensors
 from tl_glp.core._tokens import model_device
 from tl_glp.core.prior import GenerativePrior
@@ -19,14 +19,14 @@ class SteerArgs:
 
     prior: str
     """A saved prior folder, a published GLP folder, or a Hugging Face repo id."""
-    prompt: Annotated[tuple[str, ...], Repeat]
+    prompt: tuple[str, ...]
     """Prompt to continue; repeat for several."""
     model: Annotated[ModelArgs, Flat] = field(default_factory=ModelArgs)
     direction: str | None = None
     """A .safetensors file with a 'direction' tensor [d_model]."""
-    positive: Annotated[tuple[str, ...], Repeat] = ()
+    positive: tuple[str, ...] = ()
     """Text for a difference-of-means direction (positive side); repeat."""
-    negative: Annotated[tuple[str, ...], Repeat] = ()
+    negative: tuple[str, ...] = ()
     """Text for a difference-of-means direction (negative side); repeat."""
     r: tuple[float, ...] = (0.5, 1.0, 2.0)
     """Strengths as multiples of the activation norm (--r 0.5 1 2, or 0.5,1,2)."""
