@@ -1,40 +1,298 @@
+"""The command line: generated from the config dataclasses, light at the top, clear on bad input."""
+
+import ast
+import dataclasses
+import inspect
+import re
 import subprocess
 import sys
+import textwrap
+import typing
 
 import pytest
 
-from tl_glp import ActivationStore, GenerativePrior
-from tl_glp.cli import build_parser, main
+import tl_glp
+from tl_glp.cli import COMMANDS, GROUPS, command, main
+from tl_glp.cli._run import default_of, parse
+
+SHOWS_BARS = ["collect", "train", "steer", "probe", "demo", "interpret", "scaling", "testbed build", "testbed quality"]
+REQUIRED = {  # the least each command needs to parse
+    "collect": ["--hook", "blocks.0.hook_resid_post", "--out", "x"],
+    "train": ["--activations", "a", "--out", "x"],
+    "steer": ["--prior", "p", "--prompt", "the dog"],
+}
 
 
-@pytest.mark.parametrize("command", ["collect", "train", "steer", "probe", "demo", "bench", "testbed"])
-def test_every_command_explains_its_options(command, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
-    assert exit_info.value.code == 0
-    text = capsys.readouterr().out
-    actions = [a for a in build_parser()._subparsers._group_actions[0].choices[command]._actions if a.option_strings and a.dest != "help"]
-    for action in actions:
-        assert action.help, f"{command} {action.option_strings} has no help"
-    assert "usage: tl-glp " + command in text
+def _flat(text: str) -> str:
+    """Help text without rich's box characters and line wrapping."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def _help(name: str, capsys, *extra: str) -> str:
+    capsys.readouterr()
+    assert main([*name.split(), *extra, "--help"]) == 0
+    return _flat(capsys.readouterr().out)
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """Field docstrings read from the class source with ast: an implementation independent of tyro's."""
+    docs = {}
+    for klass in reversed(cls.__mro__[:-1]):
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _options(cls: type, prefix: str = "") -> list[tuple[str, type, dataclasses.Field, str | None]]:
+    """(flag, owning class, field, docstring) for every option a command's dataclass generates."""
+    out = []
+    hints, docs = typing.get_type_hints(cls, include_extras=True), _field_docs(cls)
+    for f in dataclasses.fields(cls):
+        hint, flat = hints[f.name], False
+        if typing.get_origin(hint) is typing.Annotated:
+            flat = any("OmitArgPrefixes" in repr(m) for m in typing.get_args(hint)[1:])
+            hint = typing.get_args(hint)[0]
+        if dataclasses.is_dataclass(hint):
+            out += _options(hint, prefix if flat else f"{prefix}{f.name}.")
+        elif typing.get_origin(hint) is not dict:  # TrainConfig.extra (free-form notes) is no option
+            name = (
+                f"no_{f.name}" if hint is bool and f.default is True else f.name
+            )  # a flag that is on by default: --no-...
+            out.append(("--" + f"{prefix}{name}".replace("_", "-"), cls, f, docs.get(f.name)))
+    return out
+
+
+def test_top_level_help_imports_neither_torch_nor_the_library():
+    code = (
+        "import runpy, sys\nsys.argv = ['tl-glp', '--help']\n"
+        "try:\n    runpy.run_module('tl_glp.cli', run_name='__main__')\nexcept SystemExit as done:\n    assert done.code == 0, done.code\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'tyro', 'numpy', 'pandas', 'transformer_lens')]\n"
+        "ours = [m for m in sys.modules if m.startswith('tl_glp.') and m != 'tl_glp.cli']\n"
+        "print(heavy, ours, file=sys.stderr)\nassert not heavy and not ours\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "commands:" in done.stdout and all(name.split()[0] in done.stdout for name in COMMANDS)
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"tl-glp {tl_glp.__version__}"
+    done = subprocess.run([sys.executable, "-m", "tl_glp.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"tl-glp {tl_glp.__version__}"
+
+
+def test_every_command_and_group_has_a_description(capsys):
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    for group, description in GROUPS.items():
+        assert description and description in top
+        assert main([group, "--help"]) == 0
+        listing = capsys.readouterr().out
+        for name, (_, sub_description) in COMMANDS.items():
+            if name.startswith(group + " "):
+                assert re.search(rf"^\s+{name.split()[1]}\s+{re.escape(sub_description)}$", listing, re.M)
+    for name, (_, description) in COMMANDS.items():
+        assert len(description) > 20
+        if " " not in name:
+            assert re.search(rf"^\s+{name}\s+{re.escape(description)}$", top, re.M)
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_help_shows_every_option_with_its_docstring(name, capsys):
+    text = _help(name, capsys)
+    assert text.startswith(f"usage: tl-glp {name} ") and _flat(COMMANDS[name][1]) in text
+    options = _options(typing.get_type_hints(command(name))["args"])
+    assert options
+    for flag, owner, f, doc in options:
+        assert re.search(rf"(^|[\s,]){re.escape(flag)}[\s,]", text), f"{name}: {flag} missing from --help"
+        assert doc, f"{name}: {owner.__name__}.{f.name} has no docstring (tyro shows it as the option's help)"
+        assert " ".join(doc.split()[:5]) in text, f"{name}: the docstring of {flag} is not in --help"
+
+
+def test_help_shows_the_library_defaults(capsys):
+    from tl_glp.core.projection import ProjectionConfig
+    from tl_glp.studies.demo import DemoSettings
+    from tl_glp.studies.scaling import ScalingSettings
+    from tl_glp.training.config import TrainConfig
+
+    train = _help("train", capsys)
+    assert (
+        f"--lr FLOAT Peak learning rate of AdamW. (default: {TrainConfig().lr})" in train
+        and "(default: 5e-05)" in train
+    )
+    assert "--batch-size INT Global batch size" in train and f"(default: {TrainConfig().batch_size})" in train
+    demo = _help("demo", capsys)
+    assert re.search(
+        rf"--prior-steps INT Training steps of the prior\. \(default: {DemoSettings().prior_steps}\)", demo
+    )
+    assert "DemoSettings.prior_steps" not in demo
+    quick = _help("demo", capsys, "--quick")  # --quick shows the sizes it starts from
+    assert re.search(
+        rf"--prior-steps INT Training steps of the prior\. \(default: {DemoSettings.quick().prior_steps}\)", quick
+    )
+    scaling = _help("scaling", capsys)
+    assert f"(default: {' '.join(str(d) for d in ScalingSettings().depths)})" in scaling
+    steer = _help("steer", capsys)
+    assert "--projection.t-start FLOAT Noise level in paper time" in steer
+    assert f"(default: {ProjectionConfig().t_start})" in steer and f"(default: {ProjectionConfig().schedule})" in steer
+
+
+def test_options_reach_the_library_dataclasses():
+    from tl_glp.core.projection import ProjectionConfig
+    from tl_glp.probing import run_probing
+    from tl_glp.studies.demo import DemoSettings
+    from tl_glp.studies.scaling import ScalingSettings
+    from tl_glp.training.config import TrainConfig
+
+    args = parse(
+        "train",
+        command("train"),
+        REQUIRED["train"] + ["--lr", "1e-3", "--max-steps", "7", "--betas", "0.8", "0.9", "--no-plot"],
+    )
+    assert args.config == TrainConfig(lr=1e-3, max_steps=7, betas=(0.8, 0.9), plot=False)
+    steer = parse(
+        "steer",
+        command("steer"),
+        REQUIRED["steer"] + ["--projection.t-start", "0.3", "--projection.schedule", "euler:4", "--r", "0.5,1"],
+    )
+    assert steer.projection == ProjectionConfig(t_start=0.3, schedule="euler:4") and steer.r == (0.5, 1.0)
+    assert parse("steer", command("steer"), REQUIRED["steer"] + ["--r", "0.5", "2"]).r == (0.5, 2.0)
+    sets = ["eval_samples=200", "strengths=0.5,1", "prior_lr=0.01"]
+    demo = parse("demo", command("demo"), [a for s in sets for a in ("--set", s)])
+    assert demo.settings == DemoSettings.from_overrides(
+        DemoSettings(), sets
+    )  # the library's own FIELD=VALUE parser agrees
+    quick = parse(
+        "demo", command("demo"), ["--quick", "--prior-steps", "7", "--seed", "3"]
+    )  # a flag beside --quick wins
+    assert quick.quick and quick.settings == dataclasses.replace(DemoSettings.quick(), prior_steps=7, seed=3)
+    for depths in (["--depths", "1,2"], ["--depths", "1", "2"], ["--set", "depths=1,2"]):
+        assert parse("scaling", command("scaling"), depths).settings == ScalingSettings(depths=(1, 2))
+    assert parse("scaling", command("scaling"), ["--quick"]).settings == ScalingSettings.quick()
+    assert parse("collect", command("collect"), ["--hook", "a", "--hook", "b", "--out", "x"]).hook == ("a", "b")
+    # argparse-style repeats collect every value (not the last one only); text values keep their commas
+    repeated = ["--prior", "p", "--prompt", "a, b", "--r", "0.5", "--prompt", "c", "--r", "-1", "--positive", "x, y"]
+    steer = parse("steer", command("steer"), repeated)
+    assert steer.prompt == ("a, b", "c") and steer.r == (0.5, -1.0) and steer.positive == ("x, y",)
+    assert parse("probe", command("probe"), ["--source", "meta", "--source", "sae"]).source == ("meta", "sae")
+    assert parse("probe", command("probe"), []).source == tuple(default_of(run_probing, "sources"))
+
+
+@pytest.mark.parametrize("name", SHOWS_BARS)
+def test_quiet_is_accepted_by_every_command_that_shows_bars(name):
+    assert parse(name, command(name), REQUIRED.get(name, []) + ["--quiet"]).quiet is True
+    assert parse(name, command(name), REQUIRED.get(name, [])).quiet is False
+
+
+def test_no_progress_still_works_where_it_existed():
+    for name in ("collect", "testbed build", "testbed quality"):
+        assert parse(name, command(name), REQUIRED.get(name, []) + ["--no-progress"]).quiet is True
+    assert parse("train", command("train"), REQUIRED["train"] + ["--no-progress"]).config.progress is False
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--activations", "a", "--out", "b", "--lr", "abc"], "--lr"),
+        (["train", "--out", "b"], "--activations"),
+        (
+            ["steer", "--prior", "p", "--prompt", "a", "--projection.schedule", "rk4"],
+            "Unknown projection schedule 'rk4'",
+        ),
+        (["steer", "--prior", "p", "--positive", "a"], "Missing from tl-glp steer: --prompt"),
+        (["collect", "--out", "x"], "Missing from tl-glp collect: --hook"),
+        (["collect", "--out", "x", "--hook"], "--hook is required"),
+        (["demo", "--set", "prior_steps"], "expected FIELD=VALUE"),
+        (["demo", "--set", "bogus=1"], "--bogus"),
+        (["demo", "--positions", "last"], "--positions"),
+        (["tesbed", "build"], "Did you mean 'testbed'?"),
+        (["testbed", "qualty"], "Did you mean 'quality'?"),
+        (["bench"], "commands:"),
+    ],
+)
+def test_bad_input_says_what_was_wrong_and_exits_2(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in _flat(capsys.readouterr().err)
+
+
+def test_steer_needs_a_direction(capsys):
+    # parses, but neither --direction nor --positive/--negative: caught before any model is loaded
+    assert main(["steer", "--prior", "p", "--prompt", "a", "--model", "no/such-model"]) == 2
+    assert "--direction FILE, or --positive and --negative" in capsys.readouterr().err
 
 
 def test_collect_train_steer_on_the_testbed(testbed, tmp_path, capsys):
+    from tl_glp.activations.store import ActivationStore
+    from tl_glp.core.prior import GenerativePrior
+
     hook = "blocks.2.hook_resid_post"
-    assert main(["collect", "--hook", hook, "--out", str(tmp_path / "acts"), "--max-tokens", "3000", "--no-progress"]) == 0
+    assert (
+        main(["collect", "--hook", hook, "--out", str(tmp_path / "acts"), "--max-tokens", "600", "--no-progress"]) == 0
+    )
     store = ActivationStore.open(tmp_path / "acts")
-    assert len(store) == 3000 and store.model_name == "tl-glp-testbed"
-    assert main(["train", "--activations", str(tmp_path / "acts"), "--out", str(tmp_path / "run"), "--n-blocks", "1", "--batch-size", "256",
-                 "--lr", "1e-3", "--max-steps", "6", "--eval-every", "3", "--checkpoint-every", "3", "--no-progress"]) == 0
+    assert len(store) == 600 and store.model_name == "tl-glp-testbed"
+    assert (
+        main(
+            [
+                "train",
+                "--activations",
+                str(tmp_path / "acts"),
+                "--out",
+                str(tmp_path / "run"),
+                "--n-blocks",
+                "1",
+                "--batch-size",
+                "128",
+                "--lr",
+                "1e-3",
+                "--max-steps",
+                "4",
+                "--eval-every",
+                "2",
+                "--checkpoint-every",
+                "2",
+                "--fd-samples",
+                "64",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     prior = GenerativePrior.from_pretrained(tmp_path / "run")
-    assert prior.cfg.hook_names == [hook] and prior.cfg.model_name == "tl-glp-testbed"
+    assert prior.cfg.hook_names == [hook] and prior.cfg.model_name == "tl-glp-testbed" and prior.cfg.n_blocks == 1
     capsys.readouterr()
-    assert main(["steer", "--prior", str(tmp_path / "run"), "--prompt", "the dog", "--positive", "it was happy .", "--negative", "it was sad .",
-                 "--r", "1.0", "--max-new-tokens", "4"]) == 0
+    assert (
+        main(
+            [
+                "steer",
+                "--prior",
+                str(tmp_path / "run"),
+                "--prompt",
+                "the dog",
+                "--positive",
+                "it was happy .",
+                "--negative",
+                "it was sad .",
+                "--r",
+                "1.0",
+                "--max-new-tokens",
+                "3",
+                "--projection.schedule",
+                "euler:2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "plain" in out and "prior" in out and "none" in out
+    assert "plain" in out and "prior euler:2 t=0.5" in out and "none" in out
 
 
-def test_console_script_is_installed():
-    done = subprocess.run([sys.executable, "-m", "tl_glp.cli", "bench", "--help"], capture_output=True, text=True)
-    assert done.returncode == 0 and "prior" in done.stdout
+def test_console_script_runs_a_command_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "tl_glp.cli", "bench", "prior", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "--d-input" in done.stdout

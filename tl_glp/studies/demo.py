@@ -99,25 +99,37 @@ class DemoSettings:
     prior_steps: int = 2000
     """Prior training steps (``full()``: 5000)."""
     prior_batch: int = 512
+    """Training batch of the prior."""
     prior_lr: float = 2e-3
+    """Peak learning rate of the prior (cosine decay after 1% warmup)."""
     prior_final_lr_frac: float = 0.01
     """The cosine schedule ends at this share of ``prior_lr`` (2e-5; the paper ends at 5e-6). Measured
     on the testbed (FD at 10,000 samples per side, 5000 steps): ending at 0.1x (2e-4) gave 75, at
     0.01x 42, at 0.001x 46; 8000 steps at 0.01x gave 44. Real rows of other documents score 25 there."""
     n_blocks: int = 3
+    """Denoiser blocks of the prior."""
     eval_samples: int = 4000
     """Generated and held-out activations per side for the Frechet distance (FD-infinity) and c2st (``full()``: 10,000)."""
     sample_steps: int = 50
+    """Sampler steps used to generate the activations that FD and c2st compare."""
     sae_steps: int = 400
+    """Training steps of the reference TopK SAE (SAE-Lens; ``full()``: 1000)."""
     d_sae: int = 1024
+    """Latents of that SAE."""
     sae_k: int = 16
+    """Active latents per activation of that SAE (TopK k)."""
     lm_eval_docs: int = 200
+    """Documents (not used for activations) on which delta LM loss is measured."""
     steer_prompts: int = 24
+    """Prompts continued at every strength in the steering sweep (``full()``: 48)."""
     strengths: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
+    """Steering strengths r (times the activation norm)."""
     new_tokens: int = 12
+    """Tokens generated per steered continuation."""
     probe_top_k: int = 128
     """Candidate features per source kept for the 1-D probes (SAE-Probes' protocol and ``full()``: 512)."""
     c2st_steps: int = 300
+    """Training steps of the classifier two-sample test."""
     manifold_rows: int = 200
     """Natural (and per condition, off-manifold) activations in the off-manifold detection section."""
     manifold_log_prob_probes: int = 2
@@ -125,6 +137,7 @@ class DemoSettings:
     gt_docs: int = 200
     """Held-out testbed documents whose every token the ground-truth monosemanticity section scores."""
     seed: int = 0
+    """Seed of the data order, prior, SAE, noise and bootstraps (the testbed model stays the shipped one)."""
     # --- steering head to head (tl_glp.studies.steering_map; issue 20) ---
     map_prompts: int = 24
     """Prompts of the steering head-to-head (every projector x positions x strength); 0 leaves the section out."""
@@ -133,6 +146,7 @@ class DemoSettings:
     map_positions: str = "last,all"
     """Comma-separated positions it steers (each a front of its own)."""
     map_new_tokens: int = 12
+    """Tokens generated per continuation in the head-to-head."""
     map_pca_k: int = 16
     """Principal components the PCA projector keeps."""
     map_diagnose: int = 200

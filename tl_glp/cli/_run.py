@@ -1,0 +1,191 @@
+"""Build one command's parser from its dataclass (tyro) and run it; pieces several commands share."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import sys
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import tyro
+
+Flat = tyro.conf.OmitArgPrefixes
+"""Marks a nested dataclass whose fields become top-level flags (``--prior-steps``, not ``--settings.prior-steps``)."""
+
+Quiet = Annotated[bool, tyro.conf.arg(aliases=("--no-progress",))]
+"""``--quiet`` (alias ``--no-progress``): hide every progress bar."""
+
+
+def default_of(fn: Callable[..., Any], name: str) -> Any:
+    """The default value of parameter ``name`` of ``fn``: a default the library declares is read, not copied.
+
+    >>> def f(a, b=3): ...
+    >>> default_of(f, "b")
+    3
+    """
+    return inspect.signature(fn).parameters[name].default
+
+
+@dataclass
+class ModelArgs:
+    """Which model to load."""
+
+    model: str = "testbed"
+    """TransformerLens/Hugging Face model id (e.g. gpt2, meta-llama/Llama-3.2-1B), a local model folder
+    (save_pretrained layout), or 'testbed' (the offline tiny model)."""
+    processed: bool = False
+    """Fold LayerNorm and centre weights (HookedTransformer.from_pretrained); default: unprocessed, the
+    basis of the published priors."""
+    bridge: bool = False
+    """Load through TransformerBridge instead of HookedTransformer."""
+    device: str | None = None
+    """cpu, cuda, cuda:1 ... (None: cuda if available)."""
+
+
+def load_model(args: ModelArgs, progress: bool = True) -> Any:
+    """The offline testbed model, or a TransformerLens / Hugging Face model by name."""
+    if args.model == "testbed":
+        from tl_glp.studies.testbed import load
+
+        return load(progress=progress).model
+    from tl_glp.core import _compat
+
+    return _compat.load_model(args.model, processed=args.processed, device=args.device, bridge=args.bridge)
+
+
+def fail(message: str) -> int:
+    """Print ``message`` to stderr; the exit status of bad input (2)."""
+    print(message, file=sys.stderr)
+    return 2
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _tuple_flags(cls: type, prefix: str = "") -> dict[str, bool]:
+    """Flags of tuple-typed fields, each mapped to whether its items are numbers (which accept ``1,2,3`` too)."""
+    out: dict[str, bool] = {}
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        hint, flat = hints[f.name], False
+        if typing.get_origin(hint) is Annotated:
+            hint, *marks = typing.get_args(hint)
+            flat = any(m is Flat for m in marks)
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]  # unwrap X | None
+        if typing.get_origin(hint) not in (tuple, list) and len(inner) == 1:
+            hint = inner[0]
+        if dataclasses.is_dataclass(hint):
+            out.update(_tuple_flags(hint, prefix if flat else f"{prefix}{f.name}."))
+        elif typing.get_origin(hint) in (tuple, list):
+            numeric = all(a in (int, float, Ellipsis) for a in typing.get_args(hint))
+            out["--" + f"{prefix}{f.name}".replace("_", "-")] = numeric
+    return out
+
+
+def expand(argv: list[str], cls: type) -> list[str]:
+    """What argparse users type, in the form tyro parses: ``--set FIELD=VALUE`` becomes ``--field VALUE``;
+    a repeated list option (``--prompt A --prompt B``) becomes one (``--prompt A B``); a comma list after a
+    numeric list option (``--depths 1,2,3``) becomes several values.
+
+    >>> @dataclass
+    ... class A:
+    ...     depths: tuple[int, ...] = (1,)
+    ...     prompt: tuple[str, ...] = ()
+    ...     seed: int = 0
+    >>> expand(["--set", "depths=1,2", "--prompt", "a, b", "--seed", "3", "--prompt", "c", "--set", "seed=4"], A)
+    ['--depths', '1', '2', '--prompt', 'a, b', 'c', '--seed', '3', '--seed', '4']
+    """
+    tuple_flags = _tuple_flags(cls)
+    flat: list[str] = []
+    items = iter(argv)
+    for token in items:
+        if token == "--set" or token.startswith("--set="):
+            item = token[len("--set=") :] if token.startswith("--set=") else next(items, "")
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set prior_steps=300.")
+            flat += ["--" + key.strip().replace("_", "-"), value]
+        elif token.startswith("--") and token.partition("=")[0] in tuple_flags:
+            flag, sep, value = token.partition("=")
+            flat += [flag, value] if sep else [flag]
+        else:
+            flat.append(token)
+    segments: list[list[str]] = []  # [flag, values...] or [positional]
+    first: dict[str, list[str]] = {}
+    current: list[str] = [""]
+    for token in flat:
+        if token.startswith("-") and not _is_number(token):
+            segment = first.get(token) if token in tuple_flags else None
+            if segment is None:
+                segment = [token]
+                segments.append(segment)
+                if token in tuple_flags:
+                    first[token] = segment
+            current = segment
+        elif tuple_flags.get(current[0]) and "," in token:
+            current += [v for v in token.split(",") if v.strip()]
+        elif segments:
+            current.append(token)
+        else:
+            current = [token]
+            segments.append(current)
+    return [token for segment in segments for token in segment]
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def parse(name: str, fn: Callable[[Any], int | None], argv: list[str], description: str = "") -> Any:
+    """``argv`` parsed into the dataclass that ``fn``'s ``args`` parameter is typed with.
+
+    ``--set FIELD=VALUE`` and comma lists are expanded first (:func:`expand`). ``--quick`` anywhere in
+    ``argv`` makes the dataclass's ``quick_defaults()`` the defaults (``--help`` then shows them), so an
+    explicit flag still wins over a quick size. Raises ``SystemExit`` after ``--help`` (0) or for bad
+    input (2, after a message that says which option was wrong and why)."""
+    cls = typing.get_type_hints(fn)["args"]
+    try:
+        argv = expand(argv, cls)
+    except ValueError as err:
+        raise SystemExit(fail(f"tl-glp {name}: {err}")) from None
+    default = cls.quick_defaults() if "--quick" in argv and hasattr(cls, "quick_defaults") else None
+    doc = inspect.getdoc(cls) or ""
+    if doc.startswith(cls.__name__ + "("):  # the signature dataclasses write when a class has no docstring
+        doc = ""
+    args = tyro.cli(
+        cls,
+        args=argv,
+        prog=f"tl-glp {name}",
+        description=f"{description}\n\n{doc}".strip(),
+        default=default,
+        config=(tyro.conf.FlagCreatePairsOff,),
+    )
+    for f in dataclasses.fields(cls):  # a repeatable option without a default must be given at least once
+        if (
+            f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and getattr(args, f.name) == ()
+        ):
+            flag = "--" + f.name.replace("_", "-")
+            raise SystemExit(
+                fail(f"tl-glp {name}: {flag} is required (repeat it for several values); see tl-glp {name} --help.")
+            )
+    return args
+
+
+def run_command(name: str, fn: Callable[[Any], int | None], description: str, argv: list[str]) -> int:
+    """Parse ``argv`` (:func:`parse`) and call ``fn`` with the result. Returns the exit status: 0 after
+    ``--help``, 2 for bad input, else what ``fn`` returns."""
+    try:
+        args = parse(name, fn, argv, description)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
+    return int(fn(args) or 0)

@@ -1,0 +1,78 @@
+"""``tl-glp bench ...``: speed benchmarks that print medians and the ratios their targets are stated in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tl_glp.cli._run import default_of
+from tl_glp.studies import bench
+
+
+@dataclass
+class PriorArgs:
+    """Sizes of the prior whose training step and sampling are timed."""
+
+    d_input: int = default_of(bench.bench_prior, "d_input")
+    """Activation width (Llama-3.1-8B: 4096)."""
+    n_blocks: int = default_of(bench.bench_prior, "n_blocks")
+    """Denoiser blocks."""
+    batch: int = default_of(bench.bench_prior, "batch")
+    """Training batch."""
+    device: str | None = default_of(bench.bench_prior, "device")
+    """cpu or cuda (None: cuda if available)."""
+
+
+def prior(args: PriorArgs) -> int:
+    bench.bench_prior(args.d_input, args.n_blocks, args.batch, args.device)
+    return 0
+
+
+@dataclass
+class QuickArgs:
+    quick: bool = False
+    """Smaller sizes, for a smoke run."""
+
+
+def collect(args: QuickArgs) -> int:
+    bench.bench_collect(quick=args.quick)
+    return 0
+
+
+def steer(args: QuickArgs) -> int:
+    bench.bench_steer(quick=args.quick)
+    return 0
+
+
+def probe(args: QuickArgs) -> int:
+    bench.bench_probe(quick=args.quick)
+    return 0
+
+
+def interpret(args: QuickArgs) -> int:
+    bench.bench_interpret(quick=args.quick)
+    return 0
+
+
+def score(args: QuickArgs) -> int:
+    bench.bench_score(quick=args.quick)
+    return 0
+
+
+def project(args: QuickArgs) -> int:
+    bench.bench_project(quick=args.quick)
+    return 0
+
+
+@dataclass
+class TrainArgs:
+    quick: bool = False
+    """Smaller sizes, for a smoke run."""
+    study: str | None = None
+    """Also report the share of wall time outside training steps of this finished scaling study (its timing.json)."""
+    scaling: bool = False
+    """Also run a --quick scaling study on the testbed and report that share."""
+
+
+def train(args: TrainArgs) -> int:
+    bench.bench_train(quick=args.quick, study=args.study, scaling=args.scaling)
+    return 0

@@ -1,0 +1,73 @@
+"""``tl-glp collect``: activations from a model into an on-disk ActivationStore (resumable)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from tl_glp.activations.collect import HFText, collect_activations
+from tl_glp.cli._run import Flat, ModelArgs, Quiet, default_of, fail, load_model
+
+
+@dataclass
+class CollectArgs:
+    """Re-running the same command resumes after the last whole shard."""
+
+    hook: tuple[str, ...]
+    """Hook name to collect, e.g. blocks.6.hook_resid_post; repeat for several (multi-layer priors)."""
+    out: str
+    """Store folder."""
+    model: Annotated[ModelArgs, Flat] = field(default_factory=ModelArgs)
+    dataset: str | None = None
+    """Hugging Face dataset id to stream texts from (e.g. HuggingFaceFW/fineweb); None with --model testbed:
+    its own language."""
+    dataset_config: str | None = None
+    """Dataset configuration name (e.g. sample-10BT)."""
+    split: str = "train"
+    """Dataset split."""
+    column: str = "text"
+    """Text column."""
+    text_file: str | None = None
+    """A local text file, one document per line, instead of --dataset."""
+    context_size: int = default_of(collect_activations, "context_size")
+    """Tokens per document, BOS included; longer ones are truncated."""
+    batch_size: int = default_of(collect_activations, "batch_size")
+    """Documents per forward pass."""
+    max_tokens: int | None = default_of(collect_activations, "max_tokens")
+    """Stop after this many activation rows (None: the whole dataset)."""
+    dtype: Literal["float32", "float16", "bfloat16"] = default_of(collect_activations, "dtype")
+    """Storage dtype."""
+    shard_rows: int = default_of(collect_activations, "shard_rows")
+    """Rows per shard."""
+    quiet: Quiet = False
+    """Hide the progress bars."""
+
+
+def collect(args: CollectArgs) -> int:
+    model = load_model(args.model, progress=not args.quiet)
+    if args.text_file:
+        with open(args.text_file) as f:
+            data = [line.strip() for line in f if line.strip()]
+    elif args.dataset:
+        data = HFText(args.dataset, name=args.dataset_config, split=args.split, column=args.column)
+    elif args.model.model == "testbed":
+        from tl_glp.studies.testbed import load
+
+        language = load(progress=False).language  # its own documents: ~28 tokens each, so this many always suffice
+        data = (doc.text for doc in language.documents(max(1, (args.max_tokens or 200_000) // 10), seed=1))
+    else:
+        return fail("tl-glp collect: pass --dataset NAME or --text-file FILE for a model other than the testbed.")
+    store = collect_activations(
+        model,
+        data,
+        list(args.hook),
+        out=args.out,
+        context_size=args.context_size,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens,
+        dtype=args.dtype,
+        shard_rows=args.shard_rows,
+        progress=not args.quiet,
+    )
+    print(f"{args.out}: {len(store)} rows x {store.n_hooks} hook(s) x {store.d_input} dims in {store.n_shards} shards")
+    return 0
