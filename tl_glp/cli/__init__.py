@@ -112,6 +112,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tl_glp.cli.bench:project",
         "Projection options on the testbed: evaluations, distance moved, delta LM loss, steering.",
     ),
+    "bench gpu": (
+        "tl_glp.cli.bench:gpu",
+        "Every GPU figure in one offline run (Llama-shaped random models), written as JSON; --tiny on CPU.",
+    ),
+    "bench streaming": (
+        "tl_glp.cli.bench:streaming",
+        "Streaming training vs collect-then-train vs the serial bound; 2 processes vs 1; memory vs corpus length.",
+    ),
 }
 GROUPS: dict[str, str] = {
     "testbed": "The offline testbed model: build it (train + manifest) or measure its quality.",

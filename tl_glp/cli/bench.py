@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from tl_glp.cli._run import default_of
 from tl_glp.studies import bench
+from tl_glp.studies.bench.gpu import bench_gpu
+from tl_glp.studies.bench.streaming import bench_streaming
 
 
 @dataclass
@@ -75,4 +77,24 @@ class TrainArgs:
 
 def train(args: TrainArgs) -> int:
     bench.bench_train(quick=args.quick, study=args.study, scaling=args.scaling)
+    return 0
+
+
+@dataclass
+class GpuArgs:
+    tiny: bool = default_of(bench_gpu, "tiny")
+    """Every branch at toy sizes on the CPU (what the test suite runs)."""
+    out: str | None = default_of(bench_gpu, "out")
+    """Write the figures as JSON here (atomically, after every section)."""
+    device: str | None = default_of(bench_gpu, "device")
+    """cuda, cuda:1 ... (None: cuda if available)."""
+
+
+def gpu(args: GpuArgs) -> int:
+    bench_gpu(tiny=args.tiny, out=args.out, device=args.device)
+    return 0
+
+
+def streaming(args: QuickArgs) -> int:
+    bench_streaming(quick=args.quick)
     return 0

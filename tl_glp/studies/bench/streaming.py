@@ -27,7 +27,8 @@ from tl_glp.activations.collect import collect_activations
 from tl_glp.activations.streaming import StreamingActivations
 from tl_glp.core.config import PriorConfig
 from tl_glp.core.prior import GenerativePrior
-from tl_glp.studies.bench.basic import _print_table, bench_model, timeit
+from tl_glp.studies.bench.basic import bench_model, timeit
+from tl_glp.studies.reporting import print_figures as _print_table
 from tl_glp.training import TrainConfig, train
 
 HOOK = "blocks.1.hook_resid_post"
