@@ -149,7 +149,7 @@ class DemoSettings:
     """Tokens generated per continuation in the head-to-head."""
     map_pca_k: int = 16
     """Principal components the PCA projector keeps."""
-    map_diagnose: int = 200
+    map_diagnose: int = 100
     """Held-out document prefixes the projection diagnosis measures (last token)."""
     map_probe_prefixes: int = 1500
     """Prefixes the ground-truth latent probes of the diagnosis train on."""
