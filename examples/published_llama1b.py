@@ -35,7 +35,12 @@ def hub_unreachable(err: BaseException) -> bool:
     a missing licence acceptance or login. Those surface as ``OSError`` (transformers, requests) or as
     errors of huggingface_hub / httpx; anything else is a real bug and keeps its traceback."""
     while err is not None:
-        if isinstance(err, OSError) or type(err).__module__.split(".")[0] in {"huggingface_hub", "httpx", "requests", "urllib3"}:
+        if isinstance(err, OSError) or type(err).__module__.split(".")[0] in {
+            "huggingface_hub",
+            "httpx",
+            "requests",
+            "urllib3",
+        }:
             return True
         err = err.__cause__ or err.__context__
     return False
@@ -61,18 +66,24 @@ def check_prior_on_model(model, prior, texts: list[str]) -> dict[str, float]:
     acts = tl_glp.collect_activations(model, texts, hook, progress=False)
     real = acts[0 : len(acts)].to(prior.mean.device)
     fake = prior.sample(len(real), num_steps=20)
-    delta = delta_lm_loss(model, texts, hook, tl_glp.projection_hook(prior, tl_glp.ProjectionConfig(seed=0), positions=slice(1, None)))
+    delta = delta_lm_loss(
+        model, texts, hook, tl_glp.projection_hook(prior, tl_glp.ProjectionConfig(seed=0), positions=slice(1, None))
+    )
     return {"fd": tl_glp.frechet_distance(fake, real), "delta_lm_loss": delta.delta, "act_norm": prior.act_norm}
 
 
-def steer_with_prior(model, prior, prompt: str, positive: list[str], negative: list[str], r: float = 1.0, max_new_tokens: int = 30) -> dict[str, str]:
+def steer_with_prior(
+    model, prior, prompt: str, positive: list[str], negative: list[str], r: float = 1.0, max_new_tokens: int = 30
+) -> dict[str, str]:
     """Plain vs prior-guided continuations of one prompt."""
     hook = prior.cfg.hook_name
     direction = tl_glp.diff_of_means(model, positive, negative, hook)
     out = {"none": model.generate(prompt, max_new_tokens=max_new_tokens, verbose=False, do_sample=False)}
     with tl_glp.steer(model, direction, r, relative=True, act_norm=prior.act_norm, hook_name=hook, positions="last"):
         out["plain"] = model.generate(prompt, max_new_tokens=max_new_tokens, verbose=False, do_sample=False)
-    with tl_glp.steer(model, direction, r, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)):
+    with tl_glp.steer(
+        model, direction, r, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)
+    ):
         out["prior"] = model.generate(prompt, max_new_tokens=max_new_tokens, verbose=False, do_sample=False)
     return out
 
@@ -85,11 +96,17 @@ if __name__ == "__main__":
         if not hub_unreachable(err):
             raise
         first_line = (str(err).strip().splitlines() or [""])[0][:160]
-        sys.exit(f"This example needs the Hugging Face Hub and access to {MODEL_ID} (accept its licence on the Hub, then "
-                 f"`huggingface-cli login`); it could not load it: {type(err).__name__}: {first_line}")
+        sys.exit(
+            f"This example needs the Hugging Face Hub and access to {MODEL_ID} (accept its licence on the Hub, then "
+            f"`huggingface-cli login`); it could not load it: {type(err).__name__}: {first_line}"
+        )
     print(prior.cfg)  # act_norm should be about 5.2 for this prior
     texts = ["The quick brown fox jumps over the lazy dog.", "In 1969, the first humans walked on the Moon."] * 8
     print(check_prior_on_model(model, prior, texts))
-    print(steer_with_prior(model, prior, "I think the weather today", ["I love this, it is wonderful!"], ["I hate this, it is awful!"]))
+    print(
+        steer_with_prior(
+            model, prior, "I think the weather today", ["I love this, it is wonderful!"], ["I hate this, it is awful!"]
+        )
+    )
     results = tl_glp.run_probing(model, prior, ["meta", "raw", "mlp"], ["5_hist_fig_ismale", "6_hist_fig_isamerican"])
     print(results.summary())

@@ -24,7 +24,9 @@ print(len(acts), "activations of width", acts.d_input)
 
 # %% Train a prior (small-model settings: bigger lr, smaller batch than the paper's)
 prior = tl_glp.GenerativePrior.from_activations(acts, n_blocks=3)
-result = tl_glp.train(prior, acts, tl_glp.TrainConfig(batch_size=256, lr=2e-3, max_steps=40 if SMALL else 800, eval_every=0))
+result = tl_glp.train(
+    prior, acts, tl_glp.TrainConfig(batch_size=256, lr=2e-3, max_steps=40 if SMALL else 800, eval_every=0)
+)
 print("final loss", round(result.final_loss, 3))
 
 # %% Sample new activations and pull an edited one back onto the manifold
@@ -37,7 +39,9 @@ print(samples.shape, projected.shape)
 positive = [d.text for d in testbed.language.documents(200, seed=2) if set(d.latents["sentiment"]) == {"positive"}]
 negative = [d.text for d in testbed.language.documents(200, seed=2) if set(d.latents["sentiment"]) == {"negative"}]
 direction = tl_glp.diff_of_means(model, positive, negative, MIDDLE_HOOK)
-with tl_glp.steer(model, direction, 1.0, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)):
+with tl_glp.steer(
+    model, direction, 1.0, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)
+):
     print(model.generate("the cat", max_new_tokens=12, verbose=False))
 
 # %% Probe meta-neurons against raw residual dimensions on the testbed's concept datasets

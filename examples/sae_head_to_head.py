@@ -27,8 +27,13 @@ sae = train_sae(acts, d_sae=256 if SMALL else 1024, k=16, steps=40 if SMALL else
 
 # %% Same activations, same splits, five feature sources, with label-shuffled controls
 datasets = [load_dataset(frame, name=name) for name, frame in testbed.datasets.items()]
-results = tl_glp.run_probing(model, prior, [MetaNeurons(prior), SAEFeatures(sae), RawActivations(), MLPNeurons(), PCAFeatures(64)],
-                             datasets, top_k=64 if SMALL else 512)
+results = tl_glp.run_probing(
+    model,
+    prior,
+    [MetaNeurons(prior), SAEFeatures(sae), RawActivations(), MLPNeurons(), PCAFeatures(64)],
+    datasets,
+    top_k=64 if SMALL else 512,
+)
 print(results.summary())
 print(results.wins())
 print("figure:", results.plot(OUT / "probing.png", a="meta", b="sae"))

@@ -35,16 +35,20 @@ direction = tl_glp.diff_of_means(
 # %% One hook, two ways to attach it: a context manager, or a handle you remove yourself
 # Greedy decoding and a seeded projection (one generator, seeded once per hook) make both ways print
 # the same continuation: the hook is the same, only the way it is attached differs.
-hook_fn = tl_glp.steering_hook(direction, 1.5, prior=prior, relative=True, positions="last",
-                               projection=tl_glp.ProjectionConfig(seed=0))
+hook_fn = tl_glp.steering_hook(
+    direction, 1.5, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)
+)
 with model.hooks(fwd_hooks=[(MIDDLE_HOOK, hook_fn)]):
     via_hooks = model.generate("the dogs", max_new_tokens=10, verbose=False, do_sample=False)
-handle = tl_glp.patch(model, direction, 1.5, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0))
+handle = tl_glp.patch(
+    model, direction, 1.5, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)
+)
 via_patch = model.generate("the dogs", max_new_tokens=10, verbose=False, do_sample=False)
 handle.remove()
 print("hooks():", via_hooks)
 print("patch():", via_patch)
 print("same continuation:", via_hooks == via_patch)
+
 
 # %% The sweep: strengths x prompts x methods, with ground-truth scorers plugged in
 def concept(model, gens):
@@ -57,7 +61,15 @@ def grammatical(model, gens):
 
 concept.name, grammatical.name = "concept", "grammatical"
 prompts = [" ".join(d.words[:3]) for d in language.documents(4 if SMALL else 24, seed=3)]
-df = tl_glp.steering_sweep(model, direction, prompts, prior=prior, strengths=[1.0, 3.0] if SMALL else [0.5, 1.0, 1.5, 2.0, 3.0],
-                           concept=concept, scorers=[grammatical], max_new_tokens=12)
+df = tl_glp.steering_sweep(
+    model,
+    direction,
+    prompts,
+    prior=prior,
+    strengths=[1.0, 3.0] if SMALL else [0.5, 1.0, 1.5, 2.0, 3.0],
+    concept=concept,
+    scorers=[grammatical],
+    max_new_tokens=12,
+)
 print(df.groupby(["method", "r"])[["concept", "grammatical", "nll"]].mean())
 print("figure:", tl_glp.plot_pareto(df, OUT / "steering_pareto.png"))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
-import yaml
-from safetensors.torch import save_file
+
 import pytest
 import torch
+import yaml
+from safetensors.torch import save_file
 
 from tl_glp.core import _compat
 from tl_glp.core.prior import GenerativePrior
 
 
-def mixture(n: int, d: int = 16, n_modes: int = 4, spread: float = 0.3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def mixture(
+    n: int, d: int = 16, n_modes: int = 4, spread: float = 0.3, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A well-separated Gaussian mixture: returns (samples [n, d], mode centres [n_modes, d])."""
     g = torch.Generator().manual_seed(seed)
     centres = torch.zeros(n_modes, d)
@@ -29,7 +32,9 @@ def near_mode_share(x: torch.Tensor, centres: torch.Tensor, radius: float) -> fl
     return float((torch.cdist(x, centres).min(-1).values < radius).float().mean())
 
 
-def train_quickly(prior: GenerativePrior, data: torch.Tensor, steps: int = 400, lr: float = 3e-3, batch: int = 256, seed: int = 0) -> list[float]:
+def train_quickly(
+    prior: GenerativePrior, data: torch.Tensor, steps: int = 400, lr: float = 3e-3, batch: int = 256, seed: int = 0
+) -> list[float]:
     """A minimal AdamW loop (independent of tl_glp.train) used to check that learning works."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(prior.parameters(), lr=lr)
@@ -70,7 +75,9 @@ def tiny_tokenizer():
 
 
 HAS_HOOKED_TRANSFORMER = _compat.has_hooked_transformer()
-needs_hooked_transformer = pytest.mark.skipif(not HAS_HOOKED_TRANSFORMER, reason="TransformerLens 4 removed HookedTransformer")
+needs_hooked_transformer = pytest.mark.skipif(
+    not HAS_HOOKED_TRANSFORMER, reason="TransformerLens 4 removed HookedTransformer"
+)
 """Mark for tests about HookedTransformer itself (TL <= 3)."""
 
 
@@ -88,8 +95,16 @@ def make_tiny_model(tokenizer=None, n_layers: int = 3, d_model: int = 32, seed: 
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(
-        n_layers=n_layers, d_model=d_model, d_head=8, n_heads=d_model // 8, d_mlp=4 * d_model, n_ctx=32,
-        d_vocab=tokenizer.vocab_size if tokenizer is not None else 40, act_fn="gelu", normalization_type="LN", seed=seed,
+        n_layers=n_layers,
+        d_model=d_model,
+        d_head=8,
+        n_heads=d_model // 8,
+        d_mlp=4 * d_model,
+        n_ctx=32,
+        d_vocab=tokenizer.vocab_size if tokenizer is not None else 40,
+        act_fn="gelu",
+        normalization_type="LN",
+        seed=seed,
         model_name="tiny-test",
     )
     model = HookedTransformer(cfg, tokenizer=tokenizer)
@@ -101,7 +116,17 @@ def make_tiny_bridge(n_layers: int = 3, d_model: int = 32, tokenizer=None):
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
-    cfg = TransformerBridgeConfig(n_layers=n_layers, d_model=d_model, d_head=8, n_heads=d_model // 8, d_mlp=4 * d_model, n_ctx=32, d_vocab=tokenizer.vocab_size if tokenizer is not None else 40, act_fn="gelu", normalization_type="LN")
+    cfg = TransformerBridgeConfig(
+        n_layers=n_layers,
+        d_model=d_model,
+        d_head=8,
+        n_heads=d_model // 8,
+        d_mlp=4 * d_model,
+        n_ctx=32,
+        d_vocab=tokenizer.vocab_size if tokenizer is not None else 40,
+        act_fn="gelu",
+        normalization_type="LN",
+    )
     bridge = TransformerBridge.boot_native(cfg, tokenizer=tokenizer)
     bridge.eval()
     return bridge
@@ -124,7 +149,9 @@ def tiny_prior_and_acts(tiny_model):
     """A prior trained (briefly) on the tiny model's blocks.1.hook_resid_post activations."""
     from tl_glp import TrainConfig, collect_activations, train
 
-    acts = collect_activations(tiny_model, random_sentences(600, seed=11, length=10), "blocks.1.hook_resid_post", progress=False)
+    acts = collect_activations(
+        tiny_model, random_sentences(600, seed=11, length=10), "blocks.1.hook_resid_post", progress=False
+    )
     torch.manual_seed(0)
     prior = GenerativePrior.from_activations(acts, n_blocks=2)
     train(prior, acts, TrainConfig(batch_size=256, lr=2e-3, max_steps=250, progress=False, eval_every=0))
@@ -142,11 +169,24 @@ def testbed():
 def write_published(folder, d_input=6, n_blocks=2, n_llm_layers=None, layers=(3,), seed=0, epoch=None):
     g = torch.Generator().manual_seed(seed)
     d_model, d_mlp = 2 * d_input, 4 * d_input
-    shapes = {"model.in_proj": (d_model, d_input), "model.out_proj": (d_input, d_model), "model.time_embed.0": (d_model, d_model), "model.time_embed.2": (d_model, d_model)}
+    shapes = {
+        "model.in_proj": (d_model, d_input),
+        "model.out_proj": (d_input, d_model),
+        "model.time_embed.0": (d_model, d_model),
+        "model.time_embed.2": (d_model, d_model),
+    }
     if n_llm_layers:
         shapes |= {"model.layer_embed.0": (d_model, d_model), "model.layer_embed.2": (d_model, d_model)}
     for i in range(n_blocks):
-        shapes |= {f"model.layers.{i}.{k}": s for k, s in [("up_proj", (d_mlp, d_model)), ("gate_proj", (d_mlp, d_model)), ("time_proj", (d_mlp, d_model)), ("down_proj", (d_model, d_mlp))]}
+        shapes |= {
+            f"model.layers.{i}.{k}": s
+            for k, s in [
+                ("up_proj", (d_mlp, d_model)),
+                ("gate_proj", (d_mlp, d_model)),
+                ("time_proj", (d_mlp, d_model)),
+                ("down_proj", (d_model, d_mlp)),
+            ]
+        }
     w = {}
     for name, shape in shapes.items():
         w[f"{name}.weight"] = torch.randn(shape, generator=g) / math.sqrt(shape[1])
@@ -166,7 +206,13 @@ def write_published(folder, d_input=6, n_blocks=2, n_llm_layers=None, layers=(3,
         "run_name": "glp-test-${glp_kwargs.denoiser_config.n_layers}",
         "glp_kwargs": {
             "normalizer_config": {"rep_statistic": "${dataset_root}/rep_statistics.pt"},
-            "denoiser_config": {"d_input": d_input, "d_model": d_model, "d_mlp": d_mlp, "n_layers": n_blocks, "multi_layer_n_layers": n_llm_layers},
+            "denoiser_config": {
+                "d_input": d_input,
+                "d_model": d_model,
+                "d_mlp": d_mlp,
+                "n_layers": n_blocks,
+                "multi_layer_n_layers": n_llm_layers,
+            },
             "tracedict_config": {"layer_prefix": "model.layers", "layers": list(layers), "retain": "output"},
         },
     }

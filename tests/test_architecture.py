@@ -18,7 +18,9 @@ PACKAGE = ROOT / "tl_glp"
 def _lint_imports(cwd: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("lint-imports")
     if not exe.exists():
-        pytest.fail(f"lint-imports is not installed next to {sys.executable}: pip install -e '.[dev]' installs import-linter.")
+        pytest.fail(
+            f"lint-imports is not installed next to {sys.executable}: pip install -e '.[dev]' installs import-linter."
+        )
     env = {"PYTHONPATH": str(cwd), "PATH": str(exe.parent) + ":/usr/bin:/bin"}
     return subprocess.run([str(exe), "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 
@@ -34,7 +36,9 @@ def test_a_planted_upward_import_breaks_the_layers(tmp_path):
     shutil.copytree(PACKAGE, tmp_path / "tl_glp", ignore=shutil.ignore_patterns("__pycache__", "weights"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     flow = tmp_path / "tl_glp" / "core" / "flow.py"
-    flow.write_text(flow.read_text() + "\n\ndef _planted():\n    from tl_glp.steering.hooks import steer\n\n    return steer\n")
+    flow.write_text(
+        flow.read_text() + "\n\ndef _planted():\n    from tl_glp.steering.hooks import steer\n\n    return steer\n"
+    )
     out = _lint_imports(tmp_path)
     assert out.returncode != 0
     assert "tl_glp.core.flow -> tl_glp.steering.hooks" in out.stdout
@@ -54,8 +58,10 @@ def test_no_module_imports_the_top_level_package():
 
 
 def test_the_public_names_resolve_lazily():
-    code = ("import sys, tl_glp; assert 'torch' not in sys.modules, 'import tl_glp imported torch'; "
-            "names = tl_glp.__all__; [getattr(tl_glp, n) for n in names]; print(len(names))")
+    code = (
+        "import sys, tl_glp; assert 'torch' not in sys.modules, 'import tl_glp imported torch'; "
+        "names = tl_glp.__all__; [getattr(tl_glp, n) for n in names]; print(len(names))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) >= 25

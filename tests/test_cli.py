@@ -301,13 +301,37 @@ def test_console_script_runs_a_command_help():
 def test_train_streams_from_the_testbed_and_refuses_two_sources(tmp_path, capsys):
     """``tl-glp train --stream.hook``: a prior trained while the testbed reads its own language (no store)."""
     out = tmp_path / "stream_run"
-    argv = ["train", "--out", str(out), "--stream.hook", "blocks.2.hook_resid_post", "--stream.forward-batch", "16",
-            "--stream.buffer-rows", "512", "--stream.warmup-rows", "512", "--stream.val-rows", "64",
-            "--max-steps", "3", "--batch-size", "64", "--eval-every", "0", "--checkpoint-every", "3", "--quiet"]
+    argv = [
+        "train",
+        "--out",
+        str(out),
+        "--stream.hook",
+        "blocks.2.hook_resid_post",
+        "--stream.forward-batch",
+        "16",
+        "--stream.buffer-rows",
+        "512",
+        "--stream.warmup-rows",
+        "512",
+        "--stream.val-rows",
+        "64",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "64",
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "3",
+        "--quiet",
+    ]
     assert main(argv) == 0
     prior = tl_glp.GenerativePrior.from_pretrained(out)
     assert prior.cfg.hook_names == ["blocks.2.hook_resid_post"] and "trained 3 steps" in capsys.readouterr().out
-    assert main(["train", "--out", str(out), "--activations", str(tmp_path), "--stream.hook", "blocks.2.hook_resid_post"]) == 2
+    assert (
+        main(["train", "--out", str(out), "--activations", str(tmp_path), "--stream.hook", "blocks.2.hook_resid_post"])
+        == 2
+    )
     assert "not both" in capsys.readouterr().err
     assert main(["train", "--out", str(out)]) == 2
 

@@ -11,7 +11,9 @@ def test_identity_hook_gives_zero_delta_and_noise_hurts(tiny_model, testbed):
     texts = ["the dog ran .", "a red cat was happy .", "the big ball"]
     assert delta_lm_loss(tiny_model, texts, HOOK, lambda act, hook: act).delta == 0.0
     trained_texts = testbed.language.sample_texts(20, seed=9)  # a trained model: noise must hurt it
-    noisy = delta_lm_loss(testbed.model, trained_texts, "blocks.2.hook_resid_post", lambda act, hook: act + 50 * torch.randn_like(act))
+    noisy = delta_lm_loss(
+        testbed.model, trained_texts, "blocks.2.hook_resid_post", lambda act, hook: act + 50 * torch.randn_like(act)
+    )
     assert noisy.delta > 0.1
     # the loss is the plain mean next-token cross-entropy over real tokens
     tokens = tiny_model.to_tokens(texts[0])
@@ -53,7 +55,10 @@ def test_demo_sorts_dataset_arguments_into_corpus_and_probing_sets():
     from tl_glp.studies.demo import _split_dataset_args
 
     assert _split_dataset_args(None) == ("NeelNanda/pile-10k", "all")
-    assert _split_dataset_args(["HuggingFaceFW/fineweb", "5_hist_fig_ismale"]) == ("HuggingFaceFW/fineweb", ["5_hist_fig_ismale"])
+    assert _split_dataset_args(["HuggingFaceFW/fineweb", "5_hist_fig_ismale"]) == (
+        "HuggingFaceFW/fineweb",
+        ["5_hist_fig_ismale"],
+    )
     assert _split_dataset_args(["all"])[1] == "all"
 
 
@@ -63,7 +68,9 @@ def test_compare_delta_lm_loss_pairs_documents_and_matches_delta_lm_loss(tiny_mo
     texts = random_sentences(24, seed=4, length=9)
     gen = torch.Generator().manual_seed(0)
     noise = {"small": 0.5, "large": 5.0}
-    fixed = {name: torch.randn(1, 64, 32, generator=gen) * s for name, s in noise.items()}  # deterministic noise per position
+    fixed = {
+        name: torch.randn(1, 64, 32, generator=gen) * s for name, s in noise.items()
+    }  # deterministic noise per position
 
     def hook(name):
         return lambda act, hook: act + fixed[name][:, : act.shape[1]]

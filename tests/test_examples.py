@@ -34,7 +34,9 @@ def test_sae_example_writes_its_figure_under_the_ignored_output_folder(testbed, 
     assert not list(tmp_path.glob("*.png")), "figures belong in examples_out/, not the working directory"
 
 
-def test_steering_example_two_ways_of_attaching_agree_and_figures_go_to_examples_out(testbed, monkeypatch, tmp_path, capsys):
+def test_steering_example_two_ways_of_attaching_agree_and_figures_go_to_examples_out(
+    testbed, monkeypatch, tmp_path, capsys
+):
     ns = run_example("steering.py", monkeypatch, tmp_path)
     printed = capsys.readouterr().out
     assert ns["via_hooks"] == ns["via_patch"], (ns["via_hooks"], ns["via_patch"])
@@ -68,7 +70,9 @@ def test_published_llama_example_offline_parts(testbed, tiny_tokenizer):
     prior = tl_glp.GenerativePrior.from_activations(acts, n_blocks=1)
     report = module.check_prior_on_model(testbed.model, prior, texts[:10])
     assert set(report) == {"fd", "delta_lm_loss", "act_norm"} and report["fd"] > 0
-    out = module.steer_with_prior(testbed.model, prior, "the dog", ["it was happy ."], ["it was sad ."], max_new_tokens=4)
+    out = module.steer_with_prior(
+        testbed.model, prior, "the dog", ["it was happy ."], ["it was sad ."], max_new_tokens=4
+    )
     assert set(out) == {"none", "plain", "prior"}
 
 
@@ -91,7 +95,14 @@ def test_published_llama_example_hub_errors_are_recognised():
 @pytest.mark.slow
 def test_published_llama_example_without_the_hub_says_so_in_one_line(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "published_llama1b.py")], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "published_llama1b.py")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip() and "Warning" not in line]
     assert "needs the Hugging Face Hub" in lines[-1], proc.stderr[-2000:]

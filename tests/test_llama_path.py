@@ -25,8 +25,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import WORDS, random_sentences
-from conftest import write_published
+from conftest import WORDS, random_sentences, write_published
 
 import tl_glp
 from tl_glp.core import _compat
@@ -45,9 +44,19 @@ def save_tiny_llama(folder, seed: int = 0):
 
     tok = build_tokenizer(WORDS)
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=D_MODEL, intermediate_size=2 * D_MODEL, num_hidden_layers=N_LAYERS,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=D_MODEL,
+        intermediate_size=2 * D_MODEL,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(cfg).eval()
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -81,7 +90,11 @@ def layer_outputs(hf_model, tokens):
     """What the published priors were trained on: each ``model.layers.{L}`` output (a forward hook on HF)."""
     outs, handles = {}, []
     for i, layer in enumerate(hf_model.model.layers):
-        handles.append(layer.register_forward_hook(lambda mod, args, out, i=i: outs.__setitem__(i, out[0] if isinstance(out, tuple) else out)))
+        handles.append(
+            layer.register_forward_hook(
+                lambda mod, args, out, i=i: outs.__setitem__(i, out[0] if isinstance(out, tuple) else out)
+            )
+        )
     try:
         with torch.no_grad():
             hidden = hf_model(tokens, output_hidden_states=True).hidden_states
@@ -123,7 +136,9 @@ def test_hooked_transformer_from_the_local_folder(llama_dir, hf_llama):
     pytest.importorskip("transformer_lens", reason="needs TransformerLens")
     if not _compat.has_hooked_transformer():
         pytest.skip("TransformerLens 4 has no HookedTransformer; load_model uses TransformerBridge there")
-    model = _compat.load_model(str(llama_dir), device="cpu")  # the folder's name holds "llama": TL's own converter trips on that
+    model = _compat.load_model(
+        str(llama_dir), device="cpu"
+    )  # the folder's name holds "llama": TL's own converter trips on that
     assert type(model).__name__ == "HookedTransformer"
     assert model.cfg.model_name == "Llama-3.2-1B" and _compat.model_processing(model) == "unprocessed"
     tokens = model.to_tokens("the dog chased a red ball .")
@@ -149,12 +164,22 @@ def test_published_prior_lands_on_its_hook_and_steers(bridge, tmp_path):
     _, clean = bridge.run_with_cache(tokens, names_filter=[HOOK])
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # its own model: no name, hook or basis warning
-        with tl_glp.steer(bridge, direction, 2.0, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)) as handle:
+        with tl_glp.steer(
+            bridge,
+            direction,
+            2.0,
+            prior=prior,
+            relative=True,
+            positions="last",
+            projection=tl_glp.ProjectionConfig(seed=0),
+        ) as handle:
             assert handle.hook_name == HOOK
             _, steered = bridge.run_with_cache(tokens, names_filter=[HOOK])
             steered_text = greedy(bridge)
     alpha = 2.0 * prior.act_norm
-    expected = prior.project(clean[HOOK][0, -1:] + alpha * direction, t_start=0.5, num_steps=20, generator=torch.Generator().manual_seed(0))
+    expected = prior.project(
+        clean[HOOK][0, -1:] + alpha * direction, t_start=0.5, num_steps=20, generator=torch.Generator().manual_seed(0)
+    )
     assert torch.allclose(steered[HOOK][0, -1:], expected, atol=1e-5)
     assert torch.equal(steered[HOOK][0, :-1], clean[HOOK][0, :-1])
     assert steered_text != greedy(bridge)
@@ -187,7 +212,9 @@ def test_bf16_bridge_steered_by_a_float32_prior(llama_dir, tmp_path):
     assert next(prior.parameters()).dtype == torch.float32
     tokens = model.to_tokens(PROMPT)
     direction = torch.randn(D_MODEL, generator=torch.Generator().manual_seed(1))
-    with tl_glp.steer(model, direction, 1.0, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)):
+    with tl_glp.steer(
+        model, direction, 1.0, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)
+    ):
         _, cache = model.run_with_cache(tokens, names_filter=[HOOK])
         text = greedy(model, n=3)
     assert cache[HOOK].dtype == torch.bfloat16 and bool(torch.isfinite(cache[HOOK].float()).all())
@@ -212,16 +239,30 @@ def test_collect_train_steer_probe(bridge, tmp_path):
     pytest.importorskip("sklearn", reason="probing needs scikit-learn (the probes extra)")
     from tl_glp.probing import load_dataset
 
-    store = tl_glp.collect_activations(bridge, random_sentences(150, seed=3, length=8), HOOK, out=tmp_path / "acts", progress=False, shard_rows=256)
+    store = tl_glp.collect_activations(
+        bridge, random_sentences(150, seed=3, length=8), HOOK, out=tmp_path / "acts", progress=False, shard_rows=256
+    )
     assert store.d_input == D_MODEL and _compat.same_model(store.model_name, "meta-llama/Llama-3.2-1B")
     assert store.model_processing == "unprocessed"
     prior = GenerativePrior.from_activations(store, n_blocks=1, d_hidden=32, d_mlp=64)
-    result = tl_glp.train(prior, store, tl_glp.TrainConfig(batch_size=128, lr=2e-3, max_steps=15, eval_every=0, progress=False))
+    result = tl_glp.train(
+        prior, store, tl_glp.TrainConfig(batch_size=128, lr=2e-3, max_steps=15, eval_every=0, progress=False)
+    )
     assert result.steps == 15 and prior.cfg.hook_name == HOOK
     direction = tl_glp.diff_of_means(bridge, ["the dog was happy ."], ["the cat was sad ."], HOOK)
-    with tl_glp.steer(bridge, direction, 1.0, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)):
+    with tl_glp.steer(
+        bridge, direction, 1.0, prior=prior, relative=True, positions="last", projection=tl_glp.ProjectionConfig(seed=0)
+    ):
         assert greedy(bridge, n=3).startswith(PROMPT)
-    results = tl_glp.run_probing(bridge, prior, ["meta", "raw"], [load_dataset(probing_frame(), name="has_dog")], top_k=16, controls=False, progress=False)
+    results = tl_glp.run_probing(
+        bridge,
+        prior,
+        ["meta", "raw"],
+        [load_dataset(probing_frame(), name="has_dog")],
+        top_k=16,
+        controls=False,
+        progress=False,
+    )
     aucs = results.table.set_index("source").test_auc
     assert set(aucs.index) == {"meta", "raw"} and aucs.between(0, 1).all()
 
@@ -235,13 +276,41 @@ def test_demo_command_on_a_local_folder(llama_dir, tmp_path):
 
     from tl_glp.cli import main
 
-    sae = StandardSAE(StandardSAEConfig(d_in=D_MODEL, d_sae=64, metadata=SAEMetadata(hook_name=HOOK, model_name="meta-llama/Llama-3.2-1B")))
+    sae = StandardSAE(
+        StandardSAEConfig(
+            d_in=D_MODEL, d_sae=64, metadata=SAEMetadata(hook_name=HOOK, model_name="meta-llama/Llama-3.2-1B")
+        )
+    )
     sae.save_model(str(tmp_path / "sae"))
     probing_frame().to_csv(tmp_path / "has_dog.csv", index=False)
     out = tmp_path / "demo"
-    code = main(["demo", "--model", str(llama_dir), "--hook", HOOK, "--sae", str(tmp_path / "sae"), "--dataset", str(tmp_path / "has_dog.csv"),
-                 "--quick", "--quiet", "--out", str(out), "--n-docs", "120", "--prior-steps", "10",
-                 "--set", "c2st_steps=20", "--set", "eval_samples=200", "--set", "strengths=1.0"])
+    code = main(
+        [
+            "demo",
+            "--model",
+            str(llama_dir),
+            "--hook",
+            HOOK,
+            "--sae",
+            str(tmp_path / "sae"),
+            "--dataset",
+            str(tmp_path / "has_dog.csv"),
+            "--quick",
+            "--quiet",
+            "--out",
+            str(out),
+            "--n-docs",
+            "120",
+            "--prior-steps",
+            "10",
+            "--set",
+            "c2st_steps=20",
+            "--set",
+            "eval_samples=200",
+            "--set",
+            "strengths=1.0",
+        ]
+    )
     assert code == 0
     report = (out / "report.md").read_text()
     assert "Llama-3.2-1B" in report and HOOK in report
@@ -251,6 +320,9 @@ def test_demo_command_on_a_local_folder(llama_dir, tmp_path):
 def test_demo_dataset_arguments_with_csv_files():
     from tl_glp.studies.demo import _split_dataset_args
 
-    assert _split_dataset_args(["data/has_dog.csv"]) == (None, ["data/has_dog.csv"])  # offline: the CSV prompts are the corpus
+    assert _split_dataset_args(["data/has_dog.csv"]) == (
+        None,
+        ["data/has_dog.csv"],
+    )  # offline: the CSV prompts are the corpus
     assert _split_dataset_args(["HuggingFaceFW/fineweb", "a.csv"]) == ("HuggingFaceFW/fineweb", ["a.csv"])
     assert _split_dataset_args(["5_hist_fig_ismale", "a.csv.zst"]) == (None, ["5_hist_fig_ismale", "a.csv.zst"])

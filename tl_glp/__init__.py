@@ -44,7 +44,18 @@ _EXPORTS = {
     "denoising_score": "tl_glp.manifold.likelihood",
     "run_scaling_study": "tl_glp.studies.scaling.study",
 }
-_SUBPACKAGES = ("activations", "core", "evaluation", "interpret", "manifold", "probing", "saes", "steering", "studies", "training")
+_SUBPACKAGES = (
+    "activations",
+    "core",
+    "evaluation",
+    "interpret",
+    "manifold",
+    "probing",
+    "saes",
+    "steering",
+    "studies",
+    "training",
+)
 
 __all__ = sorted(_EXPORTS)
 

@@ -60,7 +60,9 @@ def document_losses(
         tokens, lengths = right_padded_tokens(model, texts[start : start + batch_size], context_size)
         hooks = [(hook_name, hook_fn)] if hook_fn is not None else []
         logits = model.run_with_hooks(tokens.to(device), fwd_hooks=hooks)
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), tokens[:, 1:].to(logits.device), reduction="none")
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2).float(), tokens[:, 1:].to(logits.device), reduction="none"
+        )
         mask = (torch.arange(tokens.shape[1] - 1)[None] < (lengths - 1)[:, None]).to(loss.device)
         sums.append((loss * mask).sum(1).double().cpu())
         counts.append(mask.sum(1).double().cpu())
@@ -142,8 +144,16 @@ class DeltaLossComparison:
         rows = []
         for name in self.patched:
             d, lo, hi = self.delta(name)
-            rows.append({"replacement": name, "delta": d, "ci_low": lo, "ci_high": hi,
-                         "n_docs": len(self.clean.sums), "n_tokens": int(self.clean.counts.sum())})
+            rows.append(
+                {
+                    "replacement": name,
+                    "delta": d,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n_docs": len(self.clean.sums),
+                    "n_tokens": int(self.clean.counts.sum()),
+                }
+            )
         return pd.DataFrame(rows)
 
 
@@ -170,7 +180,8 @@ def compare_delta_lm_loss(
         cmp.difference("prior", "sae")  # paired: (difference, ci_low, ci_high)
     """
     clean = document_losses(model, texts, progress=progress, desc="LM loss (clean)", **kwargs)
-    patched = {name: document_losses(model, texts, hook_name, fn, progress=progress, desc=f"LM loss ({name})", **kwargs)
-               for name, fn in replacements.items()}
+    patched = {
+        name: document_losses(model, texts, hook_name, fn, progress=progress, desc=f"LM loss ({name})", **kwargs)
+        for name, fn in replacements.items()
+    }
     return DeltaLossComparison(clean, patched, n_boot=n_boot, seed=seed)
-

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -19,7 +20,20 @@ from torch import Tensor
 from tl_glp.activations.sources import as_source
 
 
-def train_sae(source: Any, *, d_sae: int = 1024, k: int = 16, steps: int = 2000, batch_size: int = 512, lr: float = 1e-3, seed: int = 0, device: str = "cpu", hook_name: str | None = None, model_name: str | None = None, progress: bool = False) -> Any:
+def train_sae(
+    source: Any,
+    *,
+    d_sae: int = 1024,
+    k: int = 16,
+    steps: int = 2000,
+    batch_size: int = 512,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str = "cpu",
+    hook_name: str | None = None,
+    model_name: str | None = None,
+    progress: bool = False,
+) -> Any:
     """Train an SAE-Lens ``TopKTrainingSAE`` with SAE-Lens's own ``SAETrainer`` on ``source``
     (tensor, cache or store), feeding it shuffled batches of the source's first hook."""
     from sae_lens.config import LoggingConfig, SAETrainerConfig
@@ -30,7 +44,13 @@ def train_sae(source: Any, *, d_sae: int = 1024, k: int = 16, steps: int = 2000,
     src = as_source(source)
     hook = hook_name or (src.hook_names[0] if src.hook_names else None)
     torch.manual_seed(seed)
-    cfg = TopKTrainingSAEConfig(d_in=src.d_input, d_sae=d_sae, k=k, device=device, metadata=SAEMetadata(hook_name=hook, model_name=model_name or src.model_name))
+    cfg = TopKTrainingSAEConfig(
+        d_in=src.d_input,
+        d_sae=d_sae,
+        k=k,
+        device=device,
+        metadata=SAEMetadata(hook_name=hook, model_name=model_name or src.model_name),
+    )
     sae = TopKTrainingSAE(cfg)
 
     def batches() -> Iterator[Tensor]:
@@ -40,8 +60,16 @@ def train_sae(source: Any, *, d_sae: int = 1024, k: int = 16, steps: int = 2000,
                 yield batch.acts.to(device)
             epoch += 1
 
-    trainer_cfg = SAETrainerConfig(total_training_samples=steps * batch_size, train_batch_size_samples=batch_size, lr=lr, lr_end=lr / 10,
-                                   lr_scheduler_name="cosineannealing", device=device, logger=LoggingConfig(log_to_wandb=False), n_batches_for_norm_estimate=10)
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=steps * batch_size,
+        train_batch_size_samples=batch_size,
+        lr=lr,
+        lr_end=lr / 10,
+        lr_scheduler_name="cosineannealing",
+        device=device,
+        logger=LoggingConfig(log_to_wandb=False),
+        n_batches_for_norm_estimate=10,
+    )
     quiet = contextlib.redirect_stderr(io.StringIO()) if not progress else contextlib.nullcontext()
     with quiet:
         trained = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=batches()).fit()

@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import make_tiny_bridge, make_tiny_model, random_sentences
+
 from tl_glp import ActivationStore, collect_activations
 
 HOOK = "blocks.1.hook_resid_post"
@@ -59,10 +59,14 @@ def test_disk_store_equals_memory_and_resumes_after_a_crash(tiny_model, tmp_path
             yield t
 
     with pytest.raises(KeyboardInterrupt):
-        collect_activations(tiny_model, crashing(23), HOOK, out=tmp_path / "s", batch_size=3, shard_rows=16, progress=False)
+        collect_activations(
+            tiny_model, crashing(23), HOOK, out=tmp_path / "s", batch_size=3, shard_rows=16, progress=False
+        )
     partial = ActivationStore.open(tmp_path / "s")
     assert 0 < len(partial) < len(in_memory) and len(partial) % 16 == 0 and not partial.complete
-    store = collect_activations(tiny_model, texts, HOOK, out=tmp_path / "s", batch_size=3, shard_rows=16, progress=False)
+    store = collect_activations(
+        tiny_model, texts, HOOK, out=tmp_path / "s", batch_size=3, shard_rows=16, progress=False
+    )
     assert store.complete and len(store) == len(in_memory)
     assert torch.allclose(store[0 : len(store)], in_memory[0 : len(in_memory)], atol=1e-6)
     assert torch.allclose(store.mean, in_memory.mean, atol=1e-6)
@@ -73,7 +77,9 @@ def test_disk_store_equals_memory_and_resumes_after_a_crash(tiny_model, tmp_path
 def test_a_complete_store_is_not_recomputed(tiny_model, tmp_path, monkeypatch):
     texts = random_sentences(6)
     first = collect_activations(tiny_model, texts, HOOK, out=tmp_path / "s", progress=False)
-    monkeypatch.setattr(tiny_model, "run_with_cache", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran the model")))
+    monkeypatch.setattr(
+        tiny_model, "run_with_cache", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran the model"))
+    )
     again = collect_activations(tiny_model, texts, HOOK, out=tmp_path / "s", progress=False)
     assert len(again) == len(first)
 
@@ -116,8 +122,8 @@ def test_sae_lens_cached_activations_are_a_source(tmp_path, monkeypatch):
     """Activations written by SAE-Lens's own CacheActivationsRunner train a prior directly."""
     pytest.importorskip("sae_lens", reason="needs sae-lens (the sae extra; not installable with TransformerLens 4)")
     pytest.importorskip("datasets", reason="needs datasets (the dev extra)")
-    from datasets import Dataset
     import sae_lens.cache_activations_runner as runner_mod
+    from datasets import Dataset
     from sae_lens import CacheActivationsRunner, CacheActivationsRunnerConfig
 
     from tl_glp.activations.saelens import SAELensCache
@@ -126,9 +132,18 @@ def test_sae_lens_cached_activations_are_a_source(tmp_path, monkeypatch):
     monkeypatch.setattr(runner_mod, "load_model", lambda **kwargs: model)  # offline: no hub download
     ds = Dataset.from_dict({"input_ids": torch.randint(0, 40, (32, 8)).tolist()})
     cfg = CacheActivationsRunnerConfig(
-        dataset_path="unused", model_name="tiny-test", model_batch_size=8, hook_name="blocks.0.hook_resid_post", d_in=16,
-        training_tokens=32 * 8, context_size=8, new_cached_activations_path=str(tmp_path / "cache"), device="cpu",
-        shuffle=False, prepend_bos=False, buffer_size_gb=0.0005,
+        dataset_path="unused",
+        model_name="tiny-test",
+        model_batch_size=8,
+        hook_name="blocks.0.hook_resid_post",
+        d_in=16,
+        training_tokens=32 * 8,
+        context_size=8,
+        new_cached_activations_path=str(tmp_path / "cache"),
+        device="cpu",
+        shuffle=False,
+        prepend_bos=False,
+        buffer_size_gb=0.0005,
     )
     CacheActivationsRunner(cfg, override_dataset=ds).run()
     src = SAELensCache(tmp_path / "cache", model_name="tiny-test", progress=False)

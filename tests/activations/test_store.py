@@ -12,7 +12,9 @@ HOOK = ["blocks.0.hook_resid_post"]
 
 
 def write(path, data, docs, shard_rows=5, dtype="float32"):
-    writer = StoreWriter(path, d_input=data.shape[-1], hook_names=HOOK, shard_rows=shard_rows, dtype=dtype, model_name="m")
+    writer = StoreWriter(
+        path, d_input=data.shape[-1], hook_names=HOOK, shard_rows=shard_rows, dtype=dtype, model_name="m"
+    )
     writer.add(data[:, None], docs)
     return writer.close()
 
@@ -105,7 +107,9 @@ def test_other_settings_are_not_mixed_into_an_existing_store(tmp_path):
 
 def test_multi_hook_store_gathers_one_hook_per_example(tmp_path):
     data = torch.stack([torch.zeros(10, 2), torch.ones(10, 2)], dim=1)  # hook 0 -> 0s, hook 1 -> 1s
-    writer = StoreWriter(tmp_path / "m", d_input=2, hook_names=["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"], shard_rows=4)
+    writer = StoreWriter(
+        tmp_path / "m", d_input=2, hook_names=["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"], shard_rows=4
+    )
     writer.add(data, torch.arange(10))
     store = writer.close()
     batch = store.gather(np.array([0, 1, 5, 19]))

@@ -21,16 +21,24 @@ TRAINING = Path(__file__).parents[1] / "training"
 def drain(stream, batch_size, **kwargs):
     """Every batch of a stream, stacked: (acts, doc, pos, hook)."""
     got = [b for b, _ in stream.iter_batches(batch_size, **kwargs)]
-    return (torch.cat([b.acts for b in got]), torch.cat([b.doc for b in got]), torch.cat([b.pos for b in got]),
-            torch.cat([b.hook_idx for b in got]))
+    return (
+        torch.cat([b.acts for b in got]),
+        torch.cat([b.doc for b in got]),
+        torch.cat([b.pos for b in got]),
+        torch.cat([b.hook_idx for b in got]),
+    )
 
 
 def test_the_stream_holds_exactly_collects_rows_and_its_statistics_come_from_the_warmup(tiny_model):
     texts = random_sentences(120, seed=4, length=8)
-    stream = StreamingActivations(tiny_model, texts, HOOK, buffer_rows=96, warmup_rows=150, val_rows=40, forward_batch=8)
+    stream = StreamingActivations(
+        tiny_model, texts, HOOK, buffer_rows=96, warmup_rows=150, val_rows=40, forward_batch=8
+    )
     val_end = stream.first_train_doc
     assert val_end > 0 and val_end % 8 == 0  # whole forward batches of 8 documents
-    every = collect_activations(tiny_model, texts, HOOK, batch_size=8, progress=False)  # same forward batches as the stream
+    every = collect_activations(
+        tiny_model, texts, HOOK, batch_size=8, progress=False
+    )  # same forward batches as the stream
     assert torch.equal(stream.validation[0:40], every[0:40])
     train_rows = collect_activations(tiny_model, texts[val_end:], HOOK, batch_size=8, progress=False)
     ref = RunningStats(train_rows.d_input)
@@ -55,7 +63,9 @@ def test_several_hooks_stream_every_row_once_per_hook(tiny_model):
     acts, doc, pos, hook = drain(stream, 4)
     both = collect_activations(tiny_model, texts, hooks, batch_size=8, progress=False)  # the stream's forward batches
     keys = doc * 10_000 + pos * 2 + hook
-    assert len(set(keys.tolist())) == len(keys) >= 2 * len(both) - 3  # each (row, hook) once; only the last partial batch dropped
+    assert (
+        len(set(keys.tolist())) == len(keys) >= 2 * len(both) - 3
+    )  # each (row, hook) once; only the last partial batch dropped
     per_doc = torch.tensor([tiny_model.to_tokens(t).shape[1] - 1 for t in texts])  # real tokens after BOS
     first_row = torch.cumsum(per_doc, 0) - per_doc
     expected = both.read_rows((first_row[doc] + pos).numpy())[torch.arange(len(acts)), hook]
@@ -66,7 +76,9 @@ def test_a_bigger_buffer_mixes_more_documents_into_each_batch(tiny_model):
     texts = random_sentences(200, seed=7, length=10)
 
     def docs_in_first_batches(buffer_rows):
-        stream = StreamingActivations(tiny_model, texts, HOOK, buffer_rows=buffer_rows, warmup_rows=32, val_rows=0, forward_batch=16)
+        stream = StreamingActivations(
+            tiny_model, texts, HOOK, buffer_rows=buffer_rows, warmup_rows=32, val_rows=0, forward_batch=16
+        )
         batches = stream.iter_batches(32, seed=0)
         return sum(len(set(next(batches)[0].doc.tolist())) for _ in range(4))
 
@@ -75,7 +87,9 @@ def test_a_bigger_buffer_mixes_more_documents_into_each_batch(tiny_model):
 
 def test_a_stream_state_continues_the_stream_exactly(tiny_model):
     texts = random_sentences(150, seed=8, length=9)
-    stream = StreamingActivations(tiny_model, texts, HOOK, buffer_rows=128, warmup_rows=64, val_rows=16, forward_batch=8)
+    stream = StreamingActivations(
+        tiny_model, texts, HOOK, buffer_rows=128, warmup_rows=64, val_rows=16, forward_batch=8
+    )
     whole = list(stream.iter_batches(16, seed=3))
     state = json.loads(json.dumps(whole[9][1].to_dict()))  # what a checkpoint stores
     resumed = list(stream.iter_batches(16, seed=3, state=state))
@@ -89,7 +103,9 @@ def test_a_stream_state_continues_the_stream_exactly(tiny_model):
 def test_bad_streams_are_refused_clearly(tiny_model):
     with pytest.raises(TypeError, match="one-shot"):
         StreamingActivations(tiny_model, (t for t in ["the dog"]), HOOK)
-    stream = StreamingActivations(tiny_model, lambda: iter(random_sentences(50)), HOOK, buffer_rows=32, warmup_rows=32, val_rows=8)
+    stream = StreamingActivations(
+        tiny_model, lambda: iter(random_sentences(50)), HOOK, buffer_rows=32, warmup_rows=32, val_rows=8
+    )
     prior = GenerativePrior.from_activations(stream, n_blocks=1)
     with pytest.raises(ValueError, match="max_steps"):
         train(prior, stream, TrainConfig(batch_size=8, progress=False, eval_every=0))
@@ -106,13 +122,17 @@ def test_training_from_the_stream_matches_training_from_a_store_of_the_same_rows
     cfg = TrainConfig(batch_size=64, lr=2e-3, max_steps=60, eval_every=120, fd_samples=0, progress=False, plot=False)
 
     def stream_of(seed):
-        return StreamingActivations(tiny_model, texts, HOOK, buffer_rows=1024, warmup_rows=2048, val_rows=512, forward_batch=32)
+        return StreamingActivations(
+            tiny_model, texts, HOOK, buffer_rows=1024, warmup_rows=2048, val_rows=512, forward_batch=32
+        )
 
     first = stream_of(0)
     held = first.validation
     rows = collect_activations(tiny_model, texts[first.first_train_doc :], HOOK, progress=False)
     n_rows = cfg.max_steps * cfg.batch_size
-    store_like = torch.cat([rows[0:n_rows], held[0 : len(held)]])  # the stream's rows; the held-out rows last = validation
+    store_like = torch.cat(
+        [rows[0:n_rows], held[0 : len(held)]]
+    )  # the stream's rows; the held-out rows last = validation
     val_stream, val_store = [], []
     for seed in range(3):
         torch.manual_seed(seed)
@@ -121,15 +141,21 @@ def test_training_from_the_stream_matches_training_from_a_store_of_the_same_rows
         val_stream.append(train(prior, s, cfg.replace(seed=seed)).metrics[-1]["val_loss"])
         torch.manual_seed(seed)
         p2 = GenerativePrior.from_activations(s, n_blocks=2, d_hidden=64, d_mlp=128)  # same statistics (the warm-up)
-        val_store.append(train(p2, store_like, cfg.replace(seed=seed, val_fraction=len(held) / len(store_like), max_val_rows=len(held)))
-                         .metrics[-1]["val_loss"])
+        val_store.append(
+            train(
+                p2, store_like, cfg.replace(seed=seed, val_fraction=len(held) / len(store_like), max_val_rows=len(held))
+            ).metrics[-1]["val_loss"]
+        )
     spread = max(max(val_stream) - min(val_stream), max(val_store) - min(val_store))
     mean_gap = abs(sum(val_stream) / 3 - sum(val_store) / 3)
     assert mean_gap <= spread, (val_stream, val_store)
 
 
 def _launch(out, delay):
-    return subprocess.Popen([sys.executable, str(TRAINING / "run_streaming.py"), str(out), str(delay)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        [sys.executable, str(TRAINING / "run_streaming.py"), str(out), str(delay)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def _trained(out, pid, steps):
@@ -154,9 +180,13 @@ def test_sigkill_then_resume_trains_on_the_same_examples_in_the_same_order(tmp_p
     resumed = _launch(tmp_path / "killed", 0.0)
     assert resumed.wait(timeout=300) == 0 and straight.wait(timeout=300) == 0
     reference = _trained(tmp_path / "straight", straight.pid, 60)
-    replayed = _trained(tmp_path / "killed", victim.pid, resumed_from) + _trained(tmp_path / "killed", resumed.pid, 60 - resumed_from)
+    replayed = _trained(tmp_path / "killed", victim.pid, resumed_from) + _trained(
+        tmp_path / "killed", resumed.pid, 60 - resumed_from
+    )
     assert replayed == reference  # no example skipped, none trained twice, same order
-    assert len(state["held_docs"]) > 0 and state["next_doc"] > max(state["held_docs"])  # the buffer really held rows at the kill
+    assert len(state["held_docs"]) > 0 and state["next_doc"] > max(
+        state["held_docs"]
+    )  # the buffer really held rows at the kill
     a = read_tensors(tmp_path / "straight" / "model.safetensors")
     b = read_tensors(tmp_path / "killed" / "model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

@@ -15,7 +15,11 @@ from tl_glp.core.projection import ProjectionConfig
 def _prior(multi: bool = False) -> GenerativePrior:
     torch.manual_seed(0)
     if multi:
-        prior = GenerativePrior(PriorConfig(d_input=12, n_blocks=2, n_llm_layers=4, hook_names=[f"blocks.{i}.hook_resid_post" for i in range(4)]))
+        prior = GenerativePrior(
+            PriorConfig(
+                d_input=12, n_blocks=2, n_llm_layers=4, hook_names=[f"blocks.{i}.hook_resid_post" for i in range(4)]
+            )
+        )
     else:
         prior = GenerativePrior.from_activations(torch.randn(512, 12) * 2 + 1, n_blocks=2)
     with torch.no_grad():  # non-identity blocks (init zeroes down_proj)
@@ -40,7 +44,10 @@ def test_auto_on_cpu_runs_the_eager_path_bit_identically(monkeypatch):
     assert prior.compiled_projection.calls == 0 and prior.compiled_projection.fallbacks == 1
 
 
-@pytest.mark.parametrize("schedule,solver", [("reference", "euler"), ("reference", "heun"), ("euler:4", "euler"), ("heun:2", "euler"), ("one_step", "euler")])
+@pytest.mark.parametrize(
+    "schedule,solver",
+    [("reference", "euler"), ("reference", "heun"), ("euler:4", "euler"), ("heun:2", "euler"), ("one_step", "euler")],
+)
 def test_the_traced_loop_equals_the_eager_projection(schedule, solver):
     prior, x = _prior(), torch.randn(2, 3, 12)
     cfg = ProjectionConfig(seed=1, schedule=schedule, solver=solver, t_start=0.6)
@@ -54,7 +61,9 @@ def test_multi_layer_prior_passes_its_layer_depth_through_the_compiled_loop():
     prior, x = _prior(multi=True), torch.randn(4, 12)
     eager = [prior.project(x, ProjectionConfig(seed=0), layer=layer) for layer in (0, 3)]
     prior.compile_projection("default", backend="eager")
-    assert all(torch.equal(prior.project(x, ProjectionConfig(seed=0), layer=layer), e) for layer, e in zip((0, 3), eager))
+    assert all(
+        torch.equal(prior.project(x, ProjectionConfig(seed=0), layer=layer), e) for layer, e in zip((0, 3), eager)
+    )
     assert not torch.equal(eager[0], eager[1])
 
 
@@ -67,7 +76,9 @@ def test_a_hook_on_the_prior_forces_the_eager_path_so_the_hook_takes_effect():
     noised = prior.project(x, ProjectionConfig(seed=0, schedule="one_step"))  # zero velocity: the noised input
     assert prior.compiled_projection.fallbacks == 1
     assert not torch.equal(frozen, plain) and not torch.equal(frozen, noised)
-    expected = prior.denormalize(torch.lerp(prior.normalize(x), torch.randn(3, 12, generator=torch.Generator().manual_seed(0)), 0.4742105))
+    expected = prior.denormalize(
+        torch.lerp(prior.normalize(x), torch.randn(3, 12, generator=torch.Generator().manual_seed(0)), 0.4742105)
+    )
     assert torch.allclose(frozen, expected, atol=1e-5)
 
 

@@ -10,7 +10,14 @@ def test_defaults_follow_published_widths():
 
 
 def test_round_trip_ignores_unknown_keys():
-    cfg = PriorConfig(d_input=8, n_blocks=2, n_llm_layers=4, hook_names=["blocks.1.hook_resid_post"], model_name="m", model_processing="processed")
+    cfg = PriorConfig(
+        d_input=8,
+        n_blocks=2,
+        n_llm_layers=4,
+        hook_names=["blocks.1.hook_resid_post"],
+        model_name="m",
+        model_processing="processed",
+    )
     data = cfg.to_dict() | {"from_the_future": 1}
     assert PriorConfig.from_dict(data) == cfg
 

@@ -56,11 +56,13 @@ def test_euler_exact_on_straight_flow_and_heun_second_order():
     c = torch.tensor([[1.0, -2.0]])
     z = flow.integrate(lambda z, t: c.expand_as(z), torch.zeros(1, 2), flow.reference_time_grid(7))
     assert torch.allclose(z, -c)  # integrate from t=1 to 0: z(0) = z(1) - c
+
     # dz/dt = z: z(0) = z(1) * e^-1; Heun's error shrinks ~4x per halving, Euler's ~2x
     def err(solver, n):
         grid = torch.linspace(1, 0, n + 1)
         out = flow.integrate(lambda z, t: z, torch.ones(1, 1), grid, solver)
         return abs(float(out) - math.exp(-1))
+
     assert err("euler", 40) / err("euler", 80) == pytest.approx(2, rel=0.1)
     assert err("heun", 40) / err("heun", 80) == pytest.approx(4, rel=0.1)
     assert flow.number_of_evaluations(20, "heun") == 40

@@ -78,7 +78,12 @@ def test_prior_checkpoints_and_metrics_are_world_readable_under_umask_022(tmp_pa
     prior = GenerativePrior.from_activations(acts, n_blocks=1, d_hidden=16, d_mlp=32)
     prior.save_pretrained(tmp_path / "prior")
     run = tmp_path / "run"
-    train(prior, acts, TrainConfig(batch_size=64, max_steps=4, checkpoint_every=2, eval_every=0, progress=False), out_dir=run)
+    train(
+        prior,
+        acts,
+        TrainConfig(batch_size=64, max_steps=4, checkpoint_every=2, eval_every=0, progress=False),
+        out_dir=run,
+    )
     files = [p for p in (tmp_path / "prior").rglob("*") if p.is_file()] + [p for p in run.rglob("*") if p.is_file()]
     names = {p.name for p in files}
     assert {"cfg.json", "model.safetensors", "metrics.jsonl"} <= names, names

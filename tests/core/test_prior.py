@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import near_mode_share
+
 from tl_glp import GenerativePrior, PriorConfig
 
 
@@ -11,7 +11,9 @@ from tl_glp import GenerativePrior, PriorConfig
 def small_prior():
     torch.manual_seed(0)
     acts = torch.randn(512, 12) * torch.linspace(0.5, 3, 12) + torch.linspace(-2, 2, 12)
-    return GenerativePrior.from_activations(acts, n_blocks=2, hook_names=["blocks.1.hook_resid_post"], model_name="tiny"), acts
+    return GenerativePrior.from_activations(
+        acts, n_blocks=2, hook_names=["blocks.1.hook_resid_post"], model_name="tiny"
+    ), acts
 
 
 def test_is_a_hooked_root_module_with_meta_neuron_hooks(small_prior):
@@ -61,7 +63,9 @@ def test_encode_equals_run_with_cache_and_is_deterministic(small_prior):
     x = acts[:7]
     feats = prior.encode(x, t=0.1, seed=42)
     assert torch.equal(feats, prior.encode(x, t=0.1, seed=42))
-    assert torch.allclose(feats, prior.encode(x, t=0.1, seed=42, batch_size=3), atol=1e-6)  # same noise whatever the batching
+    assert torch.allclose(
+        feats, prior.encode(x, t=0.1, seed=42, batch_size=3), atol=1e-6
+    )  # same noise whatever the batching
     eps = torch.randn(7, 12, generator=torch.Generator().manual_seed(42))
     z_t = 0.9 * prior.normalize(x) + 0.1 * eps
     _, cache = prior.run_with_cache(z_t, 0.1)
@@ -71,7 +75,9 @@ def test_encode_equals_run_with_cache_and_is_deterministic(small_prior):
 
 
 def test_multi_layer_prior_uses_per_layer_statistics():
-    cfg = PriorConfig(d_input=6, n_blocks=1, n_llm_layers=3, hook_names=[f"blocks.{i}.hook_resid_post" for i in range(3)])
+    cfg = PriorConfig(
+        d_input=6, n_blocks=1, n_llm_layers=3, hook_names=[f"blocks.{i}.hook_resid_post" for i in range(3)]
+    )
     prior = GenerativePrior(cfg)
     data = torch.stack([torch.randn(100, 6) * (i + 1) + i for i in range(3)], dim=1)  # [n, 3 hooks, d]
     from tl_glp import as_source
@@ -112,7 +118,7 @@ def test_multi_layer_prior_requires_a_valid_layer():
     with pytest.raises(ValueError, match="0..2"):
         prior.project(torch.randn(2, 4), layer=5)
     with pytest.raises(ValueError, match="activation_norm"):
-        prior.act_norm
+        _ = prior.act_norm
 
 
 def test_save_load_round_trip_is_bit_identical(small_prior, tmp_path):
@@ -203,7 +209,9 @@ def test_project_equals_the_reference_procedure(small_prior, t_start, num_steps)
 
 def test_project_equals_the_reference_procedure_multi_layer():
     torch.manual_seed(1)
-    cfg = PriorConfig(d_input=6, n_blocks=2, n_llm_layers=4, hook_names=[f"blocks.{i}.hook_resid_post" for i in range(4)])
+    cfg = PriorConfig(
+        d_input=6, n_blocks=2, n_llm_layers=4, hook_names=[f"blocks.{i}.hook_resid_post" for i in range(4)]
+    )
     prior = GenerativePrior(cfg)
     from tl_glp import as_source
 

@@ -6,10 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from safetensors.torch import save_file
+from conftest import write_published
 
 from tl_glp import GenerativePrior
-from conftest import write_published
 
 
 def _linear(w, name, x):
@@ -30,7 +29,9 @@ def oracle_velocity(w, z_t, t, n_blocks, layer=None, n_llm_layers=None):
     emb = _linear(w, "model.time_embed.2", F.silu(_linear(w, "model.time_embed.0", _sinusoid(1000 * t, d_model))))
     if layer is not None:
         depth = torch.full_like(t, layer / (n_llm_layers - 1))
-        emb = emb + _linear(w, "model.layer_embed.2", F.silu(_linear(w, "model.layer_embed.0", _sinusoid(depth, d_model))))
+        emb = emb + _linear(
+            w, "model.layer_embed.2", F.silu(_linear(w, "model.layer_embed.0", _sinusoid(depth, d_model)))
+        )
     h = _linear(w, "model.in_proj", z_t)
     for i in range(n_blocks):
         p = f"model.layers.{i}"

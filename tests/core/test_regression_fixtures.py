@@ -34,7 +34,9 @@ def outputs() -> dict[str, torch.Tensor]:
     prior = GenerativePrior.from_activations(acts, n_blocks=2).eval()
     out = {
         "project": prior.project(acts[:32], generator=torch.Generator().manual_seed(3)),
-        "project_t03_heun": prior.project(acts[:32], t_start=0.3, schedule="heun:2", generator=torch.Generator().manual_seed(3)),
+        "project_t03_heun": prior.project(
+            acts[:32], t_start=0.3, schedule="heun:2", generator=torch.Generator().manual_seed(3)
+        ),
         "sample": prior.sample(16, generator=torch.Generator().manual_seed(4)),
         "encode": prior.encode(acts[:32]),
         "loss": prior.loss(acts[:64], generator=torch.Generator().manual_seed(5)).detach().reshape(1),
@@ -48,7 +50,9 @@ def test_prior_outputs_match_v02(outputs, name):
     torch.testing.assert_close(outputs[name], FIXTURES[name], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(not tl_glp.core._compat.has_hooked_transformer(), reason="the shipped testbed is a HookedTransformer (TL <= 3)")
+@pytest.mark.skipif(
+    not tl_glp.core._compat.has_hooked_transformer(), reason="the shipped testbed is a HookedTransformer (TL <= 3)"
+)
 def test_steering_outputs_match_v02():
     from tl_glp.studies.testbed import load
 
@@ -61,7 +65,25 @@ def test_steering_outputs_match_v02():
     direction = torch.randn(acts.shape[-1], generator=torch.Generator().manual_seed(7))
     direction = direction / direction.norm()
     fn = steering_hook(direction, 0.5, prior=prior, relative=True, projection=ProjectionConfig(seed=0))
-    torch.testing.assert_close(fn(acts[:6].reshape(2, 3, -1).clone(), hook=None), FIXTURES["hook_one_call"], rtol=1e-5, atol=1e-5)
-    with tl_glp.steer(tb.model, direction, 0.5, prior=prior, relative=True, positions="last", projection=ProjectionConfig(seed=0), hook_name=hook):
-        tokens = tb.model.generate(["the dog", "a cat"], max_new_tokens=8, do_sample=False, verbose=False, stop_at_eos=False, return_type="tokens")
+    torch.testing.assert_close(
+        fn(acts[:6].reshape(2, 3, -1).clone(), hook=None), FIXTURES["hook_one_call"], rtol=1e-5, atol=1e-5
+    )
+    with tl_glp.steer(
+        tb.model,
+        direction,
+        0.5,
+        prior=prior,
+        relative=True,
+        positions="last",
+        projection=ProjectionConfig(seed=0),
+        hook_name=hook,
+    ):
+        tokens = tb.model.generate(
+            ["the dog", "a cat"],
+            max_new_tokens=8,
+            do_sample=False,
+            verbose=False,
+            stop_at_eos=False,
+            return_type="tokens",
+        )
     assert torch.equal(tokens.cpu(), FIXTURES["steer_tokens"])

@@ -17,15 +17,29 @@ def _browser() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.skip("No Chromium binary on PATH: install the distribution's package (Debian/Ubuntu: apt-get install -y chromium) to run the browser test.")
+    pytest.skip(
+        "No Chromium binary on PATH: install the distribution's package (Debian/Ubuntu: apt-get install -y chromium) to run the browser test."
+    )
 
 
 def render(path, tmp_path) -> tuple[str, list[str]]:
     """The DOM after scripts ran, and every console message / failed load Chromium reported."""
     done = subprocess.run(
-        [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--enable-logging=stderr", "--v=0",
-         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", path.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            _browser(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            path.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     problems = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "net::ERR" in line]

@@ -41,7 +41,15 @@ def word_judge(prompt: str) -> str:
 @pytest.fixture(scope="module")
 def token_results(tiny_model):
     src = TokenMatch(tiny_model, ["dog", "cat", "ball"])
-    return top_activations(tiny_model, src, random_sentences(80, seed=2, length=8), hook_name="blocks.0.hook_resid_post", k=8, n_random=60, progress=False)
+    return top_activations(
+        tiny_model,
+        src,
+        random_sentences(80, seed=2, length=8),
+        hook_name="blocks.0.hook_resid_post",
+        k=8,
+        n_random=60,
+        progress=False,
+    )
 
 
 def test_explain_and_detection_scoring(token_results, tmp_path):

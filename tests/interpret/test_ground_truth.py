@@ -33,7 +33,9 @@ def test_planted_unit_is_found():
     planted[:, 17] = torch.tensor([t == "past" for t in tense]).float()  # copies the latent exactly
     report = monosemanticity({"noise": noise, "planted": planted}, {"tense": tense, "negation": negation})
     best = report.best.set_index(["source", "latent", "value"])
-    assert best.loc[("planted", "tense", "past"), "feature"] == 17 and best.loc[("planted", "tense", "past"), "auc"] == 1.0
+    assert (
+        best.loc[("planted", "tense", "past"), "feature"] == 17 and best.loc[("planted", "tense", "past"), "auc"] == 1.0
+    )
     assert best.loc[("noise", "tense", "past"), "auc"] < 0.7
     share = report.share_detected()
     assert share == {"noise": 0.0, "planted": 0.25}  # one of four latent values
@@ -58,4 +60,11 @@ def test_ground_truth_end_to_end_aligns_latents_with_tokens(tiny_model, tmp_path
     assert all(p.is_file() for p in paths)
     assert report.plot(tmp_path / "gt.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="only"):
-        ground_truth(tiny_model, {"raw": RawActivations()}, texts[:2], [{"x": ["a"]}, {"x": ["a"]}], "blocks.0.hook_resid_post", progress=False)
+        ground_truth(
+            tiny_model,
+            {"raw": RawActivations()},
+            texts[:2],
+            [{"x": ["a"]}, {"x": ["a"]}],
+            "blocks.0.hook_resid_post",
+            progress=False,
+        )

@@ -37,7 +37,12 @@ def test_equals_brute_force_with_ties_and_any_batch_size(tiny_model):
     feats, doc, pos = flat_token_features(tiny_model, src, texts, HOOK)
     assert len(torch.unique(feats[:, 0])) < len(feats) / 2  # ties are common
     want_v, want_d, want_p = brute_force_top(feats, doc, pos, k=7)
-    results = [top_activations(tiny_model, src, texts, hook_name=HOOK, k=7, batch_size=bs, histogram_sample=1.0, progress=False) for bs in (1, 4, 23)]
+    results = [
+        top_activations(
+            tiny_model, src, texts, hook_name=HOOK, k=7, batch_size=bs, histogram_sample=1.0, progress=False
+        )
+        for bs in (1, 4, 23)
+    ]
     for res in results:
         assert torch.equal(res.top.doc, want_d) and torch.equal(res.top.pos, want_p)
         assert torch.equal(res.top.values, want_v)
@@ -45,7 +50,11 @@ def test_equals_brute_force_with_ties_and_any_batch_size(tiny_model):
     neg_v, neg_d, neg_p = brute_force_top(-feats, doc, pos, k=7)
     assert torch.equal(results[0].bottom.doc, neg_d) and torch.equal(results[0].bottom.values, -neg_v)
     for a, b in zip(results, results[1:]):
-        assert torch.equal(a.histogram, b.histogram) and torch.allclose(a.mean, b.mean) and torch.equal(a.density, b.density)
+        assert (
+            torch.equal(a.histogram, b.histogram)
+            and torch.allclose(a.mean, b.mean)
+            and torch.equal(a.density, b.density)
+        )
         assert torch.equal(a.random_doc, b.random_doc) and torch.equal(a.random_pos, b.random_pos)
         assert torch.equal(a.top.context.nan_to_num(-99), b.top.context.nan_to_num(-99))
     res = results[0]
@@ -55,7 +64,10 @@ def test_equals_brute_force_with_ties_and_any_batch_size(tiny_model):
         want = torch.histogram(feats[:, f].clamp(edges[0], edges[-1] / 2), bins=edges).hist
         assert torch.equal(res.histogram[f].float(), want)
     sampled = top_activations(tiny_model, src, texts, hook_name=HOOK, k=7, batch_size=5, progress=False)
-    assert 0 < sampled.settings["histogram_tokens"] < len(feats) and int(sampled.histogram[3].sum()) == sampled.settings["histogram_tokens"]
+    assert (
+        0 < sampled.settings["histogram_tokens"] < len(feats)
+        and int(sampled.histogram[3].sum()) == sampled.settings["histogram_tokens"]
+    )
     assert torch.allclose(res.density, (feats > 0).float().mean(0))
     # the context window holds the feature's own activation at the example token
     left = res.context[0]
@@ -79,9 +91,15 @@ def test_meta_neurons_reproducible_and_reload(tiny_model, tiny_prior_and_acts, t
     again = top_activations(tiny_model, MetaNeurons(prior), texts, k=4, batch_size=5, progress=False)
     b = top_activations(tiny_model, "meta", texts, prior=prior, k=4, batch_size=12, progress=False)
     assert a.signed and a.n_features == prior.n_features and a.hook_name == HOOK
-    assert torch.equal(a.top.values, again.top.values) and torch.equal(a.bottom.pos, again.bottom.pos)  # a second pass: bit-identical
+    assert torch.equal(a.top.values, again.top.values) and torch.equal(
+        a.bottom.pos, again.bottom.pos
+    )  # a second pass: bit-identical
     # another batch size: the same noise per document, so the same examples (values up to matmul rounding)
-    assert torch.equal(a.top.doc, b.top.doc) and torch.equal(a.top.pos, b.top.pos) and torch.equal(a.bottom.doc, b.bottom.doc)
+    assert (
+        torch.equal(a.top.doc, b.top.doc)
+        and torch.equal(a.top.pos, b.top.pos)
+        and torch.equal(a.bottom.doc, b.bottom.doc)
+    )
     torch.testing.assert_close(a.top.values, b.top.values, rtol=1e-5, atol=1e-5)
     other_seed = top_activations(tiny_model, MetaNeurons(prior, seed=1), texts, k=4, batch_size=5, progress=False)
     assert not torch.allclose(other_seed.top.values, a.top.values)
@@ -91,7 +109,9 @@ def test_meta_neurons_reproducible_and_reload(tiny_model, tiny_prior_and_acts, t
     for name in ("values", "doc", "pos"):
         assert torch.equal(getattr(back.top, name), getattr(a.top, name))
         assert torch.equal(getattr(back.bottom, name), getattr(a.bottom, name))
-    assert torch.equal(back.histogram, a.histogram) and torch.equal(back.random_values.nan_to_num(), a.random_values.nan_to_num())
+    assert torch.equal(back.histogram, a.histogram) and torch.equal(
+        back.random_values.nan_to_num(), a.random_values.nan_to_num()
+    )
     assert back.doc_tokens == a.doc_tokens and back.vocab == a.vocab and back.token_sep == " "
     assert back.explanations == {3: "nouns"} and back.scores[3]["balanced_accuracy"] == 0.75
     assert [e.tokens for e in back.examples(2, "bottom")] == [e.tokens for e in a.examples(2, "bottom")]
@@ -115,7 +135,12 @@ def test_chunk_preselection_equals_a_full_sort_with_ties_nan_and_partial_chunks(
 
     gen = torch.Generator().manual_seed(0)
     k, n_feat = 3, 7
-    sizes = [2 * (2 * k + 1) * _CHUNK + 5, 9, 40 * _CHUNK, 3 * _CHUNK + 1]  # fast path, tiny batch, exact multiple, partial chunk
+    sizes = [
+        2 * (2 * k + 1) * _CHUNK + 5,
+        9,
+        40 * _CHUNK,
+        3 * _CHUNK + 1,
+    ]  # fast path, tiny batch, exact multiple, partial chunk
     batches, offset = [], 0
     for n in sizes:
         x = torch.randn(n_feat, n, generator=gen)

@@ -10,12 +10,11 @@ import math
 
 import pytest
 import torch
+from conftest import mixture, random_sentences, train_quickly
 from scipy.stats import spearmanr
 
-from conftest import mixture, random_sentences, train_quickly
-from tl_glp import GenerativePrior
+from tl_glp import GenerativePrior, ProjectionConfig, steering_hook
 from tl_glp.core.flow import evaluations, projection_schedule
-from tl_glp import ProjectionConfig, steering_hook
 from tl_glp.manifold.adaptive import AdaptiveProjector, OffManifold, score_recorder
 from tl_glp.manifold.likelihood import denoising_score, flow_log_prob, log_prob
 
@@ -41,7 +40,9 @@ def test_flow_log_prob_matches_an_analytic_density():
     lp, se, nfe = flow_log_prob(gaussian_velocity(3.0), z, t_min=0.0, rtol=1e-6, atol=1e-6)
     assert torch.allclose(lp, exact, atol=1e-3) and bool((se == 0).all()) and nfe > 0
     # a wrong sign (integrating -div) would be off by 2 d log s = 11 nats
-    hut, hut_se, _ = flow_log_prob(gaussian_velocity(3.0), z, method="hutchinson", n_probes=4, t_min=0.0, rtol=1e-6, atol=1e-6)
+    hut, hut_se, _ = flow_log_prob(
+        gaussian_velocity(3.0), z, method="hutchinson", n_probes=4, t_min=0.0, rtol=1e-6, atol=1e-6
+    )
     # for a field proportional to z, Rademacher probes are exact: e^T (c I) e = c d
     assert torch.allclose(hut, exact, atol=1e-3) and float(hut_se.max()) < 1e-4
 
@@ -106,7 +107,9 @@ def test_log_prob_ranks_mixture_points_by_true_density():
     train_quickly(prior, data, steps=600)
     prior.eval()
     test, _ = mixture(200, d=d, spread=spread, seed=1)
-    true = torch.logsumexp(torch.distributions.Normal(centres[:, None, :], spread).log_prob(test[None]).sum(-1), 0) - math.log(len(centres))
+    true = torch.logsumexp(
+        torch.distributions.Normal(centres[:, None, :], spread).log_prob(test[None]).sum(-1), 0
+    ) - math.log(len(centres))
     assert spearmanr(log_prob(prior, test).log_prob, true)[0] >= 0.9  # measured 0.93
 
 
@@ -115,7 +118,9 @@ def test_denoising_score_is_seeded_batch_independent_and_flags_off_mode_points(t
     data, _ = mixture_data
     natural = data[:200]
     a = denoising_score(prior, natural, n_noise=2, seed=1)
-    b = torch.cat([denoising_score(prior, natural[i : i + 50], n_noise=2, seed=1, batch_size=7) for i in range(0, 200, 50)])
+    b = torch.cat(
+        [denoising_score(prior, natural[i : i + 50], n_noise=2, seed=1, batch_size=7) for i in range(0, 200, 50)]
+    )
     assert a.shape == (200,)
     full = denoising_score(prior, natural, n_noise=2, seed=1, batch_size=7)
     assert torch.allclose(a, full, atol=1e-5)
@@ -172,7 +177,9 @@ def test_off_manifold_positions_calibrated_to_a_false_positive_rate(tiny_model, 
     from tl_glp import collect_activations
 
     prior, _ = tiny_prior_and_acts
-    held = collect_activations(tiny_model, random_sentences(300, seed=99, length=10), "blocks.1.hook_resid_post", progress=False)
+    held = collect_activations(
+        tiny_model, random_sentences(300, seed=99, length=10), "blocks.1.hook_resid_post", progress=False
+    )
     held = held[0 : len(held)].reshape(len(held), -1)
     calib, fresh = held[: len(held) // 2], held[len(held) // 2 :]
     rule = OffManifold.calibrate(prior, calib, fpr=0.1, times=(0.3, 0.5), n_noise=2)
@@ -198,8 +205,17 @@ def test_detect_off_manifold_end_to_end(tiny_model, tiny_prior_and_acts):
 
     prior, _ = tiny_prior_and_acts
     texts = random_sentences(60, seed=5, length=10)
-    df = detect_off_manifold(tiny_model, prior, texts, hook_name="blocks.1.hook_resid_post", strengths=(0.5, 2.0), max_rows=80, progress=False,
-                             directions={"axis": torch.eye(32)[0]}, log_prob_kwargs={"rtol": 1e-3, "atol": 1e-3})
+    df = detect_off_manifold(
+        tiny_model,
+        prior,
+        texts,
+        hook_name="blocks.1.hook_resid_post",
+        strengths=(0.5, 2.0),
+        max_rows=80,
+        progress=False,
+        directions={"axis": torch.eye(32)[0]},
+        log_prob_kwargs={"rtol": 1e-3, "atol": 1e-3},
+    )
     assert set(df.score) == {"log_prob", "denoising", "mahalanobis"}
     assert set(df.condition) == {"steer:axis", "steer:random", "shuffled"}
     assert df.auc.between(0, 1).all()
@@ -212,8 +228,18 @@ def test_steering_sweep_score_columns_and_fast_projection(tiny_model, tiny_prior
 
     prior, _ = tiny_prior_and_acts
     w = torch.randn(32, generator=torch.Generator().manual_seed(0))
-    df = steering_sweep(tiny_model, w, ["the dog", "a cat"], prior=prior, strengths=[0.5, 3.0], hook_name="blocks.1.hook_resid_post",
-                        max_new_tokens=3, manifold_score="denoising", projection=ProjectionConfig(schedule="heun:2"), progress=False)
+    df = steering_sweep(
+        tiny_model,
+        w,
+        ["the dog", "a cat"],
+        prior=prior,
+        strengths=[0.5, 3.0],
+        hook_name="blocks.1.hook_resid_post",
+        max_new_tokens=3,
+        manifold_score="denoising",
+        projection=ProjectionConfig(schedule="heun:2"),
+        progress=False,
+    )
     assert "score_denoising" in df.columns and df.score_denoising.notna().all()
     means = df.groupby(["method", "r"]).score_denoising.mean()
     assert means[("plain", 3.0)] > means[("none", 0.0)]  # strong plain steering leaves the manifold

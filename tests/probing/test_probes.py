@@ -16,7 +16,9 @@ def synthetic(n=500, f=80, seed=0, sparse=True):
     X[:, 3] += 0.8 * y  # the planted feature
     X[:, 10:30] += 0.2 * torch.randn(1, 20, generator=g) * y[:, None]
     if sparse:
-        X[:, 40:70] = torch.relu(X[:, 40:70] - 1.0)[:, :30] * (1 + y[:, None] * torch.rand(1, 30, generator=g))  # many exact zeros: ties
+        X[:, 40:70] = torch.relu(X[:, 40:70] - 1.0)[:, :30] * (
+            1 + y[:, None] * torch.rand(1, 30, generator=g)
+        )  # many exact zeros: ties
     return X, y
 
 

@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tl_glp.probing import ProbingResults, last_token_activations, load_dataset, probe_1d, probe_ksparse
-from tl_glp.probing import probes
+from tl_glp.probing import ProbingResults, last_token_activations, load_dataset, probe_1d, probe_ksparse, probes
 
 HOOK = "blocks.1.hook_resid_post"
 DATASETS = ("95_toxic_is", "41_truthqa_tf", "117_us_state_FL", "130_temp_cat_Frequency")  # the smallest
@@ -44,7 +43,9 @@ def reference_1d(X_train, y_train, X_test, y_test, top_k):
         scaler = StandardScaler().fit(Xtr[:, [j]])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # penalty= is deprecated from scikit-learn 1.8
-            clf = LogisticRegressionCV(Cs=[1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0], cv=5, scoring="roc_auc", penalty="l2", max_iter=1000)
+            clf = LogisticRegressionCV(
+                Cs=[1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0], cv=5, scoring="roc_auc", penalty="l2", max_iter=1000
+            )
             clf.fit(scaler.transform(Xtr[:, [j]]), ytr)
         scores = np.asarray(clf.scores_[1] if isinstance(clf.scores_, dict) else clf.scores_).reshape(5, 6)
         c = list(clf.Cs_).index(float(np.ravel(clf.C_)[0]))
@@ -150,25 +151,49 @@ def test_prompts_longer_than_the_context_keep_bos_and_their_end(tiny_model, padd
     assert all(len(t) > limit for t in full[:3])
     got = last_token_activations(tiny_model, prompts, [HOOK], padding_side=padding_side, batch_size=4)[HOOK]
     for t, row in zip(full, got):
-        cut = torch.cat([t[:1], t[-(limit - 1):]]) if len(t) > limit else t  # SAE-Probes: truncate on the left, keep BOS
+        cut = (
+            torch.cat([t[:1], t[-(limit - 1) :]]) if len(t) > limit else t
+        )  # SAE-Probes: truncate on the left, keep BOS
         alone = tiny_model.run_with_cache(cut[None], names_filter=[HOOK])[1][HOOK][0, -1]
         assert torch.allclose(row, alone, atol=1e-5)
     shorter = last_token_activations(tiny_model, prompts, [HOOK], padding_side=padding_side, context_size=8)[HOOK]
     cut = torch.cat([full[0][:1], full[0][-7:]])
-    assert torch.allclose(shorter[0], tiny_model.run_with_cache(cut[None], names_filter=[HOOK])[1][HOOK][0, -1], atol=1e-5)
+    assert torch.allclose(
+        shorter[0], tiny_model.run_with_cache(cut[None], names_filter=[HOOK])[1][HOOK][0, -1], atol=1e-5
+    )
 
 
 def test_ksparse_results_are_per_k_never_averaged():
     rows = []
     for k, auc in ((1, 0.6), (4, 0.9)):
         for ds in ("a", "b"):
-            rows += [{"dataset": ds, "source": "meta", "control": False, "k": k, "feature": 0, "val_auc": auc, "test_auc": auc},
-                     {"dataset": ds, "source": "raw", "control": False, "k": k, "feature": 0, "val_auc": 0.75, "test_auc": 0.75}]
+            rows += [
+                {
+                    "dataset": ds,
+                    "source": "meta",
+                    "control": False,
+                    "k": k,
+                    "feature": 0,
+                    "val_auc": auc,
+                    "test_auc": auc,
+                },
+                {
+                    "dataset": ds,
+                    "source": "raw",
+                    "control": False,
+                    "k": k,
+                    "feature": 0,
+                    "val_auc": 0.75,
+                    "test_auc": 0.75,
+                },
+            ]
     res = ProbingResults(pd.DataFrame(rows))
     s = res.summary(n_boot=100)
     assert s[["source", "k"]].values.tolist() == [["meta", 1], ["raw", 1], ["meta", 4], ["raw", 4]]
     assert s.loc[(s.source == "meta") & (s.k == 1), "mean_test_auc"].item() == pytest.approx(0.6)
-    assert res.wins(k=1).loc["raw", "meta"] == 2 and res.wins(k=4).loc["meta", "raw"] == 2  # averaged over k, meta would always win
+    assert (
+        res.wins(k=1).loc["raw", "meta"] == 2 and res.wins(k=4).loc["meta", "raw"] == 2
+    )  # averaged over k, meta would always win
     with pytest.raises(ValueError, match="pass k="):
         res.wins()
     with pytest.raises(ValueError, match="pass k="):

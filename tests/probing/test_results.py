@@ -10,9 +10,11 @@ from tl_glp.probing.results import ProbingResults
 def _table(diffs, base=0.7):
     rows = []
     for i, d in enumerate(diffs):
-        rows += [{"dataset": f"d{i}", "source": "meta", "test_auc": base + d, "control": False},
-                 {"dataset": f"d{i}", "source": "raw", "test_auc": base, "control": False},
-                 {"dataset": f"d{i}", "source": "meta", "test_auc": 0.5, "control": True}]
+        rows += [
+            {"dataset": f"d{i}", "source": "meta", "test_auc": base + d, "control": False},
+            {"dataset": f"d{i}", "source": "raw", "test_auc": base, "control": False},
+            {"dataset": f"d{i}", "source": "meta", "test_auc": 0.5, "control": True},
+        ]
     return pd.DataFrame(rows)
 
 
@@ -44,7 +46,9 @@ def test_t_interval_matches_the_textbook_formula_and_covers_at_small_n():
     rng = np.random.default_rng(0)
     draws = rng.normal(0.05, 0.1, size=(600, 6))
     t_cover = np.mean([(lambda c: c[0] <= 0.05 <= c[1])(t_interval(d)) for d in draws])
-    b_cover = np.mean([(lambda c: c[0] <= 0.05 <= c[1])(bootstrap_ci(d, n_boot=400, seed=i)) for i, d in enumerate(draws)])
+    b_cover = np.mean(
+        [(lambda c: c[0] <= 0.05 <= c[1])(bootstrap_ci(d, n_boot=400, seed=i)) for i, d in enumerate(draws)]
+    )
     assert 0.92 <= t_cover <= 0.98 and b_cover < t_cover - 0.03, (t_cover, b_cover)
 
 

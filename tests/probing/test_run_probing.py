@@ -4,11 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import random_sentences
+
 from tl_glp import run_probing
 from tl_glp.probing import (
-    MetaNeuronSAE, MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, last_token_activations, load_dataset,
+    MetaNeurons,
+    MetaNeuronSAE,
+    MLPNeurons,
+    PCAFeatures,
+    RawActivations,
+    SAEFeatures,
+    last_token_activations,
+    load_dataset,
 )
 
 HOOK = "blocks.1.hook_resid_post"
@@ -56,7 +63,9 @@ def test_activation_cache_on_disk_is_reused(tiny_model, tmp_path, monkeypatch):
     prompts = random_sentences(10)
     first = last_token_activations(tiny_model, prompts, [HOOK], cache_dir=tmp_path, cache_key="d")
     assert len(list(tmp_path.iterdir())) == 1
-    monkeypatch.setattr(tiny_model, "run_with_cache", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model re-ran")))
+    monkeypatch.setattr(
+        tiny_model, "run_with_cache", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model re-ran"))
+    )
     again = last_token_activations(tiny_model, prompts, [HOOK], cache_dir=tmp_path, cache_key="d")
     assert torch.equal(first[HOOK], again[HOOK])
 
@@ -67,7 +76,9 @@ def test_run_probing_end_to_end_with_an_sae_lens_sae(tiny_model, tiny_prior_and_
 
     prior, _ = tiny_prior_and_acts
     torch.manual_seed(0)
-    sae = StandardSAE(StandardSAEConfig(d_in=32, d_sae=64, metadata=SAEMetadata(hook_name=HOOK, model_name="tiny-test")))
+    sae = StandardSAE(
+        StandardSAEConfig(d_in=32, d_sae=64, metadata=SAEMetadata(hook_name=HOOK, model_name="tiny-test"))
+    )
     sources = ["meta", "raw", MLPNeurons(), PCAFeatures(8), SAEFeatures(sae)]
     frames = [concept_frame(seed=s) for s in (0, 1)]
     results = run_probing(tiny_model, prior, sources, frames, top_k=64, progress=False, cache_dir=tmp_path / "cache")
@@ -92,7 +103,15 @@ def test_a_planted_single_dimension_is_found_and_the_control_stays_at_chance(tin
     with torch.no_grad():  # plant the concept: residual dimension 7 says happy (+) or sad (-)
         model.W_E[tiny_tokenizer.convert_tokens_to_ids("happy"), 7] = 25.0
         model.W_E[tiny_tokenizer.convert_tokens_to_ids("sad"), 7] = -25.0
-    results = run_probing(model, None, ["raw"], [concept_frame(400, seed=3)], hook_name="blocks.0.hook_resid_pre", top_k=32, progress=False)
+    results = run_probing(
+        model,
+        None,
+        ["raw"],
+        [concept_frame(400, seed=3)],
+        hook_name="blocks.0.hook_resid_pre",
+        top_k=32,
+        progress=False,
+    )
     real = results.table[~results.table.control].iloc[0]
     control = results.table[results.table.control].iloc[0]
     assert real.feature == 7 and real.test_auc > 0.99
@@ -104,7 +123,9 @@ def test_sources_refuse_mismatched_hooks_and_widths(tiny_model):
     from sae_lens.saes.sae import SAEMetadata
 
     acts = {HOOK: torch.randn(5, 32)}
-    other_hook = StandardSAE(StandardSAEConfig(d_in=32, d_sae=8, metadata=SAEMetadata(hook_name="blocks.0.hook_resid_post")))
+    other_hook = StandardSAE(
+        StandardSAEConfig(d_in=32, d_sae=8, metadata=SAEMetadata(hook_name="blocks.0.hook_resid_post"))
+    )
     with pytest.raises(ValueError, match="trained at 'blocks.0.hook_resid_post'"):
         SAEFeatures(other_hook).features(acts, HOOK)
     narrow = StandardSAE(StandardSAEConfig(d_in=16, d_sae=8, metadata=SAEMetadata(hook_name=HOOK)))
@@ -131,8 +152,18 @@ def test_sae_probes_own_evaluation_runs_on_the_meta_neuron_adapter(tiny_model, t
     acts = last_token_activations(tiny_model, ds.prompts, [HOOK])[HOOK]
     torch.save(acts, cache / f"{name}_{HOOK}.pt")  # the layout sae_probes reads model activations from
     adapter = MetaNeuronSAE(prior)
-    run_sae_evals(adapter, model_name="tiny-test", hook_name=HOOK, reg_type="l2", setting="normal", ks=[1, 4], datasets=[name],
-                  results_path=tmp_path / "results", model_cache_path=tmp_path / "model_cache", device="cpu")
+    run_sae_evals(
+        adapter,
+        model_name="tiny-test",
+        hook_name=HOOK,
+        reg_type="l2",
+        setting="normal",
+        ks=[1, 4],
+        datasets=[name],
+        results_path=tmp_path / "results",
+        model_cache_path=tmp_path / "model_cache",
+        device="cpu",
+    )
     out = list((tmp_path / "results").rglob("*.json"))
     assert len(out) == 1
     metrics = json.loads(out[0].read_text())

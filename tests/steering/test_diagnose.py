@@ -21,7 +21,7 @@ def test_fit_probes_is_sklearn_logistic_regression_folded_into_raw_space():
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 5, generator=g) * torch.tensor([1.0, 5, 0.2, 2, 1]) + 3
-    y = (x[:, 1] + 3 * x[:, 2] > 3.5)
+    y = x[:, 1] + 3 * x[:, 2] > 3.5
     probe = fit_probes(x, {"y": y})["y"]
     xd = x.double().numpy()
     z = (xd - xd.mean(0)) / xd.std(0, ddof=1)
@@ -52,14 +52,20 @@ def test_kept_moved_and_flips_match_a_direct_computation():
         assert np.allclose(part.kept, kept.numpy(), atol=1e-5) and np.allclose(part.moved, moved.numpy(), atol=1e-5)
         assert np.allclose(part.flip_b, flips.numpy())
         plain = rows.loc[("plain", r)]
-        assert np.allclose(plain.kept, 1.0, atol=1e-5) and np.allclose(plain.moved, 0.0) and np.allclose(plain.off_direction, 0.0, atol=1e-5)
+        assert (
+            np.allclose(plain.kept, 1.0, atol=1e-5)
+            and np.allclose(plain.moved, 0.0)
+            and np.allclose(plain.off_direction, 0.0, atol=1e-5)
+        )
     # PCA keeps the part of w inside its subspace: about half of the displacement along w
     assert 0.3 < rows.loc[(pca.name, 2.0)].kept.mean() < 0.7
     flips = d.flips()
     assert set(flips.projector) == {pca.name} and set(flips.most_flipped) <= {"a", "b"}
     excess = flips.set_index("r").loc[2.0]
     summary = d.summary().set_index(["projector", "r"])
-    assert excess.excess_flip_b == pytest.approx(summary.loc[(pca.name, 2.0), "flip_b"] - summary.loc[("plain", 2.0), "flip_b"])
+    assert excess.excess_flip_b == pytest.approx(
+        summary.loc[(pca.name, 2.0), "flip_b"] - summary.loc[("plain", 2.0), "flip_b"]
+    )
 
 
 def test_noised_norm_ratio_and_denoising_scores_of_the_prior():
@@ -84,8 +90,9 @@ def test_noised_norm_ratio_and_denoising_scores_of_the_prior():
 def test_next_token_kl_matches_a_hand_made_steering_hook(tiny_model, tmp_path):
     prompts = ["the dog", "a red cat was", "the big"]
     direction = torch.nn.functional.normalize(torch.randn(32, generator=torch.Generator().manual_seed(2)), dim=0)
-    d = diagnose_projections(tiny_model, prompts, direction, [Identity()], hook_name=HOOK, strengths=[0.0, 4.0], act_norm=1.0,
-                             progress=False)
+    d = diagnose_projections(
+        tiny_model, prompts, direction, [Identity()], hook_name=HOOK, strengths=[0.0, 4.0], act_norm=1.0, progress=False
+    )
     rows = d.rows.set_index(["r", "prompt"]).sort_index()
     for p in prompts:
         tokens = tiny_model.to_tokens(p)

@@ -2,8 +2,8 @@ import warnings
 
 import pytest
 import torch
-
 from conftest import HAS_HOOKED_TRANSFORMER, make_tiny_bridge, needs_hooked_transformer
+
 from tl_glp import GenerativePrior, PriorConfig, ProjectionConfig, patch, steer
 from tl_glp.steering import projection_hook, steering_hook
 
@@ -85,7 +85,9 @@ def test_position_slices_masks_and_per_row_alpha():
     mask = torch.tensor([True, False, False, False, True])
     out = steering_hook(d, 1.0, positions=mask)(act, hook=None)
     assert out[0, :, 1].tolist() == [1, 0, 0, 0, 1]
-    assert torch.equal(steering_hook(d, 1.0, positions=mask)(torch.zeros(3, 1, 4), hook=None), torch.zeros(3, 1, 4))  # decode step
+    assert torch.equal(
+        steering_hook(d, 1.0, positions=mask)(torch.zeros(3, 1, 4), hook=None), torch.zeros(3, 1, 4)
+    )  # decode step
     with pytest.raises(ValueError, match="3 rows"):
         steering_hook(d, torch.tensor([1.0, 2.0]))(act, hook=None)
 
@@ -129,7 +131,10 @@ def test_a_seeded_hook_draws_fresh_noise_per_call_and_repeats_when_made_again(ti
     assert torch.equal(first, expected)
 
 
-@pytest.mark.skipif(not HAS_HOOKED_TRANSFORMER, reason="the 0.7 threshold is calibrated on the TL 3 tiny HookedTransformer's activations; TL 4's stand-in bridge gives other data")
+@pytest.mark.skipif(
+    not HAS_HOOKED_TRANSFORMER,
+    reason="the 0.7 threshold is calibrated on the TL 3 tiny HookedTransformer's activations; TL 4's stand-in bridge gives other data",
+)
 def test_projection_pulls_off_manifold_activations_towards_the_data(tiny_prior_and_acts):
     prior, acts = tiny_prior_and_acts
     data = acts[0 : len(acts)]
@@ -172,7 +177,9 @@ def test_bad_input_is_refused_or_warned(tiny_model, tiny_prior_and_acts):
             pass
     with pytest.raises(ValueError, match="act_norm"):
         steering_hook(torch.randn(32), 1.0, relative=True)
-    other = GenerativePrior(PriorConfig(d_input=32, n_blocks=1, hook_names=["blocks.2.hook_resid_post"], model_name="gpt2"))
+    other = GenerativePrior(
+        PriorConfig(d_input=32, n_blocks=1, hook_names=["blocks.2.hook_resid_post"], model_name="gpt2")
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with steer(tiny_model, torch.randn(32), 0.1, prior=other, hook_name=HOOK):

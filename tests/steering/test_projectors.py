@@ -87,7 +87,9 @@ def test_pca_projector_matches_an_eigendecomposition_and_restores_the_complement
     got = pca.project(edited, original=original)
     assert np.allclose(got.double().numpy(), expected, atol=1e-4)
     assert torch.allclose(pca.project(original, original=original), original, atol=1e-4)  # nothing to undo
-    assert np.allclose(pca.project(edited).double().numpy(), mu + (e - mu) @ p, atol=1e-4)  # plain rank-k reconstruction
+    assert np.allclose(
+        pca.project(edited).double().numpy(), mu + (e - mu) @ p, atol=1e-4
+    )  # plain rank-k reconstruction
     with pytest.raises(ValueError, match="k must be"):
         PCAProjector.fit(natural, k=9)
 
@@ -123,7 +125,12 @@ def test_gaussian_shrinkage_caps_the_distance_as_a_bisection_does():
                 s = lo
             assert np.allclose(got[i], o[i] + s * (e[i] - o[i]), atol=1e-5), (strength, i)
     far = original + 30.0 * direction
-    assert bool((cap.distance(cap.project(far, original=original)) <= torch.clamp(cap.distance(original), min=cap.radius) + 1e-6).all())
+    assert bool(
+        (
+            cap.distance(cap.project(far, original=original))
+            <= torch.clamp(cap.distance(original), min=cap.radius) + 1e-6
+        ).all()
+    )
     assert torch.equal(cap.project(original, original=original), original)
 
 
@@ -145,8 +152,14 @@ def test_every_projector_follows_the_protocol_and_works_in_a_steering_hook():
     torch.manual_seed(0)
     natural = torch.randn(512, 8) * 2
     prior = GenerativePrior.from_activations(natural, n_blocks=1)
-    projectors = [Identity(), PriorProjector(prior, ProjectionConfig(seed=0)), SAEProjector(_saes()["topk"]),
-                  SAEProjector(_saes()["standard"], keep_error=True), PCAProjector.fit(natural, 3), GaussianShrinkage.fit(natural)]
+    projectors = [
+        Identity(),
+        PriorProjector(prior, ProjectionConfig(seed=0)),
+        SAEProjector(_saes()["topk"]),
+        SAEProjector(_saes()["standard"], keep_error=True),
+        PCAProjector.fit(natural, 3),
+        GaussianShrinkage.fit(natural),
+    ]
     direction = torch.nn.functional.normalize(torch.randn(8), dim=0)
     act = torch.randn(2, 5, 8)
     for proj in projectors:

@@ -47,7 +47,9 @@ def test_fluency_nll_matches_a_direct_computation(tiny_model):
 
 def test_sweep_table_scores_and_pareto_plot(tiny_model, tiny_prior_and_acts, tmp_path):
     prior, _ = tiny_prior_and_acts
-    direction = torch.randn(32, generator=torch.Generator().manual_seed(0))  # seeded: the test must not depend on which tests ran before
+    direction = torch.randn(
+        32, generator=torch.Generator().manual_seed(0)
+    )  # seeded: the test must not depend on which tests ran before
     prompts = ["the dog", "a red cat was"]
     judge_calls = []
 
@@ -55,10 +57,29 @@ def test_sweep_table_scores_and_pareto_plot(tiny_model, tiny_prior_and_acts, tmp
         judge_calls.append(text)
         return "Rating: [[2]]"
 
-    df = steering_sweep(tiny_model, direction, prompts, prior=prior, strengths=[0.5, 2.0], max_new_tokens=4, batch_size=5,
-                        scorers=[LLMJudge(judge, concept="dogs"), ProbeScorer(torch.ones(32), HOOK, name="probe")], progress=False)
+    df = steering_sweep(
+        tiny_model,
+        direction,
+        prompts,
+        prior=prior,
+        strengths=[0.5, 2.0],
+        max_new_tokens=4,
+        batch_size=5,
+        scorers=[LLMJudge(judge, concept="dogs"), ProbeScorer(torch.ones(32), HOOK, name="probe")],
+        progress=False,
+    )
     assert len(df) == 2 + 2 * 2 * 2
-    assert set(df.columns) >= {"prompt", "method", "r", "alpha", "continuation", "nll", "concept", "judge_concept", "probe"}
+    assert set(df.columns) >= {
+        "prompt",
+        "method",
+        "r",
+        "alpha",
+        "continuation",
+        "nll",
+        "concept",
+        "judge_concept",
+        "probe",
+    }
     assert set(df.method) == {"none", "plain", "prior"}
     assert df.loc[df.method == "plain", "alpha"].max() == pytest.approx(2.0 * prior.act_norm)
     assert (df.judge_concept == 2.0).all() and len(judge_calls) == len(df) and "dogs" in judge_calls[0]
@@ -70,9 +91,18 @@ def test_sweep_table_scores_and_pareto_plot(tiny_model, tiny_prior_and_acts, tmp
         prompt_tokens = tiny_model.to_tokens(row.prompt)[0]
         full = torch.cat([prompt_tokens, tiny_model.to_tokens(row.continuation, prepend_bos=False)[0]])
         _, cache = tiny_model.run_with_cache(full[None], names_filter=[HOOK])
-        want = (cache[HOOK][0, len(prompt_tokens):] @ unit).mean()
+        want = (cache[HOOK][0, len(prompt_tokens) :] @ unit).mean()
         assert row.concept == pytest.approx(float(want), abs=1e-4)
-    again = steering_sweep(tiny_model, direction, prompts, prior=prior, strengths=[0.5, 2.0], max_new_tokens=4, batch_size=5, progress=False)
+    again = steering_sweep(
+        tiny_model,
+        direction,
+        prompts,
+        prior=prior,
+        strengths=[0.5, 2.0],
+        max_new_tokens=4,
+        batch_size=5,
+        progress=False,
+    )
     assert list(again.continuation) == list(df.continuation)  # seeded: reproducible
     path = plot_pareto(df, tmp_path / "pareto.png")
     assert path.stat().st_size > 1000
@@ -92,7 +122,16 @@ def test_sweep_pairs_methods_greedy_by_default_and_leaves_the_global_rng_alone(t
     direction = torch.randn(32, generator=torch.Generator().manual_seed(3))
     prompts = ["the dog", "a red cat was", "the ball", "a small dog saw"]
     state = torch.get_rng_state()
-    df = steering_sweep(tiny_model, direction, prompts, prior=prior, strengths=[0.0, 1.0], max_new_tokens=3, batch_size=3, progress=False)
+    df = steering_sweep(
+        tiny_model,
+        direction,
+        prompts,
+        prior=prior,
+        strengths=[0.0, 1.0],
+        max_new_tokens=3,
+        batch_size=3,
+        progress=False,
+    )
     assert torch.equal(torch.get_rng_state(), state)  # nothing touched the global RNG
     # paired: for each (prompt, r) the plain and prior rows share the seed (and so the batch)
     seeds = df.pivot_table(index=["prompt", "r"], columns="method", values="seed")
@@ -101,11 +140,29 @@ def test_sweep_pairs_methods_greedy_by_default_and_leaves_the_global_rng_alone(t
     base = df[df.method == "none"].set_index("prompt").continuation
     plain0 = df[(df.method == "plain") & (df.r == 0.0)].set_index("prompt").continuation
     assert (base == plain0[base.index]).all()
-    sampled = steering_sweep(tiny_model, direction, prompts, prior=prior, strengths=[1.0], max_new_tokens=3, batch_size=3,
-                             do_sample=True, progress=False)
+    sampled = steering_sweep(
+        tiny_model,
+        direction,
+        prompts,
+        prior=prior,
+        strengths=[1.0],
+        max_new_tokens=3,
+        batch_size=3,
+        do_sample=True,
+        progress=False,
+    )
     assert torch.equal(torch.get_rng_state(), state)
-    again = steering_sweep(tiny_model, direction, prompts, prior=prior, strengths=[1.0], max_new_tokens=3, batch_size=3,
-                           do_sample=True, progress=False)
+    again = steering_sweep(
+        tiny_model,
+        direction,
+        prompts,
+        prior=prior,
+        strengths=[1.0],
+        max_new_tokens=3,
+        batch_size=3,
+        do_sample=True,
+        progress=False,
+    )
     assert list(again.continuation) == list(sampled.continuation)
 
 
@@ -119,20 +176,32 @@ def test_sweep_maps_projectors_and_positions_each_paired_with_plain(tiny_model, 
     prompts = ["the dog", "a red cat was", "the big"]
     pca = PCAProjector.fit(natural, k=4)
     methods = ["plain", "prior", pca, GaussianShrinkage.fit(natural)]
-    df = steering_sweep(tiny_model, direction, prompts, prior=prior, strengths=[0.5, 1.5], methods=methods,
-                        positions=["last", "all"], max_new_tokens=3, progress=False)
+    df = steering_sweep(
+        tiny_model,
+        direction,
+        prompts,
+        prior=prior,
+        strengths=[0.5, 1.5],
+        methods=methods,
+        positions=["last", "all"],
+        max_new_tokens=3,
+        progress=False,
+    )
     assert len(df) == 3 + 3 * 2 * 4 * 2
     assert set(df[df.method == "none"].positions) == {"-"}
     assert df.groupby(["method", "positions"]).size().drop(("none", "-")).eq(6).all()
     # plain steering at every position, generated by hand with a hook of our own, matches the sweep
     alpha = 1.5 * prior.act_norm
     with tiny_model.hooks(fwd_hooks=[(HOOK, lambda act, hook: act + alpha * direction)]):
-        manual = tiny_model.generate(prompts, max_new_tokens=3, do_sample=False, stop_at_eos=False, verbose=False,
-                                     return_type="tokens")
+        manual = tiny_model.generate(
+            prompts, max_new_tokens=3, do_sample=False, stop_at_eos=False, verbose=False, return_type="tokens"
+        )
     rows = df[(df.method == "plain") & (df.positions == "all") & (df.r == 1.5)]
     assert rows.continuation.tolist() == [tiny_model.to_string(t) for t in manual[:, -3:]]
     gains = matched_concept_gains(df, n_boot=20)
-    assert set(zip(gains.method, gains.positions)) == {(m, p) for m in ("prior", pca.name, "gaussian cap") for p in ("last", "all")}
+    assert set(zip(gains.method, gains.positions)) == {
+        (m, p) for m in ("prior", pca.name, "gaussian cap") for p in ("last", "all")
+    }
     # each against plain at the same positions: the same as the gain on that slice alone
     from tl_glp.steering import matched_concept_gain
 

@@ -34,7 +34,14 @@ def test_tiny_run_covers_every_branch_with_finite_figures(tmp_path, capsys):
     assert stream["serial_bound_rows_per_s"] == pytest.approx(bound)
     assert "ratio_streaming_vs_serial_bound" in stream or stream["streaming"].startswith(("not available", "failed"))
     steer = result["steer"]
-    for key in ("no_hook", "plain", "prior_reference", "prior_euler4", "prior_reference_compiled", "prior_euler4_compiled"):
+    for key in (
+        "no_hook",
+        "plain",
+        "prior_reference",
+        "prior_euler4",
+        "prior_reference_compiled",
+        "prior_euler4_compiled",
+    ):
         assert steer[f"ms_per_token_{key}"] > 0
     assert steer["compiled_calls"] > 0 and steer["compiled_fallbacks"] == 0  # the compiled variants really ran compiled
     assert result["probe_topk"]["n_meta_neurons"] == 2 * 4 * 64
@@ -50,7 +57,12 @@ def test_a_failing_section_is_recorded_and_the_others_still_run(tmp_path, monkey
     out = tmp_path / "b.json"
     result = gpu.bench_gpu(tiny=True, out=str(out), device="cpu")
     assert result["collect"]["error"] == "RuntimeError: out of memory"
-    assert [result[k][v] for k, v in (("train", "x"), ("streaming", "y"), ("steer", "z"), ("probe_topk", "w"))] == [1.0, 2.0, 3.0, 4.0]
+    assert [result[k][v] for k, v in (("train", "x"), ("streaming", "y"), ("steer", "z"), ("probe_topk", "w"))] == [
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+    ]
     assert json.loads(out.read_text())["collect"]["error"].startswith("RuntimeError")
 
 
@@ -65,11 +77,22 @@ def test_the_llama_shaped_model_has_the_llama_architecture():
     shape = gpu.TINY_SHAPES["llama1b"]
     model = gpu.llama_like_model(shape, torch.device("cpu"), torch.float32)
     cfg = model.cfg
-    assert (cfg.n_layers, cfg.d_model, cfg.n_key_value_heads, cfg.d_mlp) == (shape["build_layers"], shape["d_model"], shape["n_kv"], shape["d_mlp"])
+    assert (cfg.n_layers, cfg.d_model, cfg.n_key_value_heads, cfg.d_mlp) == (
+        shape["build_layers"],
+        shape["d_model"],
+        shape["n_kv"],
+        shape["d_mlp"],
+    )
     assert cfg.gated_mlp and cfg.normalization_type == "RMS" and cfg.positional_embedding_type == "rotary"
     tokens = torch.randint(10, shape["vocab"], (2, 5))
     _, cache = model.run_with_cache(tokens, names_filter=[f"blocks.{shape['layer']}.hook_resid_post"])
     assert cache[f"blocks.{shape['layer']}.hook_resid_post"].shape == (2, 5, shape["d_model"])
-    for key, full in gpu.LLAMA_SHAPES.items():  # the GPU shapes: the published priors' widths, hooked layer inside the built depth
-        assert full["d_model"] == {"llama1b": 2048, "llama8b": 4096}[key] and full["layer"] < full["build_layers"] <= full["n_layers"]
+    for (
+        key,
+        full,
+    ) in gpu.LLAMA_SHAPES.items():  # the GPU shapes: the published priors' widths, hooked layer inside the built depth
+        assert (
+            full["d_model"] == {"llama1b": 2048, "llama8b": 4096}[key]
+            and full["layer"] < full["build_layers"] <= full["n_layers"]
+        )
         assert full["n_heads"] * full["d_head"] == full["d_model"]

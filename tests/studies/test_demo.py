@@ -26,12 +26,25 @@ def test_demo_runs_end_to_end_in_quick_mode(testbed, tmp_path, capsys):
     for figure in ("prior/loss.png", "steering_pareto.png", "probing.png", "monosemanticity.png"):
         assert (out / figure).stat().st_size > 1000 and figure in report
     numbers = json.loads((out / "numbers.json").read_text())
-    for key in ("fd_prior", "fd_lower_bound", "fd_held_out_halves", "fd_gaussian", "fd_prior_at_n", "c2st_auc_prior", "c2st_auc_gaussian", "delta_lm_loss_prior", "delta_lm_loss_sae",
-                "delta_lm_loss_prior_minus_sae", "testbed_lm_loss"):
+    for key in (
+        "fd_prior",
+        "fd_lower_bound",
+        "fd_held_out_halves",
+        "fd_gaussian",
+        "fd_prior_at_n",
+        "c2st_auc_prior",
+        "c2st_auc_gaussian",
+        "delta_lm_loss_prior",
+        "delta_lm_loss_sae",
+        "delta_lm_loss_prior_minus_sae",
+        "testbed_lm_loss",
+    ):
         assert math.isfinite(numbers[key]), key
     assert numbers["versions"]["torch"] == torch.__version__ and "sae-lens" in numbers["versions"]
     steering = result.tables["steering"]
-    assert set(steering.method) == {"none", "plain", "prior"} and {"concept", "grammatical", "nll"} <= set(steering.columns)
+    assert set(steering.method) == {"none", "plain", "prior"} and {"concept", "grammatical", "nll"} <= set(
+        steering.columns
+    )
     summary = result.tables["probing_summary"]
     assert {"meta", "raw", "mlp", "pca", "sae"} <= set(summary.source)
     manifold = result.tables["manifold"]
@@ -43,12 +56,22 @@ def test_demo_runs_end_to_end_in_quick_mode(testbed, tmp_path, capsys):
     assert float(manifold[(manifold.condition == "steer:random") & (manifold.r == 0.25)].mahalanobis.iloc[0]) > 0.8
     # every stage announced once, in order, as [k/N] with the right N; no other stage labels
     labels = re.findall(r"^\[(\d+)/(\d+)\] ([^:(]+)", printed, flags=re.M)
-    assert [(int(k), int(n), name.strip()) for k, n, name in labels] == [(k + 1, len(STAGES), s) for k, s in enumerate(STAGES)], printed
+    assert [(int(k), int(n), name.strip()) for k, n, name in labels] == [
+        (k + 1, len(STAGES), s) for k, s in enumerate(STAGES)
+    ], printed
     assert not re.search(r"^\[\d+\] ", printed, flags=re.M)
-    for step in ("sampling", "Frechet distance 4/4", "classifier two-sample test 3/3", "training an SAE-Lens", "delta LM loss"):
+    for step in (
+        "sampling",
+        "Frechet distance 4/4",
+        "classifier two-sample test 3/3",
+        "training an SAE-Lens",
+        "delta LM loss",
+    ):
         assert step in printed, step
     # outputs readable by others under umask 022, like files written with open(..., "w")
-    unreadable = [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and stat.S_IMODE(p.stat().st_mode) != 0o644]
+    unreadable = [
+        str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and stat.S_IMODE(p.stat().st_mode) != 0o644
+    ]
     assert not unreadable, unreadable
 
 

@@ -10,9 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
-from tl_glp.studies.scaling import ScalingSettings, compute_frontier, fit_power_law, frechet_distance_infinity, spearman_ci
-from tl_glp.training.metrics import frechet_distance
 from tl_glp.steering.pareto import matched_concept_gain, pareto_front
+from tl_glp.studies.scaling import (
+    ScalingSettings,
+    compute_frontier,
+    fit_power_law,
+    frechet_distance_infinity,
+    spearman_ci,
+)
+from tl_glp.training.metrics import frechet_distance
 
 
 # --------------------------------------------------------------------------- fits
@@ -23,12 +29,22 @@ def test_power_law_fit_recovers_planted_parameters_with_covering_cis():
     for seed in range(8):  # 1% multiplicative noise; the 95% intervals should cover the truth most of the time
         L = (E + A * C**-alpha) * np.exp(np.random.default_rng(seed).normal(0, 0.01, len(C)))
         fit = fit_power_law(C, L, n_boot=150, seed=0)
-        covered.append([fit.E_ci[0] <= E <= fit.E_ci[1], fit.alpha_ci[0] <= alpha <= fit.alpha_ci[1], fit.A_ci[0] <= A <= fit.A_ci[1]])
+        covered.append(
+            [
+                fit.E_ci[0] <= E <= fit.E_ci[1],
+                fit.alpha_ci[0] <= alpha <= fit.alpha_ci[1],
+                fit.A_ci[0] <= A <= fit.A_ci[1],
+            ]
+        )
         assert abs(fit.alpha - alpha) < 0.05 and abs(fit.E - E) < 0.05 and fit.n_points == 14
         assert np.allclose(fit.predict(C), E + A * C**-alpha, rtol=0.03)
     assert np.mean(covered, axis=0).min() >= 0.75, np.mean(covered, axis=0)
     exact = fit_power_law(C, E + A * C**-alpha, n_boot=20)
-    assert exact.E == pytest.approx(E, rel=1e-3) and exact.alpha == pytest.approx(alpha, rel=1e-3) and exact.A == pytest.approx(A, rel=1e-2)
+    assert (
+        exact.E == pytest.approx(E, rel=1e-3)
+        and exact.alpha == pytest.approx(alpha, rel=1e-3)
+        and exact.A == pytest.approx(A, rel=1e-2)
+    )
     with pytest.raises(ValueError, match="at least 4 points"):
         fit_power_law(C[:3], C[:3])
 
@@ -86,16 +102,37 @@ def _sweep(prior_bonus: float, n_prompts: int = 10, nan_every: int = 0, seed: in
             for r in (0.25, 0.5, 1.0, 2.0):
                 concept = r + rng.normal(0, 0.05)
                 fluency = 0.9 - 0.3 * r + (prior_bonus if method == "prior" else 0.0) + rng.normal(0, 0.05)
-                rows.append({"prompt": f"p{i}", "method": method, "r": r, "concept": concept, "grammatical": fluency, "nll": 2.0 - fluency})
+                rows.append(
+                    {
+                        "prompt": f"p{i}",
+                        "method": method,
+                        "r": r,
+                        "concept": concept,
+                        "grammatical": fluency,
+                        "nll": 2.0 - fluency,
+                    }
+                )
     df = pd.DataFrame(rows)
     if nan_every:
         df.loc[df.index[::nan_every], "concept"] = np.nan
-    return pd.concat([df, pd.DataFrame([{"prompt": "p0", "method": "none", "r": 0.0, "concept": 0.0, "grammatical": 1.0, "nll": 1.0}])])
+    return pd.concat(
+        [
+            df,
+            pd.DataFrame(
+                [{"prompt": "p0", "method": "none", "r": 0.0, "concept": 0.0, "grammatical": 1.0, "nll": 1.0}]
+            ),
+        ]
+    )
 
 
 def test_matched_concept_gain_positive_when_prior_is_more_fluent_everywhere():
     g = matched_concept_gain(_sweep(0.2), fluency="grammatical", n_boot=300)
-    assert g.gain == pytest.approx(0.2, abs=0.05) and g.ci_low > 0 and g.n_plain == g.n_prior == 40 and g.n_nan_concept == 0
+    assert (
+        g.gain == pytest.approx(0.2, abs=0.05)
+        and g.ci_low > 0
+        and g.n_plain == g.n_prior == 40
+        and g.n_nan_concept == 0
+    )
     g_nll = matched_concept_gain(_sweep(0.2), fluency="nll", n_boot=300)  # lower is better: the sign is flipped
     assert g_nll.gain == pytest.approx(g.gain) and g_nll.ci_low > 0
 
@@ -125,9 +162,27 @@ def test_pareto_front_is_the_upper_envelope():
 
 
 # --------------------------------------------------------------------------- the study end to end
-TINY = ScalingSettings(depths=(1, 2), max_samples=256 * 12, batch_size=256, n_checkpoints=3, warmup_steps=2, n_docs=300, held_out_rows=1024, fd_samples=512,
-                       c2st_samples=256, c2st_steps=30, projection_rows=64, lm_eval_docs=10, d_sae=64, sae_k_fractions=(0.03, 0.1), sae_steps=20,
-                       probe_top_k=16, strengths=(0.5, 2.0), new_tokens=4, n_boot=50)
+TINY = ScalingSettings(
+    depths=(1, 2),
+    max_samples=256 * 12,
+    batch_size=256,
+    n_checkpoints=3,
+    warmup_steps=2,
+    n_docs=300,
+    held_out_rows=1024,
+    fd_samples=512,
+    c2st_samples=256,
+    c2st_steps=30,
+    projection_rows=64,
+    lm_eval_docs=10,
+    d_sae=64,
+    sae_k_fractions=(0.03, 0.1),
+    sae_steps=20,
+    probe_top_k=16,
+    strengths=(0.5, 2.0),
+    new_tokens=4,
+    n_boot=50,
+)
 
 
 @pytest.fixture(scope="module")
@@ -162,15 +217,24 @@ def test_reduced_study_writes_report_and_resumes_without_recomputing(study_input
     first = sorted((out / "evals").glob("*.json"))
     assert len(first) == 1
     stamp = first[0].stat().st_mtime_ns
-    cached = [out / "saes" / "k2" / "cfg.json", out / "steering_plain.csv", out / "data" / "activations.safetensors", out / "references.json"]
+    cached = [
+        out / "saes" / "k2" / "cfg.json",
+        out / "steering_plain.csv",
+        out / "data" / "activations.safetensors",
+        out / "references.json",
+    ]
     stamps = [p.stat().st_mtime_ns for p in cached]
 
     counted = []
-    monkeypatch.setattr(evals, "evaluate_checkpoint", lambda prior, ctx, **kw: counted.append(1) or real(prior, ctx, **kw))
+    monkeypatch.setattr(
+        evals, "evaluate_checkpoint", lambda prior, ctx, **kw: counted.append(1) or real(prior, ctx, **kw)
+    )
     result = run_scaling_study(model, hook, texts, sets, task, out, settings=TINY, progress=False)
     assert len(counted) == 5  # 6 checkpoints, the finished one read back
     assert first[0].stat().st_mtime_ns == stamp
-    assert [p.stat().st_mtime_ns for p in cached] == stamps  # SAEs, plain steering, activations, references: read back, not recomputed
+    assert [
+        p.stat().st_mtime_ns for p in cached
+    ] == stamps  # SAEs, plain steering, activations, references: read back, not recomputed
     table = result.table
     assert len(table) == 6 and set(table.depth) == {1, 2} and sorted(set(table.samples)) == [768, 1536, 3072]
     assert (table.compute == 6 * table.params * table.samples).all()
@@ -179,12 +243,21 @@ def test_reduced_study_writes_report_and_resumes_without_recomputing(study_input
     refs = json.loads((out / "references.json").read_text())
     for key in ("fd_lower_bound", "fd_held_out_halves", "fd_gaussian"):  # other documents, same documents, Gaussian
         assert math.isfinite(refs[key]) and refs[f"{key}_at_n"] > 0, (key, refs)
-    assert table.groupby("depth").val_loss.apply(lambda v: v.iloc[-1] < v.iloc[0]).all()  # training lowers held-out loss
+    assert (
+        table.groupby("depth").val_loss.apply(lambda v: v.iloc[-1] < v.iloc[0]).all()
+    )  # training lowers held-out loss
     for col in ("val_loss", "fd_prior", "c2st_prior", "delta_lm_loss_prior", "probe_auc_meta", "projection_distance"):
         assert np.isfinite(table[col]).all(), col
     report = (out / "report.md").read_text()
     assert "nan" not in report.replace("unannealed", "").lower()
-    for section in ("Findings", "Loss vs compute", "Every checkpoint", "Downstream figures vs loss", "Where the time went", "SAE"):
+    for section in (
+        "Findings",
+        "Loss vs compute",
+        "Every checkpoint",
+        "Downstream figures vs loss",
+        "Where the time went",
+        "SAE",
+    ):
         assert section in report
     for figure in ("loss_vs_compute.png", "downstream_vs_loss.png"):
         assert (out / figure).stat().st_size > 1000 and figure in report
@@ -202,7 +275,9 @@ def test_reduced_study_writes_report_and_resumes_without_recomputing(study_input
     from dataclasses import replace
 
     with pytest.raises(ValueError, match="max_samples"):
-        run_scaling_study(model, hook, texts, sets, task, out, settings=replace(TINY, max_samples=256 * 24), progress=False)
+        run_scaling_study(
+            model, hook, texts, sets, task, out, settings=replace(TINY, max_samples=256 * 24), progress=False
+        )
 
 
 def test_checkpoint_steps_are_geometric():
@@ -216,10 +291,30 @@ def test_checkpoint_steps_are_geometric():
 def test_cli_scaling_smoke(testbed, tmp_path, capsys):
     from tl_glp.cli import main
 
-    sets = [f"{k}={v}" for k, v in {"depths": "1", "max_samples": 768, "batch_size": 256, "n_checkpoints": 2, "warmup_steps": 1, "n_docs": 200,
-                                     "held_out_rows": 512, "fd_samples": 256, "c2st_samples": 128, "c2st_steps": 10, "projection_rows": 32,
-                                     "lm_eval_docs": 8, "d_sae": 32, "sae_k_fractions": "0.1", "sae_steps": 5, "probe_top_k": 8,
-                                     "strengths": "1.0", "new_tokens": 3, "n_boot": 20}.items()]
+    sets = [
+        f"{k}={v}"
+        for k, v in {
+            "depths": "1",
+            "max_samples": 768,
+            "batch_size": 256,
+            "n_checkpoints": 2,
+            "warmup_steps": 1,
+            "n_docs": 200,
+            "held_out_rows": 512,
+            "fd_samples": 256,
+            "c2st_samples": 128,
+            "c2st_steps": 10,
+            "projection_rows": 32,
+            "lm_eval_docs": 8,
+            "d_sae": 32,
+            "sae_k_fractions": "0.1",
+            "sae_steps": 5,
+            "probe_top_k": 8,
+            "strengths": "1.0",
+            "new_tokens": 3,
+            "n_boot": 20,
+        }.items()
+    ]
     argv = ["scaling", "--quick", "--out", str(tmp_path / "cli"), "--quiet"] + [a for s in sets for a in ("--set", s)]
     assert main(argv) == 0
     assert (tmp_path / "cli" / "report.md").is_file() and "report.md" in capsys.readouterr().out
@@ -236,8 +331,10 @@ def test_the_library_never_imports_the_testbed_cli_or_demo():
     import subprocess
     import sys
 
-    code = ("import sys, tl_glp, tl_glp.studies.scaling, tl_glp.steering.pareto; "
-            "bad = [m for m in sys.modules if m.startswith(('tl_glp.studies.testbed', 'tl_glp.cli', 'tl_glp.studies.demo'))]; print(bad); assert not bad")
+    code = (
+        "import sys, tl_glp, tl_glp.studies.scaling, tl_glp.steering.pareto; "
+        "bad = [m for m in sys.modules if m.startswith(('tl_glp.studies.testbed', 'tl_glp.cli', 'tl_glp.studies.demo'))]; print(bad); assert not bad"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
 
 
@@ -246,7 +343,12 @@ def test_matched_concept_gain_when_one_front_is_a_single_point():
     over the concept range both methods cover: flat towards lower concept, as the upper envelope."""
     rows = []
     for i in range(6):
-        for m, pts in {"plain": [(0.1, 0.5, 1.0), (0.5, -0.8, 1.0), (1.0, -0.7, 0.4)], "prior": [(0.1, 0.4, 1.0), (0.5, 0.6, 1.0), (1.0, 0.0, 0.3)]}.items():
+        for m, pts in {
+            "plain": [(0.1, 0.5, 1.0), (0.5, -0.8, 1.0), (1.0, -0.7, 0.4)],
+            "prior": [(0.1, 0.4, 1.0), (0.5, 0.6, 1.0), (1.0, 0.0, 0.3)],
+        }.items():
             rows += [{"prompt": f"p{i}", "method": m, "r": r, "concept": c, "grammatical": f} for r, c, f in pts]
     g = matched_concept_gain(pd.DataFrame(rows), fluency="grammatical", n_boot=50)
-    assert (g.concept_low, g.concept_high) == (0.0, 0.5) and g.gain == pytest.approx(0.0)  # equally fluent where both reach
+    assert (g.concept_low, g.concept_high) == (0.0, 0.5) and g.gain == pytest.approx(
+        0.0
+    )  # equally fluent where both reach

@@ -23,33 +23,69 @@ def test_testbed_steering_map_tables_numbers_and_files(testbed, tmp_path):
     prior = GenerativePrior.from_activations(acts, n_blocks=1)
     sae = train_sae(acts, d_sae=256, k=8, steps=20, batch_size=128)
     docs = list(testbed.language.documents(200, seed=2))
-    direction = diff_of_means(testbed.model, judgement_prefixes(docs, "positive"), judgement_prefixes(docs, "negative"), MIDDLE_HOOK,
-                              positions="last")
-    m = testbed_steering_map(testbed, prior, natural, sae, direction, hook_name=MIDDLE_HOOK, out_dir=tmp_path, n_prompts=4,
-                             strengths=(1.0, 3.0), max_new_tokens=4, pca_k=8, n_probe_prefixes=300, n_diagnose=16, n_boot=20,
-                             progress=False)
+    direction = diff_of_means(
+        testbed.model,
+        judgement_prefixes(docs, "positive"),
+        judgement_prefixes(docs, "negative"),
+        MIDDLE_HOOK,
+        positions="last",
+    )
+    m = testbed_steering_map(
+        testbed,
+        prior,
+        natural,
+        sae,
+        direction,
+        hook_name=MIDDLE_HOOK,
+        out_dir=tmp_path,
+        n_prompts=4,
+        strengths=(1.0, 3.0),
+        max_new_tokens=4,
+        pca_k=8,
+        n_probe_prefixes=300,
+        n_diagnose=16,
+        n_boot=20,
+        progress=False,
+    )
     projectors = ["prior", "sae", "sae+error", "pca k=8", "gaussian cap"]
     for fluency in ("grammatical", "nll"):
         table = m.gains[fluency]
         assert set(zip(table.method, table.positions)) == {(p, pos) for p in projectors for pos in ("last", "all")}
         # the map's gains are matched_concept_gains of the CSV it wrote
-        again = matched_concept_gains(pd.read_csv(tmp_path / "steering_map.csv", keep_default_na=False, na_values=[""]),
-                                      fluency=fluency, n_boot=20, seed=0)
+        again = matched_concept_gains(
+            pd.read_csv(tmp_path / "steering_map.csv", keep_default_na=False, na_values=[""]),
+            fluency=fluency,
+            n_boot=20,
+            seed=0,
+        )
         assert again.gain.tolist() == pytest.approx(table.gain.tolist(), nan_ok=True)
         for p in projectors:
             assert f"map_gain_{fluency}_{p}_last" in m.numbers
     s = m.diagnosis.summary().set_index(["projector", "r"])
-    assert s.loc[("plain", 3.0), "kept"] == pytest.approx(1.0, abs=1e-4) and s.loc[("plain", 3.0), "moved"] == pytest.approx(0.0, abs=1e-6)
-    assert s.loc[("sae+error", 1.0), "kl"] >= 0 and {f"flip_{k}" for k in ("sentiment", "tense", "number", "negation")} <= set(s.columns)
-    assert s.loc[("prior", 3.0), "noised_norm_ratio"] > s.loc[("prior", 1.0), "noised_norm_ratio"]  # further off, larger input norm
+    assert s.loc[("plain", 3.0), "kept"] == pytest.approx(1.0, abs=1e-4) and s.loc[
+        ("plain", 3.0), "moved"
+    ] == pytest.approx(0.0, abs=1e-6)
+    assert s.loc[("sae+error", 1.0), "kl"] >= 0 and {
+        f"flip_{k}" for k in ("sentiment", "tense", "number", "negation")
+    } <= set(s.columns)
+    assert (
+        s.loc[("prior", 3.0), "noised_norm_ratio"] > s.loc[("prior", 1.0), "noised_norm_ratio"]
+    )  # further off, larger input norm
     assert set(m.flips.projector) == set(projectors)
     broken = m.numbers["map_plain_breaks_at"]
     assert "what each projection changes" in m.markdown.lower()
     if broken:
         assert m.numbers["map_prior_flips_where_plain_breaks"]["latent"] in m.diagnosis.probe_names
-    for name in ("steering_map.csv", "steering_diagnosis.csv", "steering_diagnosis.png", "steering_map_pareto_grammatical.png"):
+    for name in (
+        "steering_map.csv",
+        "steering_diagnosis.csv",
+        "steering_diagnosis.png",
+        "steering_map_pareto_grammatical.png",
+    ):
         assert (tmp_path / name).stat().st_size > 0
     # the ground-truth latents at a prefix's last word are the document's there
     prompts, labels = testbed_prefixes(testbed.language, 5, seed=9)
     doc = next(testbed.language.documents(1, seed=9))
-    assert doc.text.startswith(prompts[0]) and labels["sentiment"][0] == (doc.latents["sentiment"][len(prompts[0].split()) - 1] == "positive")
+    assert doc.text.startswith(prompts[0]) and labels["sentiment"][0] == (
+        doc.latents["sentiment"][len(prompts[0].split()) - 1] == "positive"
+    )

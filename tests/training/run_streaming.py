@@ -42,12 +42,30 @@ class LoggedStream(StreamingActivations):
 
 def make_stream(model=None) -> LoggedStream:
     model = model or make_tiny_model(build_tokenizer(WORDS))
-    return LoggedStream(model, random_sentences(3000, seed=5, length=10), HOOK, buffer_rows=512, warmup_rows=1024, val_rows=256, forward_batch=16)
+    return LoggedStream(
+        model,
+        random_sentences(3000, seed=5, length=10),
+        HOOK,
+        buffer_rows=512,
+        warmup_rows=1024,
+        val_rows=256,
+        forward_batch=16,
+    )
 
 
 def make_cfg(max_steps: int = 60) -> TrainConfig:
-    return TrainConfig(batch_size=64, lr=1e-3, max_steps=max_steps, checkpoint_every=10, eval_every=20, fd_samples=32, log_every=5,
-                       progress=False, plot=False, prefetch=2)
+    return TrainConfig(
+        batch_size=64,
+        lr=1e-3,
+        max_steps=max_steps,
+        checkpoint_every=10,
+        eval_every=20,
+        fd_samples=32,
+        log_every=5,
+        progress=False,
+        plot=False,
+        prefetch=2,
+    )
 
 
 def main(out_dir: str, delay: float, max_steps: int = 60) -> None:

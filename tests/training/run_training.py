@@ -30,7 +30,17 @@ def make_run(seed: int = 0):
     data, _ = mixture(4096, d=8, seed=seed)
     source = SlowActivations(data[:, None], ["blocks.0.hook_resid_post"])
     prior = GenerativePrior.from_activations(source, n_blocks=2, d_hidden=32, d_mlp=64)
-    cfg = TrainConfig(batch_size=64, lr=1e-3, max_steps=60, checkpoint_every=10, eval_every=20, fd_samples=64, log_every=5, progress=False, plot=False)
+    cfg = TrainConfig(
+        batch_size=64,
+        lr=1e-3,
+        max_steps=60,
+        checkpoint_every=10,
+        eval_every=20,
+        fd_samples=64,
+        log_every=5,
+        progress=False,
+        plot=False,
+    )
     return prior, source, cfg
 
 

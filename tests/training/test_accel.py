@@ -40,7 +40,9 @@ def _plain_loop(data: torch.Tensor, cfg: TrainConfig) -> GenerativePrior:
         eps, t = draw_noise_and_times(cfg.batch_size, prior.cfg.d_input, gen, "cpu")
         z0 = prior.normalize(batch.acts)
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, cfg.max_steps, warmup_frac=cfg.warmup_frac, start=cfg.warmup_start, final=cfg.final_lr_frac)
+            group["lr"] = cfg.lr * lr_factor(
+                step, cfg.max_steps, warmup_frac=cfg.warmup_frac, start=cfg.warmup_start, final=cfg.final_lr_frac
+            )
         loss = prior.flow_loss(z0, eps, t)
         opt.zero_grad(set_to_none=True)
         loss.backward()

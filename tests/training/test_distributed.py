@@ -38,7 +38,9 @@ def _init(rank, world, init_file):
 def _collect_worker(rank, world, init_file, out):
     dist = _init(rank, world, init_file)
     try:
-        collect_activations(make_tiny_model(build_tokenizer(WORDS)), TEXTS, HOOK, out=out, batch_size=4, shard_rows=32, progress=False)
+        collect_activations(
+            make_tiny_model(build_tokenizer(WORDS)), TEXTS, HOOK, out=out, batch_size=4, shard_rows=32, progress=False
+        )
     finally:
         dist.destroy_process_group()
 
@@ -126,7 +128,9 @@ def test_two_rank_streaming_training_equals_one_process_fed_the_concatenated_ran
     prior = GenerativePrior.from_activations(stream, n_blocks=2, d_hidden=32, d_mlp=64)
 
     fed = ConcatenatedRanks(stream)
-    train(prior, _as_stream_source(fed), TrainConfig(batch_size=64, lr=1e-3, max_steps=12, progress=False, eval_every=0))
+    train(
+        prior, _as_stream_source(fed), TrainConfig(batch_size=64, lr=1e-3, max_steps=12, progress=False, eval_every=0)
+    )
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
     for key, value in prior.state_dict().items():
         assert torch.allclose(ddp[key], value, atol=1e-5), key
@@ -148,10 +152,26 @@ def _as_stream_source(fed):
 
 
 def _torchrun(out, delay, steps, port):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
-           str(HERE / "run_streaming.py"), str(out), str(delay), str(steps)]
-    return subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(port),
+        str(HERE / "run_streaming.py"),
+        str(out),
+        str(delay),
+        str(steps),
+    ]
+    return subprocess.Popen(
+        cmd,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.slow
@@ -165,7 +185,9 @@ def test_a_killed_two_rank_streaming_run_resumes_and_ends_like_an_uninterrupted_
     os.killpg(victim.pid, signal.SIGKILL)  # torchrun and both ranks
     victim.wait()
     assert not (tmp_path / "killed" / "model.safetensors").exists()
-    state = json.loads((sorted((tmp_path / "killed" / "checkpoints").glob("step_*"))[-1] / "train_state.json").read_text())
+    state = json.loads(
+        (sorted((tmp_path / "killed" / "checkpoints").glob("step_*"))[-1] / "train_state.json").read_text()
+    )
     assert [s["rank"] for s in state["stream"]] == [0, 1]  # both ranks' stream positions in the one checkpoint
     resumed = _torchrun(tmp_path / "killed", 0.0, 40, port + 1)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-3000:]

@@ -7,11 +7,11 @@ import time
 import warnings
 from pathlib import Path
 
-import pytest
 import numpy as np
+import pytest
 import torch
-
 from conftest import mixture, near_mode_share
+
 from tl_glp import GenerativePrior, PriorConfig, TrainConfig, as_source, train
 from tl_glp.activations.store import StoreWriter
 from tl_glp.core._io import read_tensors
@@ -23,7 +23,9 @@ def test_training_learns_and_writes_metrics_plot_and_final_prior(tmp_path):
     torch.manual_seed(0)
     data, centres = mixture(8192)
     prior = GenerativePrior.from_activations(data, n_blocks=2, d_hidden=64, d_mlp=128)
-    cfg = TrainConfig(batch_size=256, lr=3e-3, max_steps=300, eval_every=150, checkpoint_every=100, fd_samples=512, progress=False)
+    cfg = TrainConfig(
+        batch_size=256, lr=3e-3, max_steps=300, eval_every=150, checkpoint_every=100, fd_samples=512, progress=False
+    )
     with torch.no_grad():
         loss_before = float(prior.loss(data[:4096], generator=torch.Generator().manual_seed(5)))
     result = train(prior, data, cfg, out_dir=tmp_path / "run")
@@ -53,7 +55,14 @@ def test_fit_accepts_an_activation_cache(tiny_model):
     mask = torch.arange(7)[None] < lengths[:, None]
     src = as_source(cache, attention_mask=mask)
     assert len(src) == (4 - 1) + (7 - 1)  # real tokens only, BOS dropped
-    expected = torch.cat([tiny_model.run_with_cache(t, names_filter=["blocks.1.hook_resid_post"])[1]["blocks.1.hook_resid_post"][0, 1:] for t in texts])
+    expected = torch.cat(
+        [
+            tiny_model.run_with_cache(t, names_filter=["blocks.1.hook_resid_post"])[1]["blocks.1.hook_resid_post"][
+                0, 1:
+            ]
+            for t in texts
+        ]
+    )
     assert torch.allclose(src.read_rows(np.arange(len(src)))[:, 0], expected, atol=1e-5)
     prior = GenerativePrior.from_activations(src, n_blocks=1)
     assert prior.cfg.hook_names == ["blocks.1.hook_resid_post"] and prior.cfg.model_name == "tiny-test"
@@ -76,7 +85,10 @@ def test_cache_from_left_padded_batch_drops_each_rows_pad_and_bos(tiny_model):
 
 
 def run_child(out_dir, delay):
-    return subprocess.Popen([sys.executable, str(HERE / "run_training.py"), str(out_dir), str(delay)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "run_training.py"), str(out_dir), str(delay)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def test_sigkill_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
@@ -155,7 +167,9 @@ def test_multi_layer_prior_trains_on_a_multi_hook_store(tmp_path):
 
 
 def test_incompatible_sources_are_refused_or_warned_about():
-    prior = GenerativePrior(PriorConfig(d_input=4, n_blocks=1, hook_names=["blocks.1.hook_resid_post"], model_name="gpt2"))
+    prior = GenerativePrior(
+        PriorConfig(d_input=4, n_blocks=1, hook_names=["blocks.1.hook_resid_post"], model_name="gpt2")
+    )
     cfg = TrainConfig(batch_size=8, max_steps=1, progress=False, eval_every=0)
     with pytest.raises(ValueError, match="width 5"):
         train(prior, torch.randn(100, 5), cfg)
@@ -174,10 +188,18 @@ def test_a_run_folder_of_another_run_is_not_resumed_silently(tmp_path):
     train(GenerativePrior.from_activations(a, n_blocks=1), a, cfg, out_dir=tmp_path / "run")
     with pytest.raises(ValueError, match="another run"):
         train(GenerativePrior.from_activations(b, n_blocks=1), b, cfg, out_dir=tmp_path / "run")
-    fresh = train(GenerativePrior.from_activations(b, n_blocks=1), b, cfg.replace(max_steps=2), out_dir=tmp_path / "run", resume=False)
+    fresh = train(
+        GenerativePrior.from_activations(b, n_blocks=1),
+        b,
+        cfg.replace(max_steps=2),
+        out_dir=tmp_path / "run",
+        resume=False,
+    )
     assert fresh.resumed_from == 0
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_00000002"]
-    again = train(GenerativePrior.from_activations(b, n_blocks=1), b, cfg.replace(max_steps=2), out_dir=tmp_path / "run")
+    again = train(
+        GenerativePrior.from_activations(b, n_blocks=1), b, cfg.replace(max_steps=2), out_dir=tmp_path / "run"
+    )
     assert again.resumed_from == 2
 
 
@@ -204,8 +226,17 @@ def test_checkpoint_steps_are_written_and_never_pruned(tmp_path):
 
     acts = torch.randn(1024, 8)
     prior = GenerativePrior.from_activations(acts, n_blocks=1)
-    cfg = TrainConfig(batch_size=64, lr=1e-3, max_steps=12, checkpoint_every=5, keep_checkpoints=1, checkpoint_steps=(2, 3, 7, 50),
-                      eval_every=0, progress=False, plot=False)
+    cfg = TrainConfig(
+        batch_size=64,
+        lr=1e-3,
+        max_steps=12,
+        checkpoint_every=5,
+        keep_checkpoints=1,
+        checkpoint_steps=(2, 3, 7, 50),
+        eval_every=0,
+        progress=False,
+        plot=False,
+    )
     result = train(prior, acts, cfg, out_dir=tmp_path / "run")
     steps = [int(p.name.split("_")[1]) for p in list_checkpoints(tmp_path / "run")]
     assert steps == [2, 3, 7, 12]  # 5 and 10 pruned (keep 1), the explicit ones kept, 50 beyond the run ignored

@@ -16,18 +16,19 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tl_glp.core._tokens import model_device, right_padded_tokens
-from tl_glp.core import _compat, _dist
 from tl_glp.activations.sources import ActivationSource, InMemoryActivations
 from tl_glp.activations.store import ActivationStore, StoreWriter, _read_manifest, merge_rank_stores
+from tl_glp.core import _compat, _dist
+from tl_glp.core._tokens import model_device, right_padded_tokens
 
 
 @dataclass
@@ -110,7 +111,9 @@ def collect_activations(
     d_input = (_stored_width(out) if out is not None else None) or _hook_width(model, names, stop)
     writer = None
     if out is None and _dist.world_size() > 1:
-        raise ValueError("Under torchrun, collect_activations needs out= (a folder): each process writes its own shards there.")
+        raise ValueError(
+            "Under torchrun, collect_activations needs out= (a folder): each process writes its own shards there."
+        )
     if out is not None:
         if _dist.world_size() > 1:
             merged = _read_manifest(Path(out))
@@ -124,7 +127,11 @@ def collect_activations(
             shard_rows=shard_rows,
             model_name=model_name,
             model_processing=processing,
-            fingerprint={"context_size": context_size, "skip_special_tokens": skip_special_tokens, "max_tokens": max_tokens},
+            fingerprint={
+                "context_size": context_size,
+                "skip_special_tokens": skip_special_tokens,
+                "max_tokens": max_tokens,
+            },
         )
         if writer.complete:
             return _close(writer, out)
@@ -135,10 +142,27 @@ def collect_activations(
     rank, world = _dist.rank(), _dist.world_size()
     cap = max_tokens if max_tokens is None or world == 1 else -(-max_tokens // world)  # each rank's share
 
-    bar = tqdm(total=cap, disable=not progress, unit="tok", desc="collect" if world == 1 else f"collect rank {rank}", initial=produced, smoothing=0.1)
+    bar = tqdm(
+        total=cap,
+        disable=not progress,
+        unit="tok",
+        desc="collect" if world == 1 else f"collect rank {rank}",
+        initial=produced,
+        smoothing=0.1,
+    )
     start_time = time.perf_counter()
-    rows_iter = activation_rows(model, data, names, context_size=context_size, batch_size=batch_size, stop=stop, special=special,
-                                start_doc=skip_docs, rank=rank, world=world)
+    rows_iter = activation_rows(
+        model,
+        data,
+        names,
+        context_size=context_size,
+        batch_size=batch_size,
+        stop=stop,
+        special=special,
+        start_doc=skip_docs,
+        rank=rank,
+        world=world,
+    )
     for rows, row_docs in rows_iter:
         if drop_rows:
             resumed = row_docs == skip_docs
@@ -175,7 +199,9 @@ def _hook_width(model: Any, names: list[str], stop: int | None) -> int:
     """The common last-dimension width of the hooks, from a one-token forward pass."""
     device = model_device(model)
     with torch.inference_mode():
-        _, cache = model.run_with_cache(torch.zeros(1, 1, dtype=torch.long, device=device), names_filter=names, stop_at_layer=stop)
+        _, cache = model.run_with_cache(
+            torch.zeros(1, 1, dtype=torch.long, device=device), names_filter=names, stop_at_layer=stop
+        )
     widths = {n: int(cache[n].shape[-1]) for n in names}
     shapes = {n: tuple(cache[n].shape[2:]) for n in names}
     if len(set(widths.values())) != 1 or any(len(s) != 1 for s in shapes.values()):
@@ -225,7 +251,9 @@ def activation_rows(
     This is the one place that decides which positions become rows: :func:`collect_activations`
     and :class:`~tl_glp.activations.streaming.StreamingActivations` both read through it.
     """
-    for doc_ids, tokens, lengths in _batches(model, data, batch_size, context_size, start_doc, rank, world, stop_doc, select):
+    for doc_ids, tokens, lengths in _batches(
+        model, data, batch_size, context_size, start_doc, rank, world, stop_doc, select
+    ):
         with torch.inference_mode():  # per call: inference mode is thread-local and this may run in a reader thread
             _, cache = model.run_with_cache(tokens, names_filter=names, stop_at_layer=stop)
             stacked = torch.stack([cache[n] for n in names], dim=2)  # [batch, pos, n_hooks, d]
@@ -235,8 +263,17 @@ def activation_rows(
         yield rows, doc_ids[:, None].expand_as(keep)[keep]
 
 
-def _batches(model: Any, data: Any, batch_size: int, context_size: int, skip_docs: int, rank: int = 0, world: int = 1,
-             stop_doc: int | None = None, select: Callable[[int], bool] | None = None) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+def _batches(
+    model: Any,
+    data: Any,
+    batch_size: int,
+    context_size: int,
+    skip_docs: int,
+    rank: int = 0,
+    world: int = 1,
+    stop_doc: int | None = None,
+    select: Callable[[int], bool] | None = None,
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """Yield ``(document indices [b], right-padded tokens [b, seq], lengths [b])`` for the documents
     from ``skip_docs`` on whose index is ``rank`` modulo ``world``.
 
@@ -259,7 +296,9 @@ def _batches(model: Any, data: Any, batch_size: int, context_size: int, skip_doc
             yield ids, batch.to(device), torch.full((batch.shape[0],), batch.shape[1])
         return
     texts = itertools.islice(_texts(data), skip_docs, stop_doc)
-    numbered = ((i, t) for i, t in enumerate(texts, start=skip_docs) if i % world == rank and (select is None or select(i)))
+    numbered = (
+        (i, t) for i, t in enumerate(texts, start=skip_docs) if i % world == rank and (select is None or select(i))
+    )
     seen_any = skip_docs > 0
     while True:
         chunk = list(itertools.islice(numbered, batch_size))
@@ -296,7 +335,9 @@ def _texts(data: Any) -> Iterable[str]:
         return (row["text"] for row in data)
     if isinstance(data, Iterable):
         return (t if isinstance(t, str) else _bad_item(t) for t in data)
-    raise TypeError(f"Cannot read documents from a {type(data).__name__}: pass strings, a token tensor, HFText(...) or a datasets.Dataset.")
+    raise TypeError(
+        f"Cannot read documents from a {type(data).__name__}: pass strings, a token tensor, HFText(...) or a datasets.Dataset."
+    )
 
 
 def _bad_item(item: Any) -> str:

@@ -28,7 +28,14 @@ from tl_glp.core.stats import RunningStats
 class SAELensCache(ActivationSource):
     """Rows are ``(sequence, position)`` pairs of a ``CacheActivationsRunner`` output folder."""
 
-    def __init__(self, path: str | os.PathLike, hook_name: str | None = None, model_name: str | None = None, model_processing: str = "unknown", progress: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        hook_name: str | None = None,
+        model_name: str | None = None,
+        model_processing: str = "unknown",
+        progress: bool = True,
+    ) -> None:
         from datasets import load_from_disk
 
         self.path = Path(path)

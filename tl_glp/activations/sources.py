@@ -22,15 +22,16 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from tl_glp.core.stats import RunningStats
 from tl_glp.core._compat import model_processing
+from tl_glp.core.stats import RunningStats
 
 
 class Batch(NamedTuple):
@@ -209,7 +210,9 @@ def _is_activation_cache(obj: Any) -> bool:
     return type(obj).__name__ == "ActivationCache" and hasattr(obj, "cache_dict")
 
 
-def _from_cache(cache: Any, hook_names: Sequence[str] | None, drop_bos: bool, attention_mask: Tensor | None) -> InMemoryActivations:
+def _from_cache(
+    cache: Any, hook_names: Sequence[str] | None, drop_bos: bool, attention_mask: Tensor | None
+) -> InMemoryActivations:
     available = list(cache.cache_dict.keys())
     names = list(hook_names) if hook_names else available
     missing = [n for n in names if n not in cache.cache_dict]
@@ -251,7 +254,9 @@ def _cache_rows(stacked: Tensor, attention_mask: Tensor | None, drop_bos: bool) 
     else:
         mask = torch.as_tensor(attention_mask).to("cpu").bool()
         if tuple(mask.shape) != (batch, seq):
-            raise ValueError(f"attention_mask has shape {tuple(mask.shape)} but the cache holds [batch, pos] = [{batch}, {seq}].")
+            raise ValueError(
+                f"attention_mask has shape {tuple(mask.shape)} but the cache holds [batch, pos] = [{batch}, {seq}]."
+            )
     if drop_bos and seq > 1:
         first = mask.float().argmax(dim=1)  # each row's first real token (left padding puts it later)
         mask = mask.clone()

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tl_glp.core import _io
 from tl_glp.activations.sources import ActivationSource, _check_finite
+from tl_glp.core import _io
 from tl_glp.core.stats import RunningStats
 
 MANIFEST = "manifest.json"
@@ -77,7 +77,9 @@ class ActivationStore(ActivationSource):
         path = Path(path)
         manifest = _read_manifest(path)
         if manifest is None:
-            raise FileNotFoundError(f"No activation store at {path} (no {MANIFEST}). Collect one with tl_glp.collect_activations(..., out=path).")
+            raise FileNotFoundError(
+                f"No activation store at {path} (no {MANIFEST}). Collect one with tl_glp.collect_activations(..., out=path)."
+            )
         store = cls(path, manifest)
         if check_sizes:
             for i, shard in enumerate(store.shards):
@@ -85,7 +87,9 @@ class ActivationStore(ActivationSource):
                 expected = shard["rows"] * store.n_hooks * store.d_input * _itemsize(store.dtype)
                 actual = file.stat().st_size if file.exists() else -1
                 if actual != expected:
-                    raise StoreError(f"Shard {i} ({file}) is {'missing' if actual < 0 else f'{actual} bytes, expected {expected}'}: the store is corrupted. Delete the shard and its manifest entry, or re-collect.")
+                    raise StoreError(
+                        f"Shard {i} ({file}) is {'missing' if actual < 0 else f'{actual} bytes, expected {expected}'}: the store is corrupted. Delete the shard and its manifest entry, or re-collect."
+                    )
         return store
 
     def verify(self) -> None:
@@ -93,7 +97,9 @@ class ActivationStore(ActivationSource):
         for i, shard in enumerate(self.shards):
             data = (self.path / shard["file"]).read_bytes()
             if zlib.crc32(data) != shard["crc32"]:
-                raise StoreError(f"Shard {i} ({self.path / shard['file']}) fails its checksum: the file is corrupted; re-collect it.")
+                raise StoreError(
+                    f"Shard {i} ({self.path / shard['file']}) fails its checksum: the file is corrupted; re-collect it."
+                )
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
@@ -110,7 +116,12 @@ class ActivationStore(ActivationSource):
     def shard(self, i: int) -> np.memmap:
         if i not in self._maps:
             rows = self.shards[i]["rows"]
-            self._maps[i] = np.memmap(self.path / self.shards[i]["file"], dtype=_DTYPES[self.dtype][1], mode="r", shape=(rows, self.n_hooks, self.d_input))
+            self._maps[i] = np.memmap(
+                self.path / self.shards[i]["file"],
+                dtype=_DTYPES[self.dtype][1],
+                mode="r",
+                shape=(rows, self.n_hooks, self.d_input),
+            )
         return self._maps[i]
 
     def read_rows(self, rows: np.ndarray) -> Tensor:
@@ -129,7 +140,13 @@ class ActivationStore(ActivationSource):
         return out
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "path": str(self.path), "dtype": self.dtype, "shards": self.n_shards, "complete": self.complete}
+        return {
+            **super().describe(),
+            "path": str(self.path),
+            "dtype": self.dtype,
+            "shards": self.n_shards,
+            "complete": self.complete,
+        }
 
 
 class StoreWriter:
@@ -158,7 +175,14 @@ class StoreWriter:
             raise ValueError(f"shard_rows must be >= 1, got {shard_rows}.")
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self.fingerprint = {"d_input": d_input, "hook_names": list(hook_names), "dtype": dtype, "shard_rows": shard_rows, "model_name": model_name, **(fingerprint or {})}
+        self.fingerprint = {
+            "d_input": d_input,
+            "hook_names": list(hook_names),
+            "dtype": dtype,
+            "shard_rows": shard_rows,
+            "model_name": model_name,
+            **(fingerprint or {}),
+        }
         existing = _read_manifest(self.path)
         if existing is not None:
             if existing.get("fingerprint") != self.fingerprint:
@@ -221,7 +245,9 @@ class StoreWriter:
             _check_finite(acts, where="the collected activations")
         except ValueError as err:
             shard = self.manifest["rows"] // self.shard_rows + (self._buffered // self.shard_rows)
-            raise ValueError(f"{err} (rows of the batch going into shard {shard}, at store row {self.rows_written + self._buffered})") from None
+            raise ValueError(
+                f"{err} (rows of the batch going into shard {shard}, at store row {self.rows_written + self._buffered})"
+            ) from None
         self._buf.append(acts.detach().to("cpu", _DTYPES[self.dtype][0]))
         self._buf_docs.append(doc_ids.detach().to("cpu", torch.long))
         self._buffered += acts.shape[0]
@@ -242,12 +268,19 @@ class StoreWriter:
         row_docs, rest_docs = docs[:n], docs[n:]
         index = len(self.manifest["shards"])
         name = f"shard_{index:05d}.bin"
-        raw = rows.contiguous().view(torch.int16).numpy().tobytes() if self.dtype == "bfloat16" else rows.contiguous().numpy().tobytes()
+        raw = (
+            rows.contiguous().view(torch.int16).numpy().tobytes()
+            if self.dtype == "bfloat16"
+            else rows.contiguous().numpy().tobytes()
+        )
         try:
             _write_shard_bytes(self.path / name, raw)
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StoreError(errno.ENOSPC, f"The disk filled up while writing shard {index} of {self.path}. The store is still valid with its {index} whole shards ({self.rows_written} rows); free some space and re-run the same collection to resume.") from err
+                raise StoreError(
+                    errno.ENOSPC,
+                    f"The disk filled up while writing shard {index} of {self.path}. The store is still valid with its {index} whole shards ({self.rows_written} rows); free some space and re-run the same collection to resume.",
+                ) from err
             raise
         for h, stats in enumerate(self._stats):
             stats.update(rows[:, h].to(torch.float32))
@@ -255,7 +288,16 @@ class StoreWriter:
         prev = self.manifest["resume"]
         of_last = int((row_docs == last_doc).sum()) + (prev["rows_of_doc"] if prev["doc"] == last_doc else 0)
         start = self.manifest["rows"]
-        self.manifest["shards"].append({"file": name, "rows": n, "crc32": zlib.crc32(raw), "row_start": start, "first_doc": int(row_docs[0]), "last_doc": last_doc})
+        self.manifest["shards"].append(
+            {
+                "file": name,
+                "rows": n,
+                "crc32": zlib.crc32(raw),
+                "row_start": start,
+                "first_doc": int(row_docs[0]),
+                "last_doc": last_doc,
+            }
+        )
         self.manifest["rows"] = start + n
         self.manifest["stats"] = [s.state_dict() for s in self._stats]
         self.manifest["resume"] = {"doc": last_doc, "rows_of_doc": of_last}
@@ -283,7 +325,9 @@ def merge_rank_stores(path: str | os.PathLike, parts: list[str | os.PathLike]) -
     first = manifests[0][1]
     for part, manifest in manifests[1:]:
         if manifest["fingerprint"] != first["fingerprint"]:
-            raise StoreError(f"{part} was collected with other settings than {manifests[0][0]}; they cannot form one store.")
+            raise StoreError(
+                f"{part} was collected with other settings than {manifests[0][0]}; they cannot form one store."
+            )
     stats = [RunningStats.from_state_dict(s) for s in first["stats"]]
     shards, rows = [], 0
     for i, (part, manifest) in enumerate(manifests):

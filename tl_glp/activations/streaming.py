@@ -99,8 +99,18 @@ class StreamState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StreamState:
-        held = torch.tensor([data["held_docs"], data["held_pos"], data["held_hooks"]], dtype=torch.long).T.reshape(-1, 3)
-        return cls(int(data["next_doc"]), held, int(data["n_buffer"]), int(data["emit_left"]), data["rng"], int(data["rank"]), int(data["world"]))
+        held = torch.tensor([data["held_docs"], data["held_pos"], data["held_hooks"]], dtype=torch.long).T.reshape(
+            -1, 3
+        )
+        return cls(
+            int(data["next_doc"]),
+            held,
+            int(data["n_buffer"]),
+            int(data["emit_left"]),
+            data["rng"],
+            int(data["rank"]),
+            int(data["world"]),
+        )
 
 
 class StreamingActivations(ActivationSource):
@@ -140,7 +150,12 @@ class StreamingActivations(ActivationSource):
         names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
         if not names:
             raise ValueError("hook_names is empty: name at least one hook, e.g. 'blocks.6.hook_resid_post'.")
-        for name, value in (("forward_batch", forward_batch), ("buffer_rows", buffer_rows), ("warmup_rows", warmup_rows), ("context_size", context_size)):
+        for name, value in (
+            ("forward_batch", forward_batch),
+            ("buffer_rows", buffer_rows),
+            ("warmup_rows", warmup_rows),
+            ("context_size", context_size),
+        ):
             if value < 1:
                 raise ValueError(f"StreamingActivations: {name} must be >= 1, got {value}.")
         if val_rows < 0:
@@ -169,13 +184,31 @@ class StreamingActivations(ActivationSource):
         self.statistics_provenance: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ reading documents
-    def rows(self, start_doc: int = 0, *, rank: int = 0, world: int = 1, stop_doc: int | None = None,
-             select: Callable[[int], bool] | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    def rows(
+        self,
+        start_doc: int = 0,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        stop_doc: int | None = None,
+        select: Callable[[int], bool] | None = None,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         """``(rows [n, n_hooks, d], document of each row [n])`` per forward pass (see ``activation_rows``)."""
         data = self.data() if callable(self.data) else self.data
-        return activation_rows(self.model, data, self.hook_names, context_size=self.context_size, batch_size=self.forward_batch,
-                               stop=self.stop, special=self.special, start_doc=start_doc, rank=rank, world=world,
-                               stop_doc=stop_doc, select=select)
+        return activation_rows(
+            self.model,
+            data,
+            self.hook_names,
+            context_size=self.context_size,
+            batch_size=self.forward_batch,
+            stop=self.stop,
+            special=self.special,
+            start_doc=start_doc,
+            rank=rank,
+            world=world,
+            stop_doc=stop_doc,
+            select=select,
+        )
 
     def _prepare(self) -> None:
         """Read the validation documents and the warm-up once (deterministic: every rank gets the same)."""
@@ -191,8 +224,12 @@ class StreamingActivations(ActivationSource):
                 if n >= self.val_rows:
                     break
             if n < self.val_rows:
-                raise ValueError(f"The stream holds only {n} rows, fewer than val_rows={self.val_rows} (plus a warm-up and training).")
-            self._validation = InMemoryActivations(torch.cat(kept)[: self.val_rows], self.hook_names, self.model_name, self.model_processing)
+                raise ValueError(
+                    f"The stream holds only {n} rows, fewer than val_rows={self.val_rows} (plus a warm-up and training)."
+                )
+            self._validation = InMemoryActivations(
+                torch.cat(kept)[: self.val_rows], self.hook_names, self.model_name, self.model_processing
+            )
         stats = [RunningStats(self.d_input) for _ in self.hook_names]
         n, end = 0, val_end
         for rows, docs in self.rows(val_end):
@@ -207,8 +244,13 @@ class StreamingActivations(ActivationSource):
             raise ValueError("The stream holds no training rows after the validation documents.")
         self._val_end = val_end
         self._stats = (torch.stack([s.mean for s in stats]), torch.stack([s.var for s in stats]))
-        self.statistics_provenance = {"kind": "streaming warm-up", "rows": n, "first_doc": val_end, "end_doc": end,
-                                      "hook_names": list(self.hook_names)}
+        self.statistics_provenance = {
+            "kind": "streaming warm-up",
+            "rows": n,
+            "first_doc": val_end,
+            "end_doc": end,
+            "hook_names": list(self.hook_names),
+        }
 
     @property
     def mean(self) -> Tensor:  # type: ignore[override]
@@ -238,10 +280,14 @@ class StreamingActivations(ActivationSource):
         return self._val_end
 
     def __len__(self) -> int:
-        raise TypeError("A StreamingActivations has no length: it reads documents as training asks. Set TrainConfig.max_steps.")
+        raise TypeError(
+            "A StreamingActivations has no length: it reads documents as training asks. Set TrainConfig.max_steps."
+        )
 
     def read_rows(self, rows: np.ndarray) -> Tensor:
-        raise TypeError("A StreamingActivations cannot be indexed by row; collect_activations(...) gives a store that can.")
+        raise TypeError(
+            "A StreamingActivations cannot be indexed by row; collect_activations(...) gives a store that can."
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -259,8 +305,15 @@ class StreamingActivations(ActivationSource):
         }
 
     # ------------------------------------------------------------------ the shuffle buffer
-    def iter_batches(self, batch_size: int, *, seed: int = 0, state: StreamState | dict[str, Any] | None = None,
-                     rank: int = 0, world: int = 1) -> Iterator[tuple[StreamBatch, StreamState]]:
+    def iter_batches(
+        self,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        state: StreamState | dict[str, Any] | None = None,
+        rank: int = 0,
+        world: int = 1,
+    ) -> Iterator[tuple[StreamBatch, StreamState]]:
         """Shuffled batches of ``batch_size`` examples from this rank's documents, each with the
         :class:`StreamState` right after it; ``state`` (from a checkpoint) continues a stream exactly.
 
@@ -269,8 +322,10 @@ class StreamingActivations(ActivationSource):
         if isinstance(state, dict):
             state = StreamState.from_dict(state)
         if state is not None and (state.rank, state.world) != (rank, world):
-            raise ValueError(f"This stream state belongs to rank {state.rank} of {state.world}, not rank {rank} of {world}: "
-                             "resume with the same number of processes.")
+            raise ValueError(
+                f"This stream state belongs to rank {state.rank} of {state.world}, not rank {rank} of {world}: "
+                "resume with the same number of processes."
+            )
         cap = max(self.buffer_rows, 2 * batch_size)
         d = self.d_input
         buf = torch.empty(cap, d)
@@ -319,7 +374,10 @@ class StreamingActivations(ActivationSource):
             batch = StreamBatch(buf[sl].clone(), ids[sl, 2].clone(), ids[sl, 0].clone(), ids[sl, 1].clone())
             emit_pos += batch_size
             held = torch.cat([ids[emit_pos:fill], pending_id])
-            yield batch, StreamState(next_doc, held, fill - emit_pos, emit_end - emit_pos, rng.bit_generator.state, rank, world)
+            yield (
+                batch,
+                StreamState(next_doc, held, fill - emit_pos, emit_end - emit_pos, rng.bit_generator.state, rank, world),
+            )
 
     def _recompute(self, held: Tensor, rank: int, world: int) -> Tensor:
         """The activations of the held examples, in order, by re-running the model on their documents."""
@@ -327,14 +385,18 @@ class StreamingActivations(ActivationSource):
             return torch.empty(0, self.d_input)
         wanted = set(held[:, 0].tolist())
         found: dict[tuple[int, int, int], Tensor] = {}
-        for rows, docs in self.rows(min(wanted), rank=rank, world=world, stop_doc=max(wanted) + 1, select=wanted.__contains__):
+        for rows, docs in self.rows(
+            min(wanted), rank=rank, world=world, stop_doc=max(wanted) + 1, select=wanted.__contains__
+        ):
             x, key = _examples(rows, docs)
             for i, (doc, pos, hook) in enumerate(key.tolist()):
                 found[(doc, pos, hook)] = x[i]
         missing = [k for k in map(tuple, held.tolist()) if k not in found]
         if missing:
-            raise ValueError(f"Resuming the stream: {len(missing)} held examples (e.g. document {missing[0][0]}) are no longer in the "
-                             "data. The documents changed since the checkpoint; resume with the same data.")
+            raise ValueError(
+                f"Resuming the stream: {len(missing)} held examples (e.g. document {missing[0][0]}) are no longer in the "
+                "data. The documents changed since the checkpoint; resume with the same data."
+            )
         return torch.stack([found[k] for k in map(tuple, held.tolist())])
 
 
@@ -346,7 +408,9 @@ def _examples(rows: Tensor, docs: Tensor) -> tuple[Tensor, Tensor]:
     _, counts = torch.unique_consecutive(docs, return_counts=True)
     starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
     pos = torch.arange(n) - starts
-    key = torch.stack([docs.repeat_interleave(n_hooks), pos.repeat_interleave(n_hooks), torch.arange(n_hooks).repeat(n)], dim=1)
+    key = torch.stack(
+        [docs.repeat_interleave(n_hooks), pos.repeat_interleave(n_hooks), torch.arange(n_hooks).repeat(n)], dim=1
+    )
     return rows.reshape(n * n_hooks, d), key
 
 

@@ -85,13 +85,23 @@ def _source(args: TrainArgs) -> ActivationStore | StreamingActivations:
         data = lambda: (doc.text for doc in language.documents(10**9, seed=1))  # noqa: E731  (read again on resume)
     else:
         raise ValueError("pass --stream.dataset NAME or --stream.text-file FILE for a model other than the testbed")
-    return StreamingActivations(model, data, list(st.hook), context_size=st.context_size, forward_batch=st.forward_batch,
-                                buffer_rows=st.buffer_rows, warmup_rows=st.warmup_rows, val_rows=st.val_rows)
+    return StreamingActivations(
+        model,
+        data,
+        list(st.hook),
+        context_size=st.context_size,
+        forward_batch=st.forward_batch,
+        buffer_rows=st.buffer_rows,
+        warmup_rows=st.warmup_rows,
+        val_rows=st.val_rows,
+    )
 
 
 def train(args: TrainArgs) -> int:
     if bool(args.activations) == bool(args.stream.hook):
-        return fail("tl-glp train: pass either --activations STORE or --stream.hook NAME (streaming), not both or neither.")
+        return fail(
+            "tl-glp train: pass either --activations STORE or --stream.hook NAME (streaming), not both or neither."
+        )
     distributed.init_from_env()
     try:
         store = _source(args)

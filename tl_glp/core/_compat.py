@@ -24,7 +24,11 @@ _LAYER = re.compile(r"^blocks\.(\d+)\.")
 
 def is_bridge(model: Any) -> bool:
     """True for a TransformerLens ``TransformerBridge``."""
-    return type(model).__name__ == "TransformerBridge" or hasattr(model, "compatibility_mode") and hasattr(model, "hook_aliases")
+    return (
+        type(model).__name__ == "TransformerBridge"
+        or hasattr(model, "compatibility_mode")
+        and hasattr(model, "hook_aliases")
+    )
 
 
 def hook_names_of(model: Any) -> list[str]:
@@ -111,7 +115,15 @@ def model_processing(model: Any) -> str:
     return "unprocessed" if cfg is not None else "unknown"
 
 
-_RESIDUAL_HOOKS = {"hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_in", "hook_out", "hook_attn_out", "hook_mlp_out"}
+_RESIDUAL_HOOKS = {
+    "hook_resid_pre",
+    "hook_resid_mid",
+    "hook_resid_post",
+    "hook_in",
+    "hook_out",
+    "hook_attn_out",
+    "hook_mlp_out",
+}
 _SUBLAYER_D_MODEL = {("attn", "hook_in"), ("attn", "hook_out"), ("mlp", "hook_in"), ("mlp", "hook_out")}
 _MLP_NEURON_HOOKS = {"hook_pre", "hook_post", "hook_pre_linear"}
 
@@ -136,7 +148,9 @@ def hook_width(model: Any, name: str) -> int | None:
     key = None
     if len(parts) == 1 and (parts[0] in _RESIDUAL_HOOKS or parts[0] in ("hook_embed", "hook_pos_embed")):
         key = "d_model"
-    elif len(parts) == 2 and (tuple(parts) in _SUBLAYER_D_MODEL or (parts[0].startswith("ln") and parts[1] == "hook_normalized")):
+    elif len(parts) == 2 and (
+        tuple(parts) in _SUBLAYER_D_MODEL or (parts[0].startswith("ln") and parts[1] == "hook_normalized")
+    ):
         key = "d_model"
     elif len(parts) == 2 and parts[0] == "mlp" and parts[1] in _MLP_NEURON_HOOKS:
         key = "d_mlp"
@@ -161,7 +175,9 @@ def has_hooked_transformer() -> bool:
     return True
 
 
-def load_model(name: str, *, processed: bool = False, device: str | None = None, bridge: bool = False, dtype: Any = None) -> Any:
+def load_model(
+    name: str, *, processed: bool = False, device: str | None = None, bridge: bool = False, dtype: Any = None
+) -> Any:
     """A TransformerLens model from a Hub id (needs the Hub) or a local Hugging Face model folder.
 
     Unprocessed residuals (``from_pretrained_no_processing``, or a bridge without compatibility
@@ -202,11 +218,21 @@ def _is_model_folder(name: str) -> bool:
 
     path = Path(name).expanduser()
     if path.exists() and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{name} exists but holds no config.json: pass a folder written by a Hugging Face model's save_pretrained.")
+        raise FileNotFoundError(
+            f"{name} exists but holds no config.json: pass a folder written by a Hugging Face model's save_pretrained."
+        )
     return path.is_dir()
 
 
-def hooked_transformer_from_folder(path: str, *, processed: bool = False, device: str | None = None, dtype: Any = None, hf_model: Any = None, tokenizer: Any = None) -> Any:
+def hooked_transformer_from_folder(
+    path: str,
+    *,
+    processed: bool = False,
+    device: str | None = None,
+    dtype: Any = None,
+    hf_model: Any = None,
+    tokenizer: Any = None,
+) -> Any:
     """A ``HookedTransformer`` (TL 3) from a local Hugging Face model folder, without the Hub.
 
     ``HookedTransformer.from_pretrained_no_processing(path)`` refuses paths in TL 3.9 (it first
@@ -239,8 +265,14 @@ def hooked_transformer_from_folder(path: str, *, processed: bool = False, device
     tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder)
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=True)
     state = loading.get_pretrained_state_dict(str(folder), cfg, hf_model=hf_model, dtype=dtype)
-    model.load_and_process_state_dict(state, fold_ln=processed, center_writing_weights=processed, center_unembed=processed,
-                                      fold_value_biases=processed, refactor_factored_attn_matrices=False)
+    model.load_and_process_state_dict(
+        state,
+        fold_ln=processed,
+        center_writing_weights=processed,
+        center_unembed=processed,
+        fold_value_biases=processed,
+        refactor_factored_attn_matrices=False,
+    )
     model.eval()
     return model
 

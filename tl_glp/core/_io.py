@@ -91,7 +91,9 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path} is not valid JSON ({err}). Was the file truncated or edited?") from err
 
 
-def write_tensors(target: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def write_tensors(
+    target: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
     """Atomically write tensors to a safetensors file (contiguous CPU copies)."""
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(target) as tmp:

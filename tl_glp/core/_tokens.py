@@ -13,7 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Int
@@ -50,7 +51,9 @@ def pad_right(rows: Sequence[Tensor], pad_id: int = 0) -> tuple[Int[Tensor, "bat
     return tokens, lengths
 
 
-def right_padded_tokens(model: Any, texts: Sequence[str], context_size: int | None = None) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
+def right_padded_tokens(
+    model: Any, texts: Sequence[str], context_size: int | None = None
+) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
     """Tokenise ``texts`` one by one (with the model's BOS rule), keep the first ``context_size``
     tokens of each (never more than the model's context; default: :func:`context_limit`), and
     right-pad them (CPU tensors)."""

@@ -112,9 +112,7 @@ class CompiledIntegrator:
             return False
         return not any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
 
-    def __call__(
-        self, velocity: VelocityFn, z: Tensor, grid: Tensor, solver: Solver, depth: Tensor | None
-    ) -> Tensor:
+    def __call__(self, velocity: VelocityFn, z: Tensor, grid: Tensor, solver: Solver, depth: Tensor | None) -> Tensor:
         """``z`` integrated along ``grid`` with ``solver``; ``velocity`` is the network's unchecked fast path."""
         mode = resolve_mode(self.mode, z.device)
         times = tuple(float(t) for t in grid.tolist())
@@ -129,7 +127,9 @@ class CompiledIntegrator:
         return fn(z, depth).clone()
 
 
-def _unrolled(velocity: VelocityFn, times: tuple[float, ...], solver: Solver) -> Callable[[Tensor, Tensor | None], Tensor]:
+def _unrolled(
+    velocity: VelocityFn, times: tuple[float, ...], solver: Solver
+) -> Callable[[Tensor, Tensor | None], Tensor]:
     """The integration loop with the grid baked in as Python floats (constants of the traced graph)."""
 
     def run(z: Tensor, depth: Tensor | None) -> Tensor:

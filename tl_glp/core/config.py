@@ -83,9 +83,7 @@ class PriorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"PriorConfig.{name} must be a positive integer, got {value!r}.")
-        if self.n_llm_layers is not None and (
-            not isinstance(self.n_llm_layers, int) or self.n_llm_layers < 2
-        ):
+        if self.n_llm_layers is not None and (not isinstance(self.n_llm_layers, int) or self.n_llm_layers < 2):
             raise ValueError(
                 "PriorConfig.n_llm_layers must be None (single-site prior) or the LLM's layer "
                 f"count (>= 2) for a multi-layer prior, got {self.n_llm_layers!r}."

@@ -26,7 +26,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -45,9 +46,7 @@ VelocityFn = Callable[[Tensor, Tensor], Tensor]
 """``velocity_fn(z, t)`` with ``z`` of shape ``[batch, d]`` and a 0-d time tensor ``t``."""
 
 
-def add_noise(
-    z0: Float[Tensor, "... d"], eps: Float[Tensor, "... d"], t: Tensor | float
-) -> Float[Tensor, "... d"]:
+def add_noise(z0: Float[Tensor, "... d"], eps: Float[Tensor, "... d"], t: Tensor | float) -> Float[Tensor, "... d"]:
     """Noise clean points to time ``t``: ``(1 - t) * z0 + t * eps``.
 
     ``t`` is a float, or a tensor broadcastable against ``z0`` once a trailing axis is added
@@ -66,9 +65,7 @@ def sample_train_times(
     n: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
 ) -> Float[Tensor, " n"]:
     """Training times drawn uniformly from the grid ``{1/1000, 2/1000, ..., 1}`` (the authors')."""
-    steps = torch.randint(
-        1, NUM_TRAIN_TIMESTEPS + 1, (n,), generator=generator, device=_gen_device(generator, device)
-    )
+    steps = torch.randint(1, NUM_TRAIN_TIMESTEPS + 1, (n,), generator=generator, device=_gen_device(generator, device))
     return (steps.to(torch.float32) / NUM_TRAIN_TIMESTEPS).to(device)
 
 
@@ -205,9 +202,7 @@ def evaluations(grid: Tensor, solver: Solver) -> int:
     return number_of_evaluations(len(grid) - 1, solver)
 
 
-def clean_estimate(
-    velocity_fn: VelocityFn, z_t: Float[Tensor, "batch d"], t: float
-) -> Float[Tensor, "batch d"]:
+def clean_estimate(velocity_fn: VelocityFn, z_t: Float[Tensor, "batch d"], t: float) -> Float[Tensor, "batch d"]:
     """The one-evaluation estimate of the clean point, ``z_t - t * v(z_t, t)``.
 
     Exact for the straight path (``z_t = (1 - t) z0 + t eps``, ``v = eps - z0`` gives ``z0``);

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
-from tl_glp.core._compat import HookedRootModule, HookPoint
 
+from tl_glp.core._compat import HookedRootModule, HookPoint
 from tl_glp.core.config import PriorConfig
 from tl_glp.core.flow import NUM_TRAIN_TIMESTEPS
 

@@ -20,7 +20,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -52,7 +53,9 @@ class Normalizer(nn.Module):
         target_mean = self.mean if row is None else self.mean[row]
         target_var = self.var if row is None else self.var[row]
         if mean.shape != target_mean.shape or var.shape != target_var.shape:
-            raise ValueError(f"Statistics of shape {tuple(mean.shape)} / {tuple(var.shape)} do not fit {tuple(target_mean.shape)}.")
+            raise ValueError(
+                f"Statistics of shape {tuple(mean.shape)} / {tuple(var.shape)} do not fit {tuple(target_mean.shape)}."
+            )
         if bool((var < 0).any()) or not bool(torch.isfinite(mean).all() and torch.isfinite(var).all()):
             raise ValueError("Statistics must be finite and variances non-negative.")
         with torch.no_grad():
@@ -63,7 +66,9 @@ class Normalizer(nn.Module):
         """True while the statistics are still the initial zeros and ones (never fitted)."""
         return bool(torch.all(self.mean == 0)) and bool(torch.all(self.var == 1))
 
-    def statistics(self, rows: Tensor | None, lead: tuple[int, ...] | torch.Size, device: torch.device) -> tuple[Tensor, Tensor]:
+    def statistics(
+        self, rows: Tensor | None, lead: tuple[int, ...] | torch.Size, device: torch.device
+    ) -> tuple[Tensor, Tensor]:
         """``mean`` and ``std`` broadcastable against ``[*lead, d_input]`` (``rows``: flattened layer per row)."""
         mean, var = self.mean.to(device), self.var.to(device)
         if rows is not None:

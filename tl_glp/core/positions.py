@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,7 +25,7 @@ from torch import Tensor
 from tl_glp.core import _compat
 from tl_glp.core.prior import GenerativePrior
 
-Positions = Union[str, slice, Tensor]
+Positions = str | slice | Tensor
 
 
 def check_positions(positions: Positions) -> None:
@@ -35,7 +35,9 @@ def check_positions(positions: Positions) -> None:
     if isinstance(positions, Tensor) and (positions.dtype != torch.bool or positions.ndim not in (1, 2)):
         raise ValueError("a positions mask must be a boolean tensor [pos] or [batch, pos].")
     if not isinstance(positions, (str, slice, Tensor)):
-        raise ValueError(f"positions must be 'all', 'last', a slice or a boolean mask, got a {type(positions).__name__}.")
+        raise ValueError(
+            f"positions must be 'all', 'last', a slice or a boolean mask, got a {type(positions).__name__}."
+        )
 
 
 def position_mask(positions: Positions, batch: int, seq: int, device: torch.device) -> Tensor | None:

@@ -23,8 +23,9 @@ Example (a tiny untrained prior; see ``tl_glp.train`` to fit one):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +40,8 @@ from tl_glp.core.flow import (
     add_noise,
     draw_noise_and_times,
     integrate,
-    reference_time_grid,
     projection_schedule,
+    reference_time_grid,
     velocity_target,
 )
 from tl_glp.core.network import Denoiser
@@ -94,7 +95,9 @@ class GenerativePrior(Denoiser):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_activations(cls, source: Tensor | ActivationStatistics, n_blocks: int = 3, **cfg_kwargs: Any) -> GenerativePrior:
+    def from_activations(
+        cls, source: Tensor | ActivationStatistics, n_blocks: int = 3, **cfg_kwargs: Any
+    ) -> GenerativePrior:
         """A fresh (untrained) prior whose normaliser is fitted to ``source``.
 
         ``source`` is a tensor ``[..., d_input]`` or any activation source (an
@@ -148,13 +151,17 @@ class GenerativePrior(Denoiser):
         return self
 
     # ------------------------------------------------------------------ normaliser
-    def normalize(self, acts: Float[Tensor, "... d_input"], layer: int | Tensor | None = None) -> Float[Tensor, "... d_input"]:
+    def normalize(
+        self, acts: Float[Tensor, "... d_input"], layer: int | Tensor | None = None
+    ) -> Float[Tensor, "... d_input"]:
         """``(acts - mean) / sqrt(var)`` per dimension (per layer if multi-layer), computed in
         float32 and returned in ``acts``' dtype."""
         x = self.check_acts(acts)
         return self._normalize(x, layer).to(x.dtype)
 
-    def denormalize(self, z: Float[Tensor, "... d_input"], layer: int | Tensor | None = None) -> Float[Tensor, "... d_input"]:
+    def denormalize(
+        self, z: Float[Tensor, "... d_input"], layer: int | Tensor | None = None
+    ) -> Float[Tensor, "... d_input"]:
         """Inverse of :meth:`normalize`, computed in float32 and returned in ``z``'s dtype."""
         return self._denormalize(z, layer).to(z.dtype)
 
@@ -316,8 +323,8 @@ class GenerativePrior(Denoiser):
             chunk = slice(start, start + batch_size)
             captured: dict[str, Tensor] = {}
 
-            def grab(act: Tensor, hook: Any) -> None:
-                captured[hook.name] = act
+            def grab(act: Tensor, hook: Any, store: dict[str, Tensor] = captured) -> None:
+                store[hook.name] = act
 
             with self.hooks(fwd_hooks=[(name, grab) for name in names]):
                 times = torch.full((z_t[chunk].shape[0],), float(t), device=z.device)
@@ -378,7 +385,11 @@ class GenerativePrior(Denoiser):
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
-        misshapen = [f"{k}: {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+        misshapen = [
+            f"{k}: {tuple(state[k].shape)} != {tuple(v.shape)}"
+            for k, v in own.items()
+            if k in state and state[k].shape != v.shape
+        ]
         if missing or unexpected or misshapen:
             raise ValueError(
                 f"Weights in {source} do not fit this prior's config: missing={missing[:8]}, "
@@ -387,7 +398,9 @@ class GenerativePrior(Denoiser):
         self.load_state_dict(state)
 
     # ------------------------------------------------------------------ helpers
-    def _integrate(self, z: Tensor, grid: Tensor, rows: Tensor | None, solver: Solver, allow_compiled: bool = False) -> Tensor:
+    def _integrate(
+        self, z: Tensor, grid: Tensor, rows: Tensor | None, solver: Solver, allow_compiled: bool = False
+    ) -> Tensor:
         depth = self.layer_depth(rows)
         n = z.shape[0]
         fast = self.compiled_projection
@@ -400,7 +413,9 @@ class GenerativePrior(Denoiser):
     def check_acts(self, acts: Tensor, name: str = "acts") -> Tensor:
         """``acts`` itself, after checking it is a finite float tensor ``[..., d_input]`` (a clear error otherwise)."""
         if not isinstance(acts, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor of shape [..., {self.cfg.d_input}], got {type(acts).__name__}.")
+            raise TypeError(
+                f"{name} must be a torch.Tensor of shape [..., {self.cfg.d_input}], got {type(acts).__name__}."
+            )
         if acts.ndim == 0 or acts.shape[-1] != self.cfg.d_input:
             raise ValueError(
                 f"{name} has shape {tuple(acts.shape)}, but this prior models d_input={self.cfg.d_input} "
@@ -418,13 +433,19 @@ class GenerativePrior(Denoiser):
             t = torch.tensor(float(t))
         t = t.to(device=device, dtype=torch.float32)
         if bool(((t < 0) | (t > 1) | ~torch.isfinite(t)).any()):
-            raise ValueError(f"t must lie in [0, 1] (paper time: 1 = noise, 0 = data); got values in [{t.min().item()}, {t.max().item()}].")
+            raise ValueError(
+                f"t must lie in [0, 1] (paper time: 1 = noise, 0 = data); got values in [{t.min().item()}, {t.max().item()}]."
+            )
         try:
             return t.expand(lead).reshape(-1)
         except RuntimeError as err:
-            raise ValueError(f"t of shape {tuple(t.shape)} does not match the leading dimensions {tuple(lead)} of z_t.") from err
+            raise ValueError(
+                f"t of shape {tuple(t.shape)} does not match the leading dimensions {tuple(lead)} of z_t."
+            ) from err
 
-    def layer_rows(self, layer: int | Tensor | None, lead: tuple[int, ...] | torch.Size, device: torch.device) -> Tensor | None:
+    def layer_rows(
+        self, layer: int | Tensor | None, lead: tuple[int, ...] | torch.Size, device: torch.device
+    ) -> Tensor | None:
         """Flattened LLM-layer index per row (multi-layer), or None (single-site)."""
         if not self.cfg.is_multi_layer:
             if layer is not None:
@@ -435,14 +456,18 @@ class GenerativePrior(Denoiser):
             return None
         n_layers = self.cfg.n_llm_layers
         if layer is None:
-            raise ValueError(f"This is a multi-layer prior over {n_layers} LLM layers: pass layer=L (0..{n_layers - 1}).")
+            raise ValueError(
+                f"This is a multi-layer prior over {n_layers} LLM layers: pass layer=L (0..{n_layers - 1})."
+            )
         rows = torch.as_tensor(layer, device=device).long()
         if bool(((rows < 0) | (rows >= n_layers)).any()):  # type: ignore[operator]
             raise ValueError(f"layer must be in 0..{n_layers - 1}, got {layer}.")
         try:
             return rows.expand(lead).reshape(-1)
         except RuntimeError as err:
-            raise ValueError(f"layer of shape {tuple(rows.shape)} does not match the leading dimensions {tuple(lead)}.") from err
+            raise ValueError(
+                f"layer of shape {tuple(rows.shape)} does not match the leading dimensions {tuple(lead)}."
+            ) from err
 
     def layer_depth(self, rows: Tensor | None) -> Tensor | None:
         """The layer embedding's input ``layer / (n_llm_layers - 1)`` for :meth:`layer_rows` (None: single-site)."""
@@ -472,7 +497,9 @@ def _statistics_of(source: Tensor | ActivationStatistics) -> ActivationStatistic
     """``source`` itself if it carries statistics; a tensor's own statistics (float64, as the sources compute them)."""
     if isinstance(source, Tensor):
         if source.ndim < 1 or not source.is_floating_point():
-            raise ValueError(f"Activations must be a float tensor [..., d_input], got {source.dtype} of shape {tuple(source.shape)}.")
+            raise ValueError(
+                f"Activations must be a float tensor [..., d_input], got {source.dtype} of shape {tuple(source.shape)}."
+            )
         rows = source.detach().reshape(-1, source.shape[-1]).cpu()
         if not bool(torch.isfinite(rows).all()):
             raise ValueError("NaN or inf in the activations; refusing to model them.")

@@ -50,7 +50,9 @@ class ProjectionConfig:
         if not isinstance(self.t_start, (int, float)) or not 0.0 <= float(self.t_start) <= 1.0:
             raise ValueError(f"t_start must be in [0, 1] (paper time: 1 = pure noise), got {self.t_start!r}.")
         if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) or self.num_steps < 1:
-            raise ValueError(f"num_steps must be an integer >= 1 (the reference schedule's length), got {self.num_steps!r}.")
+            raise ValueError(
+                f"num_steps must be an integer >= 1 (the reference schedule's length), got {self.num_steps!r}."
+            )
         if self.solver not in ("euler", "heun"):
             raise ValueError(f"solver must be 'euler' or 'heun', got {self.solver!r}.")
         if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):

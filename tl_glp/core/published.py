@@ -40,7 +40,9 @@ def resolve_location(path_or_hub_id: str | Path, checkpoint: str | int = "final"
         return path
     text = str(path_or_hub_id)
     if not _HUB_ID.match(text):
-        raise FileNotFoundError(f"No folder at {text!r}, and it is not a Hugging Face repo id of the form 'owner/name'.")
+        raise FileNotFoundError(
+            f"No folder at {text!r}, and it is not a Hugging Face repo id of the form 'owner/name'."
+        )
     return _download(text, checkpoint)
 
 
@@ -129,8 +131,10 @@ def statistics_path(path: Path) -> Path:
     if not setting:
         if (path / PUBLISHED_STATS).is_file():
             return path / PUBLISHED_STATS
-        raise FileNotFoundError(f"Published prior at {path} has no {PUBLISHED_STATS} (the normaliser statistics), "
-                                "and its config.yaml names no glp_kwargs.normalizer_config.rep_statistic.")
+        raise FileNotFoundError(
+            f"Published prior at {path} has no {PUBLISHED_STATS} (the normaliser statistics), "
+            "and its config.yaml names no glp_kwargs.normalizer_config.rep_statistic."
+        )
     setting = str(setting)
     tried = []
     as_path = Path(setting)
@@ -185,6 +189,10 @@ class PublishedCheckpoint(NamedTuple):
 def read_published(path: Path, checkpoint: str | int = "final") -> PublishedCheckpoint:
     """The config, weights and statistics of a published folder (``final`` or ``epoch_K`` / ``K``)."""
     cfg = read_published_config(path)
-    weights = path / "final.safetensors" if checkpoint == "final" else path / "checkpoints" / f"{_epoch_name(checkpoint)}.safetensors"
+    weights = (
+        path / "final.safetensors"
+        if checkpoint == "final"
+        else path / "checkpoints" / f"{_epoch_name(checkpoint)}.safetensors"
+    )
     state = convert_state_dict(_io.read_tensors(weights))
     return PublishedCheckpoint(cfg, state, read_published_statistics(path, cfg), weights)

@@ -11,7 +11,13 @@ Example::
 
 from tl_glp.interpret.explain import DetectionScore, explain, neuronpedia_records, score_explanations, to_neuronpedia
 from tl_glp.interpret.features import is_signed, token_batches
-from tl_glp.interpret.ground_truth import MonosemanticityReport, ground_truth, latent_aucs, labels_from_documents, monosemanticity
+from tl_glp.interpret.ground_truth import (
+    MonosemanticityReport,
+    ground_truth,
+    labels_from_documents,
+    latent_aucs,
+    monosemanticity,
+)
 from tl_glp.interpret.topk import Example, Tail, TopActivations, top_activations
 
 __all__ = [

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -63,8 +64,10 @@ _JS = """
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>\n{body}\n<div id=\"hover\">hover a token</div><script>{_JS}</script></body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<style>{_CSS}</style></head><body>\n{body}\n<div id="hover">hover a token</div><script>{_JS}</script></body></html>\n'
+    )
 
 
 def _fmt(value: float) -> str:
@@ -79,13 +82,17 @@ def _token_span(token: str, act: float, scale: float, center: bool) -> str:
         return f'<span class="tok{" center" if center else ""}" data-act="none">{text}</span>'
     alpha = min(1.0, abs(act) / scale) if scale > 0 else 0.0
     rgb = "255,140,0" if act >= 0 else "30,120,255"
-    return (f'<span class="tok{" center" if center else ""}" data-act="{act:.4g}" '
-            f'style="background-color:rgba({rgb},{alpha:.3f})" title="{act:.4g}">{text}</span>')
+    return (
+        f'<span class="tok{" center" if center else ""}" data-act="{act:.4g}" '
+        f'style="background-color:rgba({rgb},{alpha:.3f})" title="{act:.4g}">{text}</span>'
+    )
 
 
 def context_html(example: Example, scale: float, sep: str = "") -> str:
     """One example's window as highlighted token spans."""
-    spans = [_token_span(t, a, scale, i == example.center) for i, (t, a) in enumerate(zip(example.tokens, example.acts))]
+    spans = [
+        _token_span(t, a, scale, i == example.center) for i, (t, a) in enumerate(zip(example.tokens, example.acts))
+    ]
     return f'<span class="ctx">{html.escape(sep).join(spans)}</span>'
 
 
@@ -100,12 +107,16 @@ def histogram_svg(counts: Sequence[int], width: int = 520, height: int = 110) ->
     for i, c in enumerate(counts):
         h = (height - 20) * math.log1p(c) / top
         colour = "#f80" if i > n // 2 else ("#1e78ff" if i < n // 2 else "#999")
-        bars.append(f'<rect x="{i * bar_w:.1f}" y="{height - 18 - h:.1f}" width="{max(bar_w - 1, 1):.1f}" height="{h:.1f}" fill="{colour}">'
-                    f'<title>[{edges[i]:.3g}, {edges[i + 1]:.3g}): {c}</title></rect>')
+        bars.append(
+            f'<rect x="{i * bar_w:.1f}" y="{height - 18 - h:.1f}" width="{max(bar_w - 1, 1):.1f}" height="{h:.1f}" fill="{colour}">'
+            f"<title>[{edges[i]:.3g}, {edges[i + 1]:.3g}): {c}</title></rect>"
+        )
     labels = []
     for i in (0, n // 4, n // 2, 3 * n // 4, n):
         value = edges[min(i, n)]
-        labels.append(f'<text x="{min(i * bar_w, width - 30):.1f}" y="{height - 4}" font-size="10" fill="#555">{value:.0e}</text>')
+        labels.append(
+            f'<text x="{min(i * bar_w, width - 30):.1f}" y="{height - 4}" font-size="10" fill="#555">{value:.0e}</text>'
+        )
     return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">{"".join(bars)}{"".join(labels)}</svg>'
 
 
@@ -116,8 +127,13 @@ def feature_page(res: TopActivations, feature: int, n_examples: int | None = Non
     acts = [a for e in top + bottom for a in e.acts if not math.isnan(a)]
     scale = max((abs(a) for a in acts), default=1.0)
     title = f"{res.source} feature {feature}"
-    stats = [("hook", res.hook_name), ("max activation", _fmt(float(res.top.values[feature, 0]))), ("mean", _fmt(float(res.mean[feature]))),
-             ("std", _fmt(float(res.std[feature]))), ("density (act > threshold)", _fmt(float(res.density[feature])))]
+    stats = [
+        ("hook", res.hook_name),
+        ("max activation", _fmt(float(res.top.values[feature, 0]))),
+        ("mean", _fmt(float(res.mean[feature]))),
+        ("std", _fmt(float(res.std[feature]))),
+        ("density (act > threshold)", _fmt(float(res.density[feature]))),
+    ]
     if res.bottom is not None and res.density_negative is not None:
         stats.insert(2, ("min activation", _fmt(float(res.bottom.values[feature, 0]))))
         stats.append(("negative density", _fmt(float(res.density_negative[feature]))))
@@ -129,7 +145,11 @@ def feature_page(res: TopActivations, feature: int, n_examples: int | None = Non
         parts.append(f"<p>{html.escape(note)}</p>")
     if feature in res.explanations:
         score = res.scores.get(feature, {})
-        detail = ", ".join(f"{k} {_fmt(float(score[k]))}" for k in ("balanced_accuracy", "auc", "n_positive", "n_negative") if k in score)
+        detail = ", ".join(
+            f"{k} {_fmt(float(score[k]))}"
+            for k in ("balanced_accuracy", "auc", "n_positive", "n_negative")
+            if k in score
+        )
         parts.append(f'<h2>Explanation</h2><p class="expl">{html.escape(res.explanations[feature])}</p>')
         if detail:
             parts.append(f'<p class="muted">detection scoring: {html.escape(detail)}</p>')
@@ -137,7 +157,10 @@ def feature_page(res: TopActivations, feature: int, n_examples: int | None = Non
     for name, examples in (("Top activations", top), ("Bottom activations", bottom)):
         if not examples and name.startswith("Bottom"):
             continue
-        rows = "".join(f'<tr><td class="num">{e.value:.4g}</td><td>{context_html(e, scale, res.token_sep)}</td></tr>' for e in examples)
+        rows = "".join(
+            f'<tr><td class="num">{e.value:.4g}</td><td>{context_html(e, scale, res.token_sep)}</td></tr>'
+            for e in examples
+        )
         parts.append(f"<h2>{name}</h2><table><tr><th>activation</th><th>context</th></tr>{rows}</table>")
     return _page(title, "\n".join(parts))
 
@@ -172,15 +195,20 @@ def write_dashboards(
         _write_text(folder / f"feature_{f}.html", feature_page(res, f, n_examples, (notes or {}).get(f, "")))
         best = res.examples(f, "top", 1)
         snippet = context_html(best[0], max(abs(best[0].value), 1e-12), res.token_sep) if best else ""
-        rows.append(f'<tr class="feature"><td><a href="feature_{f}.html">{f}</a></td><td class="num">{_fmt(float(score[f]))}</td>'
-                    f'<td class="num">{_fmt(float(res.top.values[f, 0]))}</td><td class="num">{_fmt(float(res.density[f]))}</td>'
-                    f"<td>{html.escape(res.explanations.get(f, ''))}</td><td>{snippet}</td></tr>")
-    body = (f"<h1>{html.escape(res.source)} features at {html.escape(res.hook_name)}</h1>"
-            f'<p class="muted">{res.n_features} features, {res.n_docs} documents, {res.n_tokens} tokens; {len(order)} pages, '
-            f"sorted by {html.escape(order_by)} ({'descending' if descending else 'ascending'}).</p>"
-            '<p><input id="filter" placeholder="filter rows" size="40"></p>'
-            f"<table><tr><th>feature</th><th>{html.escape(order_by)}</th><th>max</th><th>density</th><th>explanation</th><th>top context</th></tr>"
-            + "".join(rows) + "</table>")
+        rows.append(
+            f'<tr class="feature"><td><a href="feature_{f}.html">{f}</a></td><td class="num">{_fmt(float(score[f]))}</td>'
+            f'<td class="num">{_fmt(float(res.top.values[f, 0]))}</td><td class="num">{_fmt(float(res.density[f]))}</td>'
+            f"<td>{html.escape(res.explanations.get(f, ''))}</td><td>{snippet}</td></tr>"
+        )
+    body = (
+        f"<h1>{html.escape(res.source)} features at {html.escape(res.hook_name)}</h1>"
+        f'<p class="muted">{res.n_features} features, {res.n_docs} documents, {res.n_tokens} tokens; {len(order)} pages, '
+        f"sorted by {html.escape(order_by)} ({'descending' if descending else 'ascending'}).</p>"
+        '<p><input id="filter" placeholder="filter rows" size="40"></p>'
+        f"<table><tr><th>feature</th><th>{html.escape(order_by)}</th><th>max</th><th>density</th><th>explanation</th><th>top context</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
     index = folder / "index.html"
     _write_text(index, _page(f"{res.source} features", body))
     return index

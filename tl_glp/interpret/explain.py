@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -137,7 +138,6 @@ def score_explanations(
     """
     import pandas as pd
 
-
     explanations = results.explanations if explanations is None else explanations
     if not explanations:
         raise ValueError("No explanations to score: run explain(results, judge) first or pass a dict {feature: text}.")
@@ -163,7 +163,9 @@ def score_explanations(
         rng.shuffle(trials)
         probs, labels = [], []
         for ex, label in trials:
-            probs.append(parse_probability(judge(template.format(explanation=text, text=ex.marked_text(results.token_sep)))))
+            probs.append(
+                parse_probability(judge(template.format(explanation=text, text=ex.marked_text(results.token_sep))))
+            )
             labels.append(label)
         p = torch.tensor(probs, dtype=torch.float64)
         y = torch.tensor(labels)
@@ -175,8 +177,15 @@ def score_explanations(
         auc = float(auc_columns(p[:, None], y)[0])
         score = DetectionScore(f, 0.5 * (tpr + tnr), auc, int((y == 1).sum()), int((y == 0).sum()), unparsed)
         results.explanations[f] = text  # the result keeps each explanation with its own score
-        results.scores.setdefault(f, {}).update({"balanced_accuracy": score.balanced_accuracy, "auc": score.auc, "n_positive": score.n_positive,
-                                                 "n_negative": score.n_negative, "n_unparsed": score.n_unparsed})
+        results.scores.setdefault(f, {}).update(
+            {
+                "balanced_accuracy": score.balanced_accuracy,
+                "auc": score.auc,
+                "n_positive": score.n_positive,
+                "n_negative": score.n_negative,
+                "n_unparsed": score.n_unparsed,
+            }
+        )
         rows.append(vars(score))
     return pd.DataFrame(rows, columns=["feature", "balanced_accuracy", "auc", "n_positive", "n_negative", "n_unparsed"])
 
@@ -202,20 +211,43 @@ def neuronpedia_records(
         for tail in ("top", "bottom") if results.signed else ("top",):
             for ex in results.examples(f, tail):
                 values = [0.0 if v != v else float(v) for v in ex.acts]
-                acts.append({"tokens": ex.tokens, "values": values, "maxValue": max(values), "minValue": min(values),
-                             "maxValueTokenIndex": ex.center, "dataIndex": ex.doc, "tail": tail})
+                acts.append(
+                    {
+                        "tokens": ex.tokens,
+                        "values": values,
+                        "maxValue": max(values),
+                        "minValue": min(values),
+                        "maxValueTokenIndex": ex.center,
+                        "dataIndex": ex.doc,
+                        "tail": tail,
+                    }
+                )
         record: dict[str, Any] = {
-            "modelId": model_id, "layer": layer, "index": str(f), "hookName": results.hook_name, "activations": acts,
-            "frac_nonzero": float(results.density[f]), "maxActApprox": float(results.top.values[f, 0]),
-            "freq_hist_data_bar_values": centres, "freq_hist_data_bar_heights": results.histogram[f].tolist(),
+            "modelId": model_id,
+            "layer": layer,
+            "index": str(f),
+            "hookName": results.hook_name,
+            "activations": acts,
+            "frac_nonzero": float(results.density[f]),
+            "maxActApprox": float(results.top.values[f, 0]),
+            "freq_hist_data_bar_values": centres,
+            "freq_hist_data_bar_heights": results.histogram[f].tolist(),
             "explanations": [],
         }
         if f in results.explanations:
             score = results.scores.get(f, {})
-            record["explanations"].append({
-                "description": results.explanations[f], "explanationModelName": explanation_model, "typeName": "tl-glp",
-                "scores": [{"explanationScoreTypeName": f"detection_{k}", "value": float(v)} for k, v in score.items() if k in ("balanced_accuracy", "auc")],
-            })
+            record["explanations"].append(
+                {
+                    "description": results.explanations[f],
+                    "explanationModelName": explanation_model,
+                    "typeName": "tl-glp",
+                    "scores": [
+                        {"explanationScoreTypeName": f"detection_{k}", "value": float(v)}
+                        for k, v in score.items()
+                        if k in ("balanced_accuracy", "auc")
+                    ],
+                }
+            )
         out.append(record)
     return out
 

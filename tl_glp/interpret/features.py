@@ -21,8 +21,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -30,8 +31,8 @@ from torch import Tensor
 
 from tl_glp.core import _compat
 from tl_glp.core.flow import add_noise
-from tl_glp.probing.sources import FeatureSource, MetaNeurons, MLPNeurons, RandomProjection, RawActivations, SAEFeatures
 from tl_glp.core.prior import GenerativePrior
+from tl_glp.probing.sources import FeatureSource, MetaNeurons, MLPNeurons, RandomProjection, RawActivations, SAEFeatures
 
 _SEED_MIX = 1_000_003
 
@@ -66,7 +67,9 @@ def resolve_source(source: FeatureSource | str, prior: GenerativePrior | None = 
         return MetaNeurons(prior)
     named = {"raw": RawActivations, "mlp": MLPNeurons, "random": RandomProjection}
     if source not in named:
-        raise ValueError(f"Unknown feature source {source!r}: use 'meta', 'raw', 'mlp', 'random' or a FeatureSource instance.")
+        raise ValueError(
+            f"Unknown feature source {source!r}: use 'meta', 'raw', 'mlp', 'random' or a FeatureSource instance."
+        )
     return named[source]()
 
 
@@ -162,7 +165,9 @@ def meta_neurons_per_document(
     return out.T
 
 
-def source_features(source: FeatureSource, acts: dict[str, Tensor], hook_name: str, doc_of_row: Tensor, out: Tensor | None = None) -> Tensor:
+def source_features(
+    source: FeatureSource, acts: dict[str, Tensor], hook_name: str, doc_of_row: Tensor, out: Tensor | None = None
+) -> Tensor:
     """Features of flattened real-token rows: meta-neurons seeded per document, any other source as is."""
     if isinstance(source, MetaNeurons):
         return meta_neurons_per_document(source, acts[hook_name], doc_of_row, hook_name, out=out)
@@ -193,7 +198,11 @@ def token_batches(
     special = torch.tensor(sorted(special_ids(model) if skip_special_tokens else set()), dtype=torch.long)
     device = getattr(model.cfg, "device", None) or "cpu"
     buffer: Tensor | None = None
-    docs = texts if isinstance(texts, list) and texts and isinstance(texts[0], Tensor) else tokenize(model, texts, context_size)  # type: ignore[arg-type]
+    docs = (
+        texts
+        if isinstance(texts, list) and texts and isinstance(texts[0], Tensor)
+        else tokenize(model, texts, context_size)
+    )  # type: ignore[arg-type]
     for first in range(0, len(docs), batch_size):
         rows = docs[first : first + batch_size]
         lengths = torch.tensor([len(r) for r in rows])

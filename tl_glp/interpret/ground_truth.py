@@ -26,21 +26,22 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tl_glp.interpret.features import flat_token_features, is_signed, resolve_source
-from tl_glp.probing.probes import average_ranks
-from tl_glp.probing.sources import FeatureSource
 from tl_glp.core import _io
 from tl_glp.core._plot import pyplot, save_figure
 from tl_glp.core.prior import GenerativePrior
+from tl_glp.interpret.features import flat_token_features, is_signed, resolve_source
+from tl_glp.probing.probes import average_ranks
+from tl_glp.probing.sources import FeatureSource
 
 DETECT_AUC = 0.9
 
@@ -102,7 +103,15 @@ class MonosemanticityReport:
         for source, auc in self.aucs.items():
             best, idx = auc.max(dim=1)
             for v, (latent, value) in enumerate(self.values):
-                rows.append({"source": source, "latent": latent, "value": value, "feature": int(idx[v]), "auc": round(float(best[v]), 6)})
+                rows.append(
+                    {
+                        "source": source,
+                        "latent": latent,
+                        "value": value,
+                        "feature": int(idx[v]),
+                        "auc": round(float(best[v]), 6),
+                    }
+                )
         return pd.DataFrame(rows)
 
     def share_detected(self, threshold: float | None = None) -> dict[str, float]:
@@ -124,17 +133,26 @@ class MonosemanticityReport:
         for s, auc in self.aucs.items():
             per_feature = auc.max(dim=0).values
             q = torch.quantile(per_feature.double(), torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64)).tolist()
-            rows.append({
-                "source": s, "n_features": auc.shape[1], "signed": self.signed[s],
-                f"values_detected_auc>={self.threshold:g}": share[s], "mean_best_auc_per_value": float(auc.max(dim=1).values.mean()),
-                "feature_best_auc_median": q[0], "feature_best_auc_p90": q[1], "feature_best_auc_p99": q[2],
-                f"features_auc>={self.threshold:g}": int((per_feature >= self.threshold).sum()),
-            })
+            rows.append(
+                {
+                    "source": s,
+                    "n_features": auc.shape[1],
+                    "signed": self.signed[s],
+                    f"values_detected_auc>={self.threshold:g}": share[s],
+                    "mean_best_auc_per_value": float(auc.max(dim=1).values.mean()),
+                    "feature_best_auc_median": q[0],
+                    "feature_best_auc_p90": q[1],
+                    "feature_best_auc_p99": q[2],
+                    f"features_auc>={self.threshold:g}": int((per_feature >= self.threshold).sum()),
+                }
+            )
         return pd.DataFrame(rows)
 
     def value_table(self) -> Any:
         """DataFrame: latent value x source, the best single-feature AUC."""
-        return self.best.pivot_table(index=["latent", "value"], columns="source", values="auc", sort=False).reset_index()
+        return self.best.pivot_table(
+            index=["latent", "value"], columns="source", values="auc", sort=False
+        ).reset_index()
 
     def to_csv(self, folder: str | Path) -> list[Path]:
         """Write ``monosemanticity_summary.csv`` and ``monosemanticity_best.csv`` into ``folder``."""
@@ -187,7 +205,9 @@ def monosemanticity(
     for s, feats in features.items():
         n = feats.shape[0] if n is None else n
         if feats.shape[0] != n:
-            raise ValueError(f"Source {s!r} has {feats.shape[0]} tokens, the others {n}: compute all on the same tokens.")
+            raise ValueError(
+                f"Source {s!r} has {feats.shape[0]} tokens, the others {n}: compute all on the same tokens."
+            )
         aucs[s], names = latent_aucs(feats, labels, signed=signed.setdefault(s, False))
     if names is None:
         raise ValueError("No feature sources given.")
@@ -227,7 +247,9 @@ def ground_truth(
     doc = None
     for name, src in tqdm(named.items(), disable=not progress, desc="ground truth", unit="source"):
         source = resolve_source(src, prior)
-        feats[name], doc, _ = flat_token_features(model, source, texts, hook_name, batch_size=batch_size, context_size=context_size)
+        feats[name], doc, _ = flat_token_features(
+            model, source, texts, hook_name, batch_size=batch_size, context_size=context_size
+        )
         signed[name] = is_signed(source)
     assert doc is not None
     counts = torch.bincount(doc, minlength=len(texts)).tolist()

@@ -29,11 +29,11 @@ Example:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
-
-import math
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -41,12 +41,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from tl_glp.core import _compat, _io
+from tl_glp.core.prior import GenerativePrior
+from tl_glp.interpret.dashboard import write_dashboards
+from tl_glp.interpret.explain import to_neuronpedia
 from tl_glp.interpret.features import is_signed, resolve_source, token_batches, tokenize
 from tl_glp.interpret.histogram import HIST_DECADES, HIST_PER_DECADE, N_HIST_BINS, histogram_edges  # noqa: F401
 from tl_glp.probing.sources import FeatureSource, MetaNeurons, SAEFeatures
-from tl_glp.interpret.dashboard import write_dashboards
-from tl_glp.interpret.explain import to_neuronpedia
-from tl_glp.core.prior import GenerativePrior
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "top_activations.safetensors"
@@ -55,6 +55,7 @@ _INVALID = torch.iinfo(torch.int64).min
 _LOW = 0xFFFFFFFF
 _CHUNK = 32
 """Rows per chunk of the top-k pre-selection (see :meth:`_TailBuffer.merge`)."""
+
 
 def order_keys(values: Tensor, position: Tensor) -> Tensor:
     """64-bit keys whose order is (value, then position reversed): the larger key is the larger
@@ -230,19 +231,42 @@ class TopActivations:
         for i, d in enumerate(docs):
             table[i, : len(self.doc_tokens[d])] = torch.tensor(self.doc_tokens[d], dtype=torch.int64)
         tensors = {
-            "top_values": self.top.values, "top_doc": self.top.doc, "top_pos": self.top.pos, "top_context": self.top.context,
-            "density": self.density, "mean": self.mean, "std": self.std, "histogram": self.histogram,
-            "random_doc": self.random_doc, "random_pos": self.random_pos, "random_values": self.random_values,
-            "doc_ids": torch.tensor(docs, dtype=torch.int64), "doc_tokens": table,
+            "top_values": self.top.values,
+            "top_doc": self.top.doc,
+            "top_pos": self.top.pos,
+            "top_context": self.top.context,
+            "density": self.density,
+            "mean": self.mean,
+            "std": self.std,
+            "histogram": self.histogram,
+            "random_doc": self.random_doc,
+            "random_pos": self.random_pos,
+            "random_values": self.random_values,
+            "doc_ids": torch.tensor(docs, dtype=torch.int64),
+            "doc_tokens": table,
         }
         if self.bottom is not None and self.density_negative is not None:
-            tensors.update({"bottom_values": self.bottom.values, "bottom_doc": self.bottom.doc, "bottom_pos": self.bottom.pos,
-                            "bottom_context": self.bottom.context, "density_negative": self.density_negative})
+            tensors.update(
+                {
+                    "bottom_values": self.bottom.values,
+                    "bottom_doc": self.bottom.doc,
+                    "bottom_pos": self.bottom.pos,
+                    "bottom_context": self.bottom.context,
+                    "density_negative": self.density_negative,
+                }
+            )
         _io.write_tensors(folder / TENSORS_FILE, tensors)
         meta = {
-            "format_version": FORMAT_VERSION, "source": self.source, "hook_name": self.hook_name, "k": self.k,
-            "context": list(self.context), "n_docs": self.n_docs, "n_tokens": self.n_tokens, "token_sep": self.token_sep,
-            "settings": self.settings, "vocab": {str(k): v for k, v in self.vocab.items()},
+            "format_version": FORMAT_VERSION,
+            "source": self.source,
+            "hook_name": self.hook_name,
+            "k": self.k,
+            "context": list(self.context),
+            "n_docs": self.n_docs,
+            "n_tokens": self.n_tokens,
+            "token_sep": self.token_sep,
+            "settings": self.settings,
+            "vocab": {str(k): v for k, v in self.vocab.items()},
             "explanations": {str(k): v for k, v in self.explanations.items()},
             "scores": {str(k): v for k, v in self.scores.items()},
         }
@@ -255,18 +279,40 @@ class TopActivations:
         folder = Path(folder)
         meta = _io.read_json(folder / META_FILE)
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{folder / META_FILE} has format version {meta.get('format_version')}, this tl_glp reads {FORMAT_VERSION}.")
+            raise ValueError(
+                f"{folder / META_FILE} has format version {meta.get('format_version')}, this tl_glp reads {FORMAT_VERSION}."
+            )
         t = _io.read_tensors(folder / TENSORS_FILE)
-        doc_tokens = {int(d): [int(x) for x in row if x >= 0] for d, row in zip(t["doc_ids"].tolist(), t["doc_tokens"].tolist())}
-        bottom = Tail(t["bottom_values"], t["bottom_doc"], t["bottom_pos"], t["bottom_context"]) if "bottom_values" in t else None
+        doc_tokens = {
+            int(d): [int(x) for x in row if x >= 0] for d, row in zip(t["doc_ids"].tolist(), t["doc_tokens"].tolist())
+        }
+        bottom = (
+            Tail(t["bottom_values"], t["bottom_doc"], t["bottom_pos"], t["bottom_context"])
+            if "bottom_values" in t
+            else None
+        )
         return cls(
-            source=meta["source"], hook_name=meta["hook_name"], k=int(meta["k"]), context=tuple(meta["context"]),  # type: ignore[arg-type]
-            n_docs=int(meta["n_docs"]), n_tokens=int(meta["n_tokens"]),
-            top=Tail(t["top_values"], t["top_doc"], t["top_pos"], t["top_context"]), bottom=bottom,
-            density=t["density"], density_negative=t.get("density_negative"), mean=t["mean"], std=t["std"], histogram=t["histogram"],
-            random_doc=t["random_doc"], random_pos=t["random_pos"], random_values=t["random_values"],
-            doc_tokens=doc_tokens, vocab={int(k): v for k, v in meta["vocab"].items()}, token_sep=meta.get("token_sep", ""),
-            settings=meta.get("settings", {}), explanations={int(k): v for k, v in meta.get("explanations", {}).items()},
+            source=meta["source"],
+            hook_name=meta["hook_name"],
+            k=int(meta["k"]),
+            context=tuple(meta["context"]),  # type: ignore[arg-type]
+            n_docs=int(meta["n_docs"]),
+            n_tokens=int(meta["n_tokens"]),
+            top=Tail(t["top_values"], t["top_doc"], t["top_pos"], t["top_context"]),
+            bottom=bottom,
+            density=t["density"],
+            density_negative=t.get("density_negative"),
+            mean=t["mean"],
+            std=t["std"],
+            histogram=t["histogram"],
+            random_doc=t["random_doc"],
+            random_pos=t["random_pos"],
+            random_values=t["random_values"],
+            doc_tokens=doc_tokens,
+            vocab={int(k): v for k, v in meta["vocab"].items()},
+            token_sep=meta.get("token_sep", ""),
+            settings=meta.get("settings", {}),
+            explanations={int(k): v for k, v in meta.get("explanations", {}).items()},
             scores={int(k): v for k, v in meta.get("scores", {}).items()},
         )
 
@@ -282,8 +328,10 @@ class TopActivations:
         return to_neuronpedia(self, path, **kwargs)
 
     def __repr__(self) -> str:
-        return (f"TopActivations(source={self.source!r}, hook={self.hook_name!r}, n_features={self.n_features}, k={self.k}, "
-                f"signed={self.signed}, n_docs={self.n_docs}, n_tokens={self.n_tokens})")
+        return (
+            f"TopActivations(source={self.source!r}, hook={self.hook_name!r}, n_features={self.n_features}, k={self.k}, "
+            f"signed={self.signed}, n_docs={self.n_docs}, n_tokens={self.n_tokens})"
+        )
 
 
 class _TailBuffer:
@@ -317,7 +365,11 @@ class _TailBuffer:
         chunk_ext = reduce(xt[:, :n_full].view(c, n_chunks, _CHUNK), 2) if n_chunks else xt[:, :0]
         extreme = reduce(xt, 1) if n_full < n or not n_chunks else reduce(chunk_ext, 1)
         if n_full < n and n_chunks:
-            extreme = torch.maximum(extreme, reduce(chunk_ext, 1)) if self.largest else torch.minimum(extreme, reduce(chunk_ext, 1))
+            extreme = (
+                torch.maximum(extreme, reduce(chunk_ext, 1))
+                if self.largest
+                else torch.minimum(extreme, reduce(chunk_ext, 1))
+            )
         best = extreme if self.largest else -extreme
         live = ((best > self.kth[cols]) | torch.isnan(best)).nonzero().squeeze(1)
         if live.numel() == 0:
@@ -333,7 +385,9 @@ class _TailBuffer:
         if fast.numel():
             rows, chunks = live[fast], sel.indices[fast, :kk]
             rowmap = (chunks[:, :, None] * _CHUNK + torch.arange(_CHUNK, device=xt.device)).reshape(len(fast), -1)
-            vals = xt[:, :n_full].view(c, n_chunks, _CHUNK)[rows[:, None], chunks].reshape(len(fast), -1)  # whole chunks: a block copy
+            vals = (
+                xt[:, :n_full].view(c, n_chunks, _CHUNK)[rows[:, None], chunks].reshape(len(fast), -1)
+            )  # whole chunks: a block copy
             if n_full < n:  # the last, partial chunk is always a candidate
                 rowmap = torch.cat([rowmap, torch.arange(n_full, n, device=xt.device).expand(len(fast), -1)], dim=1)
                 vals = torch.cat([vals, xt[rows, n_full:]], dim=1)
@@ -341,7 +395,16 @@ class _TailBuffer:
         if slow.numel():
             self._update(cols, xt, live[slow], xt[live[slow]], None, position, windows)
 
-    def _update(self, cols: slice, xt: Tensor, ix: Tensor, vals: Tensor, rowmap: Tensor | None, position: Tensor, windows: Tensor) -> None:
+    def _update(
+        self,
+        cols: slice,
+        xt: Tensor,
+        ix: Tensor,
+        vals: Tensor,
+        rowmap: Tensor | None,
+        position: Tensor,
+        windows: Tensor,
+    ) -> None:
         """Merge the candidates ``vals`` ``[m, n_cand]`` of rows ``ix`` of ``xt``; ``rowmap`` gives
         each candidate's column in ``xt`` (``None``: the candidates are all of ``xt``'s columns)."""
         k = self.keys.shape[1]
@@ -443,7 +506,9 @@ def top_activations(
     bar = tqdm(total=len(docs), disable=not progress, desc=f"top activations ({src.name})", unit="doc")
     state: dict[str, Any] = {}
     n_tokens = 0
-    for batch in token_batches(model, src, docs, hook, batch_size=batch_size, context_size=context_size, keep_on_device=True, reuse_buffer=True):
+    for batch in token_batches(
+        model, src, docs, hook, batch_size=batch_size, context_size=context_size, keep_on_device=True, reuse_buffer=True
+    ):
         rows = batch.rows  # [n_valid, F]: the real tokens only
         dev = rows.device
         n_feat = rows.shape[1]
@@ -477,8 +542,12 @@ def top_activations(
             state["sumsq"][cols] += torch.linalg.vector_norm(xt, dim=1).double() ** 2
             if bool(sample.any()):
                 picked = xt[:, sample]
-                bins = (torch.bucketize(picked, state["edges"], right=True) - 1).clamp_(0, N_HIST_BINS - 1) + torch.arange(picked.shape[0], device=dev)[:, None] * N_HIST_BINS
-                state["hist"][cols] += torch.bincount(bins.reshape(-1), minlength=picked.shape[0] * N_HIST_BINS).reshape(-1, N_HIST_BINS)
+                bins = (torch.bucketize(picked, state["edges"], right=True) - 1).clamp_(
+                    0, N_HIST_BINS - 1
+                ) + torch.arange(picked.shape[0], device=dev)[:, None] * N_HIST_BINS
+                state["hist"][cols] += torch.bincount(
+                    bins.reshape(-1), minlength=picked.shape[0] * N_HIST_BINS
+                ).reshape(-1, N_HIST_BINS)
         n_tokens += rows.shape[0]
         state["hist_tokens"] += int(sample.sum())
         _merge_random(state, rows, prio, position, n_random)
@@ -486,10 +555,29 @@ def top_activations(
     bar.close()
     if n_tokens == 0:
         raise ValueError("The corpus holds no real tokens (only special tokens or padding).")
-    return _finish(state, model, src, hook, docs, seq_stride, k, context, n_tokens, track_bottom,
-                   {"batch_size": batch_size, "context_size": context_size, "density_threshold": density_threshold, "seed": seed,
-                    "histogram_sample": histogram_sample, "histogram_tokens": state["hist_tokens"],
-                    "source_seed": getattr(src, "seed", None), "source_t": getattr(src, "t", None), "model_name": _compat.model_name_of(model)})
+    return _finish(
+        state,
+        model,
+        src,
+        hook,
+        docs,
+        seq_stride,
+        k,
+        context,
+        n_tokens,
+        track_bottom,
+        {
+            "batch_size": batch_size,
+            "context_size": context_size,
+            "density_threshold": density_threshold,
+            "seed": seed,
+            "histogram_sample": histogram_sample,
+            "histogram_tokens": state["hist_tokens"],
+            "source_seed": getattr(src, "seed", None),
+            "source_t": getattr(src, "t", None),
+            "model_name": _compat.model_name_of(model),
+        },
+    )
 
 
 def _default_hook(src: FeatureSource) -> str:
@@ -531,7 +619,9 @@ def _scratch(state: dict[str, Any], name: str, shape: torch.Size, dev: torch.dev
 
 def _priorities(batch: Any, stride: int, seed: int) -> Tensor:
     """A seeded uniform number per real token, drawn per document (so independent of batching)."""
-    rand = [torch.rand(stride, generator=torch.Generator().manual_seed(seed * 7919 + int(d) + 1)) for d in batch.doc_ids]
+    rand = [
+        torch.rand(stride, generator=torch.Generator().manual_seed(seed * 7919 + int(d) + 1)) for d in batch.doc_ids
+    ]
     return torch.stack(rand)[:, : batch.tokens.shape[1]][batch.valid]
 
 
@@ -547,8 +637,19 @@ def _merge_random(state: dict[str, Any], rows: Tensor, prio: Tensor, position: T
     state["rand_keys"], state["rand_values"] = top.values, all_values[top.indices]
 
 
-def _finish(state: dict[str, Any], model: Any, src: FeatureSource, hook: str, docs: list[Tensor], stride: int, k: int,
-            context: tuple[int, int], n_tokens: int, bottom: bool, settings: dict[str, Any]) -> TopActivations:
+def _finish(
+    state: dict[str, Any],
+    model: Any,
+    src: FeatureSource,
+    hook: str,
+    docs: list[Tensor],
+    stride: int,
+    k: int,
+    context: tuple[int, int],
+    n_tokens: int,
+    bottom: bool,
+    settings: dict[str, Any],
+) -> TopActivations:
     def tail(buf: _TailBuffer, sign: float) -> Tail:
         values, position = decode_keys(buf.keys.cpu())
         doc = torch.where(position >= 0, position // stride, -1)
@@ -568,12 +669,26 @@ def _finish(state: dict[str, Any], model: Any, src: FeatureSource, hook: str, do
     doc_tokens = {d: docs[d].tolist() for d in sorted(referenced)}
     vocab, sep = _vocab(model, doc_tokens)
     return TopActivations(
-        source=src.name, hook_name=hook, k=k, context=context, n_docs=len(docs), n_tokens=n_tokens, top=top, bottom=low,
+        source=src.name,
+        hook_name=hook,
+        k=k,
+        context=context,
+        n_docs=len(docs),
+        n_tokens=n_tokens,
+        top=top,
+        bottom=low,
         density=(state["fire"].double() / n_tokens).float().cpu(),
         density_negative=(state["fire_neg"].double() / n_tokens).float().cpu() if bottom else None,
-        mean=mean, std=var.sqrt().float().cpu(), histogram=state["hist"].cpu(),
-        random_doc=rand_position // stride, random_pos=rand_position % stride, random_values=state["rand_values"][keep.to(state["rand_values"].device)].cpu(),
-        doc_tokens=doc_tokens, vocab=vocab, token_sep=sep, settings=settings,
+        mean=mean,
+        std=var.sqrt().float().cpu(),
+        histogram=state["hist"].cpu(),
+        random_doc=rand_position // stride,
+        random_pos=rand_position % stride,
+        random_values=state["rand_values"][keep.to(state["rand_values"].device)].cpu(),
+        doc_tokens=doc_tokens,
+        vocab=vocab,
+        token_sep=sep,
+        settings=settings,
     )
 
 
@@ -612,4 +727,3 @@ def brute_force_top(
         docs[f, :m] = doc[order]
         poss[f, :m] = pos[order]
     return values, docs, poss
-

@@ -28,8 +28,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -45,7 +46,11 @@ SCORES = ("denoising", "log_prob")
 
 
 def manifold_score(
-    prior: GenerativePrior, acts: Float[Tensor, "n d_input"], score: str = "denoising", layer: int | None = None, **kwargs: Any
+    prior: GenerativePrior,
+    acts: Float[Tensor, "n d_input"],
+    score: str = "denoising",
+    layer: int | None = None,
+    **kwargs: Any,
 ) -> Float[Tensor, " n"]:
     """One off-manifold score per row, higher = less natural: the denoising score, or for
     ``"log_prob"`` bits per dimension (``-log p / (d ln 2)``). ``kwargs`` go to the scorer."""
@@ -76,8 +81,14 @@ class OffManifold:
     fpr: float | None = None
     """The false-positive rate the threshold was calibrated to (information only)."""
 
-    def scores(self, prior: GenerativePrior, acts: Float[Tensor, "n d_input"], layer: int | None = None) -> Float[Tensor, " n"]:
-        kwargs = {"times": tuple(self.times), "n_noise": self.n_noise, "seed": self.seed} if self.score == "denoising" else {"seed": self.seed}
+    def scores(
+        self, prior: GenerativePrior, acts: Float[Tensor, "n d_input"], layer: int | None = None
+    ) -> Float[Tensor, " n"]:
+        kwargs = (
+            {"times": tuple(self.times), "n_noise": self.n_noise, "seed": self.seed}
+            if self.score == "denoising"
+            else {"seed": self.seed}
+        )
         return manifold_score(prior, acts, self.score, layer=layer, **kwargs)
 
     def flags(self, prior: GenerativePrior, acts: Float[Tensor, "n d_input"], layer: int | None = None) -> Tensor:
@@ -135,7 +146,9 @@ class AdaptiveProjector:
         self.stats["projected"] += int(flags.sum())
         out = edited.clone()
         if bool(flags.any()):
-            out[flags] = self.prior.project(edited[flags], self.config, layer=layer, generator=self.generator).to(edited.dtype)
+            out[flags] = self.prior.project(edited[flags], self.config, layer=layer, generator=self.generator).to(
+                edited.dtype
+            )
         return out
 
 
@@ -168,12 +181,16 @@ def score_recorder(
 
     def hook_fn(activation: Tensor, *, hook: Any = None) -> None:
         if activation.ndim != 3:
-            raise ValueError(f"score_recorder expects activations [batch, pos, d_model], got {tuple(activation.shape)}.")
+            raise ValueError(
+                f"score_recorder expects activations [batch, pos, d_model], got {tuple(activation.shape)}."
+            )
         batch, seq, _ = activation.shape
         out = torch.full((batch, seq), float("nan"))
         mask = position_mask(positions, batch, seq, activation.device)
         if mask is not None and bool(mask.any()):
-            values = manifold_score(prior, activation[mask].detach().float(), score, layer=hook_layer(prior, hook), **score_kwargs)
+            values = manifold_score(
+                prior, activation[mask].detach().float(), score, layer=hook_layer(prior, hook), **score_kwargs
+            )
             out[mask.cpu()] = values.float().cpu()
         records.append(out)
         return None

@@ -22,17 +22,18 @@ Example:
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tl_glp.activations.collect import collect_activations
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.manifold.likelihood import denoising_score, log_prob
-from tl_glp.activations.collect import collect_activations
 
 
 @dataclass
@@ -50,12 +51,12 @@ class GaussianBaseline:
         cov = cov + shrinkage * cov.diagonal().mean() * torch.eye(x.shape[1], dtype=x.dtype)
         return cls(x.mean(0), torch.linalg.inv(cov))
 
-    def score(self, acts: Float[Tensor, "... d"]) -> Float[Tensor, "..."]:
+    def score(self, acts: Float[Tensor, "... d"]) -> Float[Tensor, ...]:
         diff = acts.double() - self.mean.to(acts.device)
         return ((diff @ self.precision.to(acts.device)) * diff).sum(-1).float()
 
 
-def sae_error(sae: Any, acts: Float[Tensor, "... d"]) -> Float[Tensor, "..."]:
+def sae_error(sae: Any, acts: Float[Tensor, "... d"]) -> Float[Tensor, ...]:
     """Squared reconstruction error ``||x - decode(encode(x))||^2`` of an SAE-Lens SAE."""
     param = next(sae.parameters())
     with torch.no_grad():
@@ -109,7 +110,6 @@ def detect_off_manifold(
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-
     hook_name = hook_name or prior.cfg.hook_name
     if hook_name is None:
         raise ValueError("Pass hook_name=... (the prior records no single hook).")
@@ -119,7 +119,9 @@ def detect_off_manifold(
     scores = [s for s in scores if s != "sae_error" or sae is not None]
     half = len(texts) // 2
     if half < 2:
-        raise ValueError("detect_off_manifold needs at least 4 texts (half fit the Gaussian baseline, half are held out).")
+        raise ValueError(
+            "detect_off_manifold needs at least 4 texts (half fit the Gaussian baseline, half are held out)."
+        )
     fit_texts, held_texts = list(texts[:half]), list(texts[half:])
     fit_acts = _rows(collect_activations(model, fit_texts, hook_name, progress=False))
     natural = _subsample(_rows(collect_activations(model, held_texts, hook_name, progress=False)), max_rows, seed)
@@ -151,8 +153,16 @@ def detect_off_manifold(
             off_scores = score_fns[s](off).cpu()
             labels = [0] * len(natural_scores[s]) + [1] * len(off_scores)
             values = torch.cat([natural_scores[s], off_scores]).double().numpy()
-            records.append({"condition": condition, "r": r, "score": s, "auc": float(roc_auc_score(labels, values)),
-                            "n_natural": len(natural_scores[s]), "n_off": len(off_scores)})
+            records.append(
+                {
+                    "condition": condition,
+                    "r": r,
+                    "score": s,
+                    "auc": float(roc_auc_score(labels, values)),
+                    "n_natural": len(natural_scores[s]),
+                    "n_off": len(off_scores),
+                }
+            )
     return pd.DataFrame.from_records(records)
 
 

@@ -28,7 +28,8 @@ Example (an untrained prior, so the numbers mean nothing; the shapes and bookkee
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from jaxtyping import Float
@@ -119,7 +120,9 @@ def flow_log_prob(
 
     state0 = (z0.detach().to(torch.float32), torch.zeros(batch, k, device=z0.device))
     times = torch.tensor([t_min, 1.0], device=z0.device)
-    z1, integral = (part[-1] for part in odeint(dynamics, state0, times, rtol=rtol, atol=atol, method=solver, options=options))
+    z1, integral = (
+        part[-1] for part in odeint(dynamics, state0, times, rtol=rtol, atol=atol, method=solver, options=options)
+    )
     base = -0.5 * (z1.double() ** 2).sum(-1) - 0.5 * d * math.log(2 * math.pi)
     per_probe = base[:, None] + integral.double()  # [batch, k]
     if k == 1:
@@ -135,7 +138,9 @@ def _divergence(v: Tensor, z: Tensor, probes: Tensor | None) -> Tensor:
     batch, d = z.shape
     eye = torch.eye(d, device=z.device, dtype=v.dtype)[:, None, :].expand(d, batch, d)
     try:
-        grads = torch.autograd.grad(v, z, grad_outputs=eye, is_grads_batched=True, retain_graph=True)[0]  # [d, batch, d]
+        grads = torch.autograd.grad(v, z, grad_outputs=eye, is_grads_batched=True, retain_graph=True)[
+            0
+        ]  # [d, batch, d]
         return torch.diagonal(grads, dim1=0, dim2=2).sum(-1)[:, None]
     except RuntimeError:  # an op without a batching rule: one backward per dimension
         total = torch.zeros(batch, device=z.device)
@@ -190,8 +195,17 @@ def log_prob(
         def velocity(zz: Tensor, t: Tensor, n: int = n, dep: Tensor | None = dep) -> Tensor:
             return prior.velocity(zz, t.expand(n), dep)
 
-        lp, se, used = flow_log_prob(velocity, z[part], method=method, n_probes=n_probes, seed=seed + start, t_min=t_min,
-                                     solver=solver, rtol=rtol, atol=atol)
+        lp, se, used = flow_log_prob(
+            velocity,
+            z[part],
+            method=method,
+            n_probes=n_probes,
+            seed=seed + start,
+            t_min=t_min,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+        )
         out_lp.append(lp)
         out_se.append(se)
         nfe += used
@@ -210,7 +224,7 @@ def denoising_score(
     seed: int = 0,
     layer: int | Tensor | None = None,
     batch_size: int = 4096,
-) -> Float[Tensor, "..."]:
+) -> Float[Tensor, ...]:
     """Per-activation flow-matching error: ``mean ||v(z_t, t) - (eps - z)||^2 / d`` over ``times``
     and ``n_noise`` seeded noises. Higher = further off the learned manifold.
 
@@ -245,6 +259,8 @@ def denoising_score(
         for eps in noises[:, part]:
             target = velocity_target(z0, eps)
             for t in times:
-                v = prior.velocity(add_noise(z0, eps, float(t)), torch.full((z0.shape[0],), float(t), device=z.device), dep)
+                v = prior.velocity(
+                    add_noise(z0, eps, float(t)), torch.full((z0.shape[0],), float(t), device=z.device), dep
+                )
                 total[part] += ((v - target) ** 2).mean(-1)
     return (total / (len(times) * n_noise)).reshape(lead)

@@ -8,12 +8,38 @@ from tl_glp.probing.extract import last_token_activations
 from tl_glp.probing.probes import C_GRID, KSparseResult, ProbeResult, probe_1d, probe_ksparse
 from tl_glp.probing.results import ProbingResults, bootstrap_ci
 from tl_glp.probing.runner import run_probing
-from tl_glp.probing.sources import FeatureSource, MetaNeurons, MLPNeurons, PCAFeatures, RandomProjection, RawActivations, SAEFeatures
+from tl_glp.probing.sources import (
+    FeatureSource,
+    MetaNeurons,
+    MLPNeurons,
+    PCAFeatures,
+    RandomProjection,
+    RawActivations,
+    SAEFeatures,
+)
 
 __all__ = [
-    "C_GRID", "FeatureSource", "KSparseResult", "MLPNeurons", "MetaNeuronSAE", "MetaNeurons", "PCAFeatures", "ProbeResult",
-    "ProbingDataset", "ProbingResults", "RandomProjection", "RawActivations", "SAEFeatures", "SAE_PROBES_DATASETS",
-    "bootstrap_ci", "last_token_activations", "load_dataset", "probe_1d", "probe_ksparse", "run_probing", "sae_probes_datasets",
+    "C_GRID",
+    "FeatureSource",
+    "KSparseResult",
+    "MLPNeurons",
+    "MetaNeuronSAE",
+    "MetaNeurons",
+    "PCAFeatures",
+    "ProbeResult",
+    "ProbingDataset",
+    "ProbingResults",
+    "RandomProjection",
+    "RawActivations",
+    "SAEFeatures",
+    "SAE_PROBES_DATASETS",
+    "bootstrap_ci",
+    "last_token_activations",
+    "load_dataset",
+    "probe_1d",
+    "probe_ksparse",
+    "run_probing",
+    "sae_probes_datasets",
 ]
 
 

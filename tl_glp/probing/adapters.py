@@ -17,17 +17,24 @@ Example:
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
 
 import torch
 from torch import Tensor, nn
+
 from tl_glp.core.prior import GenerativePrior
 
 
 class MetaNeuronSAE(nn.Module):
     """An SAE-shaped view of a prior: ``encode(x)`` returns its meta-neurons (``t``, ``seed`` fixed)."""
 
-    def __init__(self, prior: GenerativePrior, t: float = 0.1, seed: int = 42, hook_name: str | None = None, model_name: str | None = None) -> None:
+    def __init__(
+        self,
+        prior: GenerativePrior,
+        t: float = 0.1,
+        seed: int = 42,
+        hook_name: str | None = None,
+        model_name: str | None = None,
+    ) -> None:
         super().__init__()
         self.prior, self.t, self.seed = prior, t, seed
         hook = hook_name or prior.cfg.hook_name

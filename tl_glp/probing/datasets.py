@@ -63,7 +63,9 @@ def __getattr__(name: str) -> Any:  # SAE_PROBES_DATASETS is read lazily from th
     raise AttributeError(name)
 
 
-def load_dataset(source: Any, *, name: str | None = None, num_train: int | None = None, seed: int = 42) -> ProbingDataset:
+def load_dataset(
+    source: Any, *, name: str | None = None, num_train: int | None = None, seed: int = 42
+) -> ProbingDataset:
     """A :class:`ProbingDataset` from an SAE-Probes name, a DataFrame, or a CSV path.
 
     ``num_train`` defaults to ``min(1024, N - 100)``; the test set is the remaining ``N - num_train - 1``.
@@ -79,21 +81,32 @@ def load_dataset(source: Any, *, name: str | None = None, num_train: int | None 
     elif isinstance(source, str):
         df, ds_name = _read_sae_probes(source), source
     else:
-        raise TypeError(f"Cannot load a probing dataset from a {type(source).__name__}: pass a name, a DataFrame or a CSV path.")
+        raise TypeError(
+            f"Cannot load a probing dataset from a {type(source).__name__}: pass a name, a DataFrame or a CSV path."
+        )
     missing = {"prompt", "target"} - set(df.columns)
     if missing:
         raise ValueError(f"Dataset {ds_name!r} lacks column(s) {sorted(missing)}; it needs 'prompt' and 'target'.")
     df = df.iloc[:MAX_ROWS]
     classes, labels = np.unique(df["target"].to_numpy(), return_inverse=True)
     if len(classes) != 2:
-        raise ValueError(f"Dataset {ds_name!r} has {len(classes)} class(es) {list(classes)[:5]}; binary probing needs exactly two.")
+        raise ValueError(
+            f"Dataset {ds_name!r} has {len(classes)} class(es) {list(classes)[:5]}; binary probing needs exactly two."
+        )
     n = len(df)
     n_train = min(1024, n - 100) if num_train is None else num_train
     n_test = n - n_train - 1
     if n_train < 10 or n_test < 10:
         raise ValueError(f"Dataset {ds_name!r} has {n} rows: too few for a train/test split (needs > 120).")
     train_idx, test_idx = _split(labels, n_train, n_test, seed)
-    return ProbingDataset(ds_name, df["prompt"].astype(str).tolist(), labels.astype(np.int64), np.asarray(train_idx), np.asarray(test_idx), (classes[0], classes[1]))
+    return ProbingDataset(
+        ds_name,
+        df["prompt"].astype(str).tolist(),
+        labels.astype(np.int64),
+        np.asarray(train_idx),
+        np.asarray(test_idx),
+        (classes[0], classes[1]),
+    )
 
 
 def _split(labels: np.ndarray, n_train: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +123,9 @@ def _split(labels: np.ndarray, n_train: int, n_test: int, seed: int) -> tuple[np
         ) from err
 
 
-def _balanced_split(y: np.ndarray, num_train: int, num_test: int, pos_ratio: float = 0.5, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+def _balanced_split(
+    y: np.ndarray, num_train: int, num_test: int, pos_ratio: float = 0.5, seed: int = 42
+) -> tuple[np.ndarray, np.ndarray]:
     """Fallback with the same recipe as SAE-Probes' split, for installs without it."""
     rng = np.random.RandomState(seed)
     pos, neg = np.where(y == 1)[0], np.where(y == 0)[0]
@@ -128,7 +143,10 @@ def _read_sae_probes(name: str) -> Any:
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
         by_suffix = [n for n in names if n.split("_", 1)[-1] == name]
         hint = by_suffix or close
-        raise KeyError(f"Unknown SAE-Probes dataset {name!r}." + (f" Did you mean {hint}?" if hint else " See tl_glp.probing.SAE_PROBES_DATASETS."))
+        raise KeyError(
+            f"Unknown SAE-Probes dataset {name!r}."
+            + (f" Did you mean {hint}?" if hint else " See tl_glp.probing.SAE_PROBES_DATASETS.")
+        )
     from sae_probes.utils_data import read_numbered_dataset_df
 
     return read_numbered_dataset_df(name)

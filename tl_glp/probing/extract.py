@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -81,7 +82,9 @@ def last_token_activations(
             last = lengths - 1
         else:
             tokens, mask = _pad_left(rows)
-            _, cache = model.run_with_cache(tokens.to(device), names_filter=names, stop_at_layer=stop, attention_mask=mask.to(device))
+            _, cache = model.run_with_cache(
+                tokens.to(device), names_filter=names, stop_at_layer=stop, attention_mask=mask.to(device)
+            )
             last = torch.full((len(rows),), tokens.shape[1] - 1)
         for n in names:
             acts = cache[n]
@@ -113,11 +116,19 @@ def _pad_left(rows: list[Tensor]) -> tuple[Int[Tensor, "batch seq"], Int[Tensor,
     return tokens, mask
 
 
-def _cache_path(cache_dir: str | Path | None, model: Any, names: list[str], prompts: Sequence[str], context_size: int, key: str) -> Path | None:
+def _cache_path(
+    cache_dir: str | Path | None, model: Any, names: list[str], prompts: Sequence[str], context_size: int, key: str
+) -> Path | None:
     if cache_dir is None:
         return None
     digest = hashlib.sha256()
-    meta = {"model": _compat.model_name_of(model), "processing": _compat.model_processing(model), "hooks": names, "context": context_size, "key": key}
+    meta = {
+        "model": _compat.model_name_of(model),
+        "processing": _compat.model_processing(model),
+        "hooks": names,
+        "context": context_size,
+        "key": key,
+    }
     digest.update(json.dumps(meta, sort_keys=True).encode())
     for p in prompts:
         digest.update(p.encode())

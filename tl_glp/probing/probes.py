@@ -43,8 +43,9 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -203,7 +204,9 @@ def probe_ksparse(
     solver = "saga" if penalty == "l1" else "lbfgs"
 
     def model(C: float):
-        clf = LogisticRegression(C=C, solver=solver, max_iter=1000, random_state=seed, **logistic_penalty_kwargs(l1_ratio))
+        clf = LogisticRegression(
+            C=C, solver=solver, max_iter=1000, random_state=seed, **logistic_penalty_kwargs(l1_ratio)
+        )
         return make_pipeline(StandardScaler(), clf)
 
     results = []
@@ -214,7 +217,9 @@ def probe_ksparse(
         xtr, xte = X_train[:, cols].numpy(), X_test[:, cols].numpy()
         scores = []
         for C in Cs:
-            aucs = [roc_auc_score(ytr[va], model(C).fit(xtr[tr], ytr[tr]).predict_proba(xtr[va])[:, 1]) for tr, va in folds]
+            aucs = [
+                roc_auc_score(ytr[va], model(C).fit(xtr[tr], ytr[tr]).predict_proba(xtr[va])[:, 1]) for tr, va in folds
+            ]
             scores.append(float(np.mean(aucs)))
         best = int(np.argmax(scores))
         final = model(Cs[best]).fit(xtr, ytr)
@@ -232,7 +237,9 @@ def _sklearn_version() -> tuple[int, int]:
     return major, minor
 
 
-def logistic_penalty_kwargs(l1_ratio: float, cv: bool = False, version: tuple[int, int] | None = None) -> dict[str, Any]:
+def logistic_penalty_kwargs(
+    l1_ratio: float, cv: bool = False, version: tuple[int, int] | None = None
+) -> dict[str, Any]:
     """Keyword arguments that make ``LogisticRegression`` (``cv=False``) or ``LogisticRegressionCV``
     (``cv=True``) use a pure L2 (``l1_ratio=0``) or pure L1 (``l1_ratio=1``) penalty.
 
@@ -278,7 +285,9 @@ def fold_scores(clf: Any) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- sklearn reference
-def _probe_sklearn(Xc: Tensor, y: Tensor, Xt: Tensor, y_test: Tensor, Cs, n_folds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _probe_sklearn(
+    Xc: Tensor, y: Tensor, Xt: Tensor, y_test: Tensor, Cs, n_folds
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per candidate: StandardScaler on the whole train split, LogisticRegressionCV on the scaled
     feature; the fold-mean AUC at the chosen C, the C's index and the refit's test AUC."""
     from sklearn.metrics import roc_auc_score

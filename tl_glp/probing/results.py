@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from tl_glp.core._plot import pyplot, save_figure
 
 
@@ -92,7 +93,9 @@ class ProbingResults:
             row = {"source": source + (" (shuffled labels)" if control else "")}
             if self.ks:
                 row["k"] = int(key[2])
-            rows.append({**row, "mean_test_auc": part["test_auc"].mean(), "ci_low": lo, "ci_high": hi, "n_datasets": len(part)})
+            rows.append(
+                {**row, "mean_test_auc": part["test_auc"].mean(), "ci_low": lo, "ci_high": hi, "n_datasets": len(part)}
+            )
         out = pd.DataFrame(rows)
         return out.sort_values("k", kind="stable", ignore_index=True) if self.ks else out
 
@@ -104,7 +107,9 @@ class ProbingResults:
             return self.table
         if k is None:
             if len(self.ks) > 1:
-                raise ValueError(f"This k-sparse table holds k in {self.ks}: pass k=... (results are never averaged over k).")
+                raise ValueError(
+                    f"This k-sparse table holds k in {self.ks}: pass k=... (results are never averaged over k)."
+                )
             k = self.ks[0]
         if k not in self.ks:
             raise ValueError(f"k={k} is not in this table (k in {self.ks}).")
@@ -150,8 +155,16 @@ class ProbingResults:
                 continue
             diff = (pivot[reference] - pivot[other]).dropna().to_numpy()
             lo, hi = t_interval(diff)
-            rows.append({"reference": reference, "other": other, "mean_difference": float(diff.mean()) if len(diff) else float("nan"),
-                         "ci_low": lo, "ci_high": hi, "n_datasets": len(diff)})
+            rows.append(
+                {
+                    "reference": reference,
+                    "other": other,
+                    "mean_difference": float(diff.mean()) if len(diff) else float("nan"),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n_datasets": len(diff),
+                }
+            )
         return pd.DataFrame(rows)
 
     def to_csv(self, path: str | Path) -> Path:
@@ -177,7 +190,13 @@ class ProbingResults:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.4, 1]})
         x = np.arange(len(summary))
         err = np.vstack([summary["mean_test_auc"] - summary["ci_low"], summary["ci_high"] - summary["mean_test_auc"]])
-        bars = ax1.bar(x, summary["mean_test_auc"], yerr=err, capsize=4, color=["#bbbbbb" if "shuffled" in s else "tab:blue" for s in summary["source"]])
+        bars = ax1.bar(
+            x,
+            summary["mean_test_auc"],
+            yerr=err,
+            capsize=4,
+            color=["#bbbbbb" if "shuffled" in s else "tab:blue" for s in summary["source"]],
+        )
         for bar, label in zip(bars, summary["source"]):
             if "shuffled" in label:
                 bar.set_hatch("//")

@@ -9,19 +9,20 @@ Example (offline, on the testbed; see ``examples/sae_head_to_head.py``)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tl_glp.core.prior import GenerativePrior
 from tl_glp.probing.datasets import ProbingDataset, load_dataset, sae_probes_datasets
 from tl_glp.probing.extract import last_token_activations
 from tl_glp.probing.probes import SPARSE_KS, probe_1d, probe_ksparse
 from tl_glp.probing.results import ProbingResults
 from tl_glp.probing.sources import FeatureSource, MetaNeurons, MLPNeurons, PCAFeatures, RandomProjection, RawActivations
-from tl_glp.core.prior import GenerativePrior
 
 SOURCE_NAMES = ("meta", "raw", "mlp", "pca", "random")
 
@@ -34,9 +35,16 @@ def make_source(spec: Any, prior: GenerativePrior | None = None) -> FeatureSourc
         if prior is None:
             raise ValueError("The 'meta' source needs a prior.")
         return MetaNeurons(prior)
-    factories = {"raw": RawActivations, "mlp": MLPNeurons, "pca": lambda: PCAFeatures(64), "random": lambda: RandomProjection(512)}
+    factories = {
+        "raw": RawActivations,
+        "mlp": MLPNeurons,
+        "pca": lambda: PCAFeatures(64),
+        "random": lambda: RandomProjection(512),
+    }
     if spec not in factories:
-        raise ValueError(f"Unknown feature source {spec!r}; use one of {SOURCE_NAMES} or a FeatureSource (e.g. SAEFeatures(sae)).")
+        raise ValueError(
+            f"Unknown feature source {spec!r}; use one of {SOURCE_NAMES} or a FeatureSource (e.g. SAEFeatures(sae))."
+        )
     return factories[spec]()
 
 
@@ -86,7 +94,15 @@ def run_probing(
     for spec in names:
         ds = load_dataset(spec)
         needed = sorted({h for s in feature_sources for h in s.hooks(hook)})
-        acts = last_token_activations(model, ds.prompts, needed, batch_size=batch_size, padding_side=padding_side, cache_dir=cache_dir, cache_key=ds.name)
+        acts = last_token_activations(
+            model,
+            ds.prompts,
+            needed,
+            batch_size=batch_size,
+            padding_side=padding_side,
+            cache_dir=cache_dir,
+            cache_key=ds.name,
+        )
         for source in feature_sources:
             bar.set_postfix(dataset=ds.name[:24], source=source.name, refresh=False)
             rows.extend(_probe_source(source, acts, hook, ds, method, backend, top_k, ks, controls, seed))
@@ -95,7 +111,18 @@ def run_probing(
     return ProbingResults(pd.DataFrame.from_records(rows))
 
 
-def _probe_source(source: FeatureSource, acts: dict, hook: str, ds: ProbingDataset, method: str, backend: str, top_k: int, ks: Sequence[int], controls: bool, seed: int) -> list[dict]:
+def _probe_source(
+    source: FeatureSource,
+    acts: dict,
+    hook: str,
+    ds: ProbingDataset,
+    method: str,
+    backend: str,
+    top_k: int,
+    ks: Sequence[int],
+    controls: bool,
+    seed: int,
+) -> list[dict]:
     tr, te = torch.from_numpy(ds.train_idx), torch.from_numpy(ds.test_idx)
     source.fit({h: a[tr] for h, a in acts.items()}, hook)
     feats = source.features(acts, hook)
@@ -113,5 +140,7 @@ def _probe_source(source: FeatureSource, acts: dict, hook: str, ds: ProbingDatas
             out.append({**base, "feature": r.feature, "val_auc": r.val_auc, "test_auc": r.test_auc, "C": r.C})
         else:
             for r in probe_ksparse(X_train, y_train, X_test, y_test, ks=ks, seed=seed):
-                out.append({**base, "k": r.k, "feature": r.features[0], "val_auc": r.val_auc, "test_auc": r.test_auc, "C": r.C})
+                out.append(
+                    {**base, "k": r.k, "feature": r.features[0], "val_auc": r.val_auc, "test_auc": r.test_auc, "C": r.C}
+                )
     return out

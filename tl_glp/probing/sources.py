@@ -86,10 +86,16 @@ class MetaNeurons(FeatureSource):
     def features(self, acts: Acts, hook_name: str) -> Tensor:
         x = acts[hook_name]
         if x.shape[-1] != self.prior.cfg.d_input:
-            raise ValueError(f"MetaNeurons: activations at {hook_name} have width {x.shape[-1]} but the prior models {self.prior.cfg.d_input}.")
+            raise ValueError(
+                f"MetaNeurons: activations at {hook_name} have width {x.shape[-1]} but the prior models {self.prior.cfg.d_input}."
+            )
         layer = _compat.layer_of(hook_name) if self.prior.cfg.is_multi_layer else None
         device = self.prior.mean.device
-        return self.prior.encode(x.to(device), t=self.t, seed=self.seed, layer=layer, batch_size=self.batch_size).float().cpu()
+        return (
+            self.prior.encode(x.to(device), t=self.t, seed=self.seed, layer=layer, batch_size=self.batch_size)
+            .float()
+            .cpu()
+        )
 
 
 class SAEFeatures(FeatureSource):
@@ -108,13 +114,20 @@ class SAEFeatures(FeatureSource):
     def features(self, acts: Acts, hook_name: str) -> Tensor:
         own = self.sae_hook()
         if own and _canonical(own) != _canonical(hook_name):
-            raise ValueError(f"The SAE was trained at {own!r} but the probe reads {hook_name!r}; use an SAE of that hook.")
+            raise ValueError(
+                f"The SAE was trained at {own!r} but the probe reads {hook_name!r}; use an SAE of that hook."
+            )
         x = acts[hook_name]
         if x.shape[-1] != self.sae.cfg.d_in:
-            raise ValueError(f"The SAE expects width {self.sae.cfg.d_in} but the activations at {hook_name} have {x.shape[-1]}.")
+            raise ValueError(
+                f"The SAE expects width {self.sae.cfg.d_in} but the activations at {hook_name} have {x.shape[-1]}."
+            )
         param = next(self.sae.parameters())
         with torch.no_grad():
-            out = [self.sae.encode(x[i : i + self.batch_size].to(param.device, param.dtype)).float().cpu() for i in range(0, len(x), self.batch_size)]
+            out = [
+                self.sae.encode(x[i : i + self.batch_size].to(param.device, param.dtype)).float().cpu()
+                for i in range(0, len(x), self.batch_size)
+            ]
         return torch.cat(out)
 
 

@@ -68,7 +68,9 @@ class LinearProbe:
         return x.float() @ self.weight.to(x.device) + self.bias
 
 
-def fit_probes(acts: Float[Tensor, "n d"], labels: Mapping[str, Any], *, C: float = 1.0, max_iter: int = 1000) -> dict[str, LinearProbe]:
+def fit_probes(
+    acts: Float[Tensor, "n d"], labels: Mapping[str, Any], *, C: float = 1.0, max_iter: int = 1000
+) -> dict[str, LinearProbe]:
     """One L2 logistic-regression probe per label set (``{name: 0/1 or bool per row of acts}``),
     fitted with scikit-learn on standardised activations and folded back into raw space.
 
@@ -106,7 +108,9 @@ class ProjectionDiagnosis:
 
     def summary(self) -> Any:
         """Means per projector and strength ``r`` (flip columns: share of activations flipped)."""
-        cols = [c for c in self.rows.columns if c not in ("projector", "r", "row") and self.rows[c].dtype.kind in "fiub"]
+        cols = [
+            c for c in self.rows.columns if c not in ("projector", "r", "row") and self.rows[c].dtype.kind in "fiub"
+        ]
         return self.rows.groupby(["projector", "r"], sort=False)[cols].mean().reset_index()
 
     def flips(self, reference: str = "plain") -> Any:
@@ -120,15 +124,24 @@ class ProjectionDiagnosis:
         if not flips:
             raise ValueError("flips needs probes: pass probes= to the diagnosis.")
         if reference not in table.index.get_level_values(0):
-            raise ValueError(f"no projector named {reference!r} in the diagnosis (have {sorted(set(table.index.get_level_values(0)))}).")
+            raise ValueError(
+                f"no projector named {reference!r} in the diagnosis (have {sorted(set(table.index.get_level_values(0)))})."
+            )
         out = []
         for (proj, r), row in table.iterrows():
             if proj == reference:
                 continue
             excess = {n: float(row[f"flip_{n}"] - table.loc[(reference, r), f"flip_{n}"]) for n in self.probe_names}
             top = max(excess, key=lambda n: excess[n])
-            out.append({"projector": proj, "r": r, **{f"excess_flip_{n}": v for n, v in excess.items()}, "most_flipped": top,
-                        "excess": excess[top]})
+            out.append(
+                {
+                    "projector": proj,
+                    "r": r,
+                    **{f"excess_flip_{n}": v for n, v in excess.items()},
+                    "most_flipped": top,
+                    "excess": excess[top],
+                }
+            )
         return pd.DataFrame(out)
 
     def to_csv(self, path: str | Path) -> Path:
@@ -144,8 +157,12 @@ class ProjectionDiagnosis:
         table = self.summary()
         fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
         flips = [f"flip_{n}" for n in self.probe_names]
-        panels = [("kept", "share of the steering kept along w"), ("moved", "distance moved / act_norm"),
-                  ("kl", "next-token KL to unsteered (nats)"), (None, "largest probe flip rate")]
+        panels = [
+            ("kept", "share of the steering kept along w"),
+            ("moved", "distance moved / act_norm"),
+            ("kl", "next-token KL to unsteered (nats)"),
+            (None, "largest probe flip rate"),
+        ]
         for ax, (col, title) in zip(axes, panels):
             for proj, part in table.groupby("projector", sort=False):
                 if col is None:
@@ -216,13 +233,17 @@ def diagnose_activations(
             cols: dict[str, Any] = {
                 "moved": ((out - steered).norm(dim=-1) / act_norm).tolist(),
                 "kept": (along / alpha).tolist() if alpha != 0 else [math.nan] * len(x),
-                "off_direction": ((moved - along[:, None] * w).norm(dim=-1) / alpha).tolist() if alpha != 0 else [math.nan] * len(x),
+                "off_direction": ((moved - along[:, None] * w).norm(dim=-1) / alpha).tolist()
+                if alpha != 0
+                else [math.nan] * len(x),
             }
             for n, p in probes.items():
                 after = p.logit(out)
                 cols[f"flip_{n}"] = ((after > 0) != (base_logits[n] > 0)).float().tolist()
                 cols[f"shift_{n}"] = (after - base_logits[n]).tolist()
-            cols["noised_norm_ratio"] = _noised_norm_ratio(proj, steered, seed) if isinstance(proj, PriorProjector) else [math.nan] * len(x)
+            cols["noised_norm_ratio"] = (
+                _noised_norm_ratio(proj, steered, seed) if isinstance(proj, PriorProjector) else [math.nan] * len(x)
+            )
             if prior is not None:
                 cols["denoising_steered"] = steered_score.tolist()  # type: ignore[union-attr]
                 cols["denoising_projected"] = denoising_score(prior, out, times=score_times, seed=seed).tolist()
@@ -301,7 +322,18 @@ def diagnose_projections(
                     out.append(model(batch)[:, -1].float().cpu())
         return torch.cat(out)
 
-    result = diagnose_activations(x, direction, projectors, strengths=strengths, act_norm=act_norm, prior=prior, probes=probes,
-                                  next_token=next_token, score_times=score_times, seed=seed, progress=progress)
+    result = diagnose_activations(
+        x,
+        direction,
+        projectors,
+        strengths=strengths,
+        act_norm=act_norm,
+        prior=prior,
+        probes=probes,
+        next_token=next_token,
+        score_times=score_times,
+        seed=seed,
+        progress=progress,
+    )
     result.rows["prompt"] = [prompts[order[i]] for i in result.rows["row"]]
     return result

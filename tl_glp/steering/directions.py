@@ -8,11 +8,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
 from tl_glp.activations.collect import collect_activations
 from tl_glp.probing.extract import last_token_activations
 
@@ -51,9 +53,15 @@ def diff_of_means(
     means = []
     for texts in (positive_texts, negative_texts):
         if positions == "last":
-            means.append(last_token_activations(model, list(texts), [hook_name], batch_size=batch_size, context_size=context_size)[hook_name].mean(0))
+            means.append(
+                last_token_activations(
+                    model, list(texts), [hook_name], batch_size=batch_size, context_size=context_size
+                )[hook_name].mean(0)
+            )
             continue
-        acts = collect_activations(model, list(texts), hook_name, batch_size=batch_size, context_size=context_size, progress=False)
+        acts = collect_activations(
+            model, list(texts), hook_name, batch_size=batch_size, context_size=context_size, progress=False
+        )
         means.append(acts.mean[0].float())
     direction = means[0] - means[1]
     return unit(direction) if normalize else direction

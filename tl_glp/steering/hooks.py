@@ -38,8 +38,9 @@ Example:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -94,9 +95,13 @@ def steering_hook(
                 f"steering direction has {direction.shape[0]}: it was made for another hook or model."
             )
         if activation.ndim != 3:
-            raise ValueError(f"Steering expects activations [batch, pos, d_model], got {tuple(activation.shape)} at {getattr(hook, 'name', '?')}.")
+            raise ValueError(
+                f"Steering expects activations [batch, pos, d_model], got {tuple(activation.shape)} at {getattr(hook, 'name', '?')}."
+            )
         if prior is not None:
-            _check_same_device(prior_device(prior), activation.device, f"the activations at {getattr(hook, 'name', 'this hook')}")
+            _check_same_device(
+                prior_device(prior), activation.device, f"the activations at {getattr(hook, 'name', 'this hook')}"
+            )
         batch, seq, _ = activation.shape
         mask = position_mask(positions, batch, seq, activation.device)
         if mask is None:
@@ -137,7 +142,14 @@ def projection_hook(
     width_of = prior if prior is not None else getattr(projector, "prior", None)
     if width_of is None:
         raise ValueError("projection_hook needs prior= (or a projector with a .prior) to know the activation width.")
-    return steering_hook(torch.zeros(width_of.cfg.d_input), 0.0, prior=prior, projection=projection, projector=projector, positions=positions)
+    return steering_hook(
+        torch.zeros(width_of.cfg.d_input),
+        0.0,
+        prior=prior,
+        projection=projection,
+        projector=projector,
+        positions=positions,
+    )
 
 
 class SteeringHandle:
@@ -156,7 +168,15 @@ class SteeringHandle:
         self.remove()
 
 
-def patch(model: Any, direction: Float[Tensor, " d_model"], alpha: float | Float[Tensor, " batch"], *, prior: GenerativePrior | None = None, hook_name: str | None = None, **kwargs: Any) -> SteeringHandle:
+def patch(
+    model: Any,
+    direction: Float[Tensor, " d_model"],
+    alpha: float | Float[Tensor, " batch"],
+    *,
+    prior: GenerativePrior | None = None,
+    hook_name: str | None = None,
+    **kwargs: Any,
+) -> SteeringHandle:
     """Attach a steering hook to ``model`` at ``hook_name`` (default: the prior's hook) until ``.remove()``.
 
     Plain additive steering when ``prior=None``. Other keyword arguments go to :func:`steering_hook`.
@@ -171,7 +191,15 @@ def patch(model: Any, direction: Float[Tensor, " d_model"], alpha: float | Float
 
 
 @contextmanager
-def steer(model: Any, direction: Float[Tensor, " d_model"], alpha: float | Float[Tensor, " batch"], *, prior: GenerativePrior | None = None, hook_name: str | None = None, **kwargs: Any) -> Iterator[SteeringHandle]:
+def steer(
+    model: Any,
+    direction: Float[Tensor, " d_model"],
+    alpha: float | Float[Tensor, " batch"],
+    *,
+    prior: GenerativePrior | None = None,
+    hook_name: str | None = None,
+    **kwargs: Any,
+) -> Iterator[SteeringHandle]:
     """Context manager twin of :func:`patch`: the hook comes off on exit, also after an exception.
 
     Example::
@@ -201,14 +229,32 @@ def _resolve_hook_name(model: Any, prior: GenerativePrior | None, hook_name: str
 
 def _warn_on_mismatch(model: Any, prior: GenerativePrior, hook_name: str) -> None:
     cfg = prior.cfg
-    if cfg.hook_names and hook_name not in cfg.hook_names and _canonical(hook_name) not in {_canonical(n) for n in cfg.hook_names}:
-        warnings.warn(f"The prior was trained on {cfg.hook_names} but is being applied at {hook_name!r}.", UserWarning, stacklevel=4)
+    if (
+        cfg.hook_names
+        and hook_name not in cfg.hook_names
+        and _canonical(hook_name) not in {_canonical(n) for n in cfg.hook_names}
+    ):
+        warnings.warn(
+            f"The prior was trained on {cfg.hook_names} but is being applied at {hook_name!r}.",
+            UserWarning,
+            stacklevel=4,
+        )
     model_name = _compat.model_name_of(model)
-    if cfg.model_name and model_name and not _compat.same_model(cfg.model_name, model_name):  # org prefix, folder, case ignored
-        warnings.warn(f"The prior was trained on {cfg.model_name!r} activations but the model is {model_name!r}.", UserWarning, stacklevel=4)
+    if (
+        cfg.model_name and model_name and not _compat.same_model(cfg.model_name, model_name)
+    ):  # org prefix, folder, case ignored
+        warnings.warn(
+            f"The prior was trained on {cfg.model_name!r} activations but the model is {model_name!r}.",
+            UserWarning,
+            stacklevel=4,
+        )
     processing = _compat.model_processing(model)
     if cfg.model_processing in ("processed", "unprocessed") and processing != cfg.model_processing:
-        warnings.warn(f"The prior models {cfg.model_processing} residuals but this model's are {processing}: load the model the way the prior's activations were collected.", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"The prior models {cfg.model_processing} residuals but this model's are {processing}: load the model the way the prior's activations were collected.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def prior_device(prior: GenerativePrior) -> torch.device:
@@ -246,7 +292,9 @@ def _canonical(name: str) -> str:
 
 def _check_direction(direction: Tensor, prior: GenerativePrior | None) -> Tensor:
     if not isinstance(direction, Tensor) or direction.ndim != 1:
-        raise ValueError(f"direction must be a 1-D tensor [d_model], got {getattr(direction, 'shape', type(direction))}.")
+        raise ValueError(
+            f"direction must be a 1-D tensor [d_model], got {getattr(direction, 'shape', type(direction))}."
+        )
     if not bool(torch.isfinite(direction).all()):
         raise ValueError("direction contains NaN or inf values.")
     if prior is not None and direction.shape[0] != prior.cfg.d_input:
@@ -257,7 +305,9 @@ def _check_direction(direction: Tensor, prior: GenerativePrior | None) -> Tensor
 def _strength(alpha: float | Tensor, relative: bool, act_norm: float | None, prior: GenerativePrior | None) -> Tensor:
     alpha_t = torch.as_tensor(alpha, dtype=torch.float32).detach()
     if alpha_t.ndim > 1:
-        raise ValueError(f"alpha must be a float or a 1-D tensor with one value per batch row, got shape {tuple(alpha_t.shape)}.")
+        raise ValueError(
+            f"alpha must be a float or a 1-D tensor with one value per batch row, got shape {tuple(alpha_t.shape)}."
+        )
     if not bool(torch.isfinite(alpha_t).all()):
         raise ValueError("alpha contains NaN or inf values.")
     if relative:

@@ -98,9 +98,18 @@ def _front_gap(points: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float,
     return float(gap.mean()), float(lo), float(hi)
 
 
-def matched_concept_gain(df: Any, concept: str = "concept", fluency: str = "nll", *, higher_is_better: bool | None = None,
-                         n_boot: int = 1000, seed: int = 0, method: str = "prior", baseline: str = "plain",
-                         positions: str | None = None) -> MatchedGain:
+def matched_concept_gain(
+    df: Any,
+    concept: str = "concept",
+    fluency: str = "nll",
+    *,
+    higher_is_better: bool | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    method: str = "prior",
+    baseline: str = "plain",
+    positions: str | None = None,
+) -> MatchedGain:
     """Fluency gain of ``method`` (default ``"prior"``) over ``baseline`` (default ``"plain"``) rows of a
     :func:`~tl_glp.steering.steering_sweep` frame at matched ``concept``, with a 95% bootstrap CI over
     prompts (see the module docstring).
@@ -120,24 +129,43 @@ def matched_concept_gain(df: Any, concept: str = "concept", fluency: str = "nll"
         if positions is not None:
             df = df[df["positions"] == positions]
         elif steered["positions"].nunique() > 1:
-            raise ValueError(f"matched_concept_gain: the sweep edited several positions {sorted(steered['positions'].unique())}; "
-                             "pass positions=... (or use matched_concept_gains, which compares per positions).")
+            raise ValueError(
+                f"matched_concept_gain: the sweep edited several positions {sorted(steered['positions'].unique())}; "
+                "pass positions=... (or use matched_concept_gains, which compares per positions)."
+            )
     elif positions is not None:
         raise ValueError("matched_concept_gain: positions= given but the sweep has no 'positions' column.")
-    df = df[df.method.isin([method, baseline])].assign(method=lambda d: d.method.map({method: "prior", baseline: "plain"}))
+    df = df[df.method.isin([method, baseline])].assign(
+        method=lambda d: d.method.map({method: "prior", baseline: "plain"})
+    )
     sign = 1.0 if (higher_is_better if higher_is_better is not None else fluency != "nll") else -1.0
     rows = df[df.method.isin(["plain", "prior"])]
     nan_concept = rows[concept].isna().to_numpy()
     if rows[fluency].isna().any():
-        raise ValueError(f"matched_concept_gain: {int(rows[fluency].isna().sum())} rows have a NaN {fluency!r}; fluency scores must be defined for every generation.")
+        raise ValueError(
+            f"matched_concept_gain: {int(rows[fluency].isna().sum())} rows have a NaN {fluency!r}; fluency scores must be defined for every generation."
+        )
     rows = rows[~nan_concept]
     counts = rows.method.value_counts()
     prompts = sorted(df.prompt.unique())
-    base = dict(n_prompts=len(prompts), n_plain=int(counts.get("plain", 0)), n_prior=int(counts.get("prior", 0)),
-                n_nan_concept=int(nan_concept.sum()), fluency=fluency)
+    base = dict(
+        n_prompts=len(prompts),
+        n_plain=int(counts.get("plain", 0)),
+        n_prior=int(counts.get("prior", 0)),
+        n_nan_concept=int(nan_concept.sum()),
+        fluency=fluency,
+    )
     if base["n_plain"] == 0 or base["n_prior"] == 0:
-        return MatchedGain(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), n_boot_valid=0,
-                           reason="one method has no generation with a concept score", **base)
+        return MatchedGain(
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            n_boot_valid=0,
+            reason="one method has no generation with a concept score",
+            **base,
+        )
     # per prompt, method and strength: sums and counts, so a resample of prompts is a weighted sum
     table = rows.assign(_f=sign * rows[fluency].astype(float), _c=rows[concept].astype(float))
     keys = sorted({(m, float(r)) for m, r in zip(table.method, table.r)})
@@ -166,13 +194,29 @@ def matched_concept_gain(df: Any, concept: str = "concept", fluency: str = "nll"
         value = gain_of(weights)[0]
         if np.isfinite(value):
             boots.append(value)
-    ci = (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))) if len(boots) >= 10 else (float("nan"), float("nan"))
-    reason = "" if np.isfinite(gain) else f"the two fronts do not overlap in {concept} (plain and prior cover disjoint ranges)"
+    ci = (
+        (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5)))
+        if len(boots) >= 10
+        else (float("nan"), float("nan"))
+    )
+    reason = (
+        ""
+        if np.isfinite(gain)
+        else f"the two fronts do not overlap in {concept} (plain and prior cover disjoint ranges)"
+    )
     return MatchedGain(gain, ci[0], ci[1], lo, hi, n_boot_valid=len(boots), reason=reason, **base)
 
 
-def matched_concept_gains(df: Any, concept: str = "concept", fluency: str = "nll", *, baseline: str = "plain",
-                          higher_is_better: bool | None = None, n_boot: int = 1000, seed: int = 0) -> Any:
+def matched_concept_gains(
+    df: Any,
+    concept: str = "concept",
+    fluency: str = "nll",
+    *,
+    baseline: str = "plain",
+    higher_is_better: bool | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Any:
     """:func:`matched_concept_gain` of every method of a sweep against ``baseline``: a DataFrame with one
     row per method (``method``, ``gain``, ``ci_low``, ``ci_high``, ``concept_low``, ``concept_high``,
     ``n_prompts``, ``reason``), in the sweep's order of methods. A sweep over several positions gets
@@ -197,11 +241,39 @@ def matched_concept_gains(df: Any, concept: str = "concept", fluency: str = "nll
         for m in methods:
             if pos is not None and not ((df.method == m) & (df["positions"] == pos)).any():
                 continue
-            g = matched_concept_gain(df, concept, fluency, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed,
-                                     method=m, baseline=baseline, positions=pos)
-            rows.append({"method": m, **({"positions": pos} if by_positions else {}), "gain": g.gain, "ci_low": g.ci_low,
-                         "ci_high": g.ci_high, "concept_low": g.concept_low, "concept_high": g.concept_high,
-                         "n_prompts": g.n_prompts, "reason": g.reason})
-    columns = ["method", *(["positions"] if by_positions else []), "gain", "ci_low", "ci_high", "concept_low", "concept_high",
-               "n_prompts", "reason"]
+            g = matched_concept_gain(
+                df,
+                concept,
+                fluency,
+                higher_is_better=higher_is_better,
+                n_boot=n_boot,
+                seed=seed,
+                method=m,
+                baseline=baseline,
+                positions=pos,
+            )
+            rows.append(
+                {
+                    "method": m,
+                    **({"positions": pos} if by_positions else {}),
+                    "gain": g.gain,
+                    "ci_low": g.ci_low,
+                    "ci_high": g.ci_high,
+                    "concept_low": g.concept_low,
+                    "concept_high": g.concept_high,
+                    "n_prompts": g.n_prompts,
+                    "reason": g.reason,
+                }
+            )
+    columns = [
+        "method",
+        *(["positions"] if by_positions else []),
+        "gain",
+        "ci_low",
+        "ci_high",
+        "concept_low",
+        "concept_high",
+        "n_prompts",
+        "reason",
+    ]
     return pd.DataFrame(rows, columns=columns)

@@ -118,8 +118,10 @@ class Identity:
 
 def _need_original(original: Tensor | None, who: str) -> Tensor:
     if original is None:
-        raise ValueError(f"{who} restores part of the unsteered activations: call project(edited, original=...) "
-                         "(the steering hooks and steering_sweep pass it).")
+        raise ValueError(
+            f"{who} restores part of the unsteered activations: call project(edited, original=...) "
+            "(the steering hooks and steering_sweep pass it)."
+        )
     return original
 
 
@@ -145,7 +147,9 @@ class SAEProjector:
 
     def __init__(self, sae: Any, *, keep_error: bool = False, name: str | None = None) -> None:
         if not (callable(getattr(sae, "encode", None)) and callable(getattr(sae, "decode", None))):
-            raise ValueError(f"SAEProjector needs an SAE with encode() and decode() (an SAE-Lens SAE), got {type(sae).__name__}.")
+            raise ValueError(
+                f"SAEProjector needs an SAE with encode() and decode() (an SAE-Lens SAE), got {type(sae).__name__}."
+            )
         self.sae, self.keep_error = sae, keep_error
         self.name = name or ("sae+error" if keep_error else "sae")
 
@@ -249,8 +253,14 @@ class GaussianShrinkage:
         (True, True)
     """
 
-    def __init__(self, mean: Float[Tensor, " d"], precision: Float[Tensor, "d d"], radius: float,
-                 toward: Literal["original", "mean"] = "original", name: str | None = None) -> None:
+    def __init__(
+        self,
+        mean: Float[Tensor, " d"],
+        precision: Float[Tensor, "d d"],
+        radius: float,
+        toward: Literal["original", "mean"] = "original",
+        name: str | None = None,
+    ) -> None:
         if toward not in ("original", "mean"):
             raise ValueError(f"toward must be 'original' or 'mean', got {toward!r}.")
         if not radius > 0 or not math.isfinite(radius):
@@ -259,8 +269,16 @@ class GaussianShrinkage:
         self.name = name or ("gaussian cap" if toward == "original" else "gaussian cap (to mean)")
 
     @classmethod
-    def fit(cls, acts: Float[Tensor, "n d"], *, quantile: float = 0.99, radius: float | None = None, shrinkage: float = 1e-3,
-            toward: Literal["original", "mean"] = "original", name: str | None = None) -> GaussianShrinkage:
+    def fit(
+        cls,
+        acts: Float[Tensor, "n d"],
+        *,
+        quantile: float = 0.99,
+        radius: float | None = None,
+        shrinkage: float = 1e-3,
+        toward: Literal["original", "mean"] = "original",
+        name: str | None = None,
+    ) -> GaussianShrinkage:
         """Fit mean and covariance (:class:`tl_glp.manifold.detection.GaussianBaseline`, with
         ``shrinkage * trace/d`` on the diagonal); the cap is ``radius`` or the ``quantile`` of the
         natural activations' Mahalanobis distances."""

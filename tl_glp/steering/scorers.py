@@ -15,8 +15,9 @@ attribute (plain functions use their ``__name__``). Built in:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -38,13 +39,19 @@ class Generations:
 
 
 @torch.inference_mode()
-def teacher_forced(model: Any, gens: Generations, hook_names: Sequence[str] = ()) -> tuple[list[Tensor], dict[str, list[Tensor]]]:
+def teacher_forced(
+    model: Any, gens: Generations, hook_names: Sequence[str] = ()
+) -> tuple[list[Tensor], dict[str, list[Tensor]]]:
     """Run the model (no hooks of ours) on prompt + continuation, right-padded (no mask needed:
     causal attention never lets a real token see a pad). Returns per row the log-probabilities of
     the continuation tokens, and per hook the activations at the continuation positions."""
     tokens, _ = pad_right([torch.cat([p.cpu(), c.cpu()]) for p, c in zip(gens.prompt_tokens, gens.continuation_tokens)])
     device = model_device(model)
-    logits, cache = model.run_with_cache(tokens.to(device), names_filter=list(hook_names)) if hook_names else (model(tokens.to(device)), {})
+    logits, cache = (
+        model.run_with_cache(tokens.to(device), names_filter=list(hook_names))
+        if hook_names
+        else (model(tokens.to(device)), {})
+    )
     logprobs = torch.log_softmax(logits.float(), dim=-1)
     out_lp, out_acts = [], {h: [] for h in hook_names}
     for i, (p, c) in enumerate(zip(gens.prompt_tokens, gens.continuation_tokens)):
@@ -101,7 +108,9 @@ class LLMJudge:
     readable rating score NaN.
     """
 
-    def __init__(self, judge: Callable[[str], str], concept: str = "", aspect: str = "concept", name: str | None = None) -> None:
+    def __init__(
+        self, judge: Callable[[str], str], concept: str = "", aspect: str = "concept", name: str | None = None
+    ) -> None:
         if aspect not in ("concept", "fluency"):
             raise ValueError("aspect must be 'concept' or 'fluency'")
         if aspect == "concept" and not concept:

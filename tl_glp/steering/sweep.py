@@ -119,7 +119,8 @@ def steering_sweep(
     chunks = [list(prompts[i : i + batch_size]) for i in range(0, len(prompts), batch_size)]
     position_list = _position_list(positions)
     settings = ([(0.0, [("none", "-", position_list[0])])] if include_baseline else []) + [
-        (float(r), [(m, position_label(p), p) for p in position_list for m in named]) for r in strengths]
+        (float(r), [(m, position_label(p), p) for p in position_list for m in named]) for r in strengths
+    ]
     records = []
     bar = tqdm(total=sum(len(ms) for _, ms in settings) * len(chunks), disable=not progress, desc="steering sweep")
     for r_index, (r, unit_methods) in enumerate(settings):
@@ -129,17 +130,39 @@ def steering_sweep(
             for label, pos_label, pos in unit_methods:
                 projector = _unit_projector(named.get(label), unit_seed)
                 recorder = score_recorder(prior, score=manifold_score, positions=pos) if manifold_score else None
-                gens = _generate(model, direction, chunk, alphas, projector, prior, hook_name, pos, max_new_tokens,
-                                 unit_seed, do_sample, temperature, recorder)
+                gens = _generate(
+                    model,
+                    direction,
+                    chunk,
+                    alphas,
+                    projector,
+                    prior,
+                    hook_name,
+                    pos,
+                    max_new_tokens,
+                    unit_seed,
+                    do_sample,
+                    temperature,
+                    recorder,
+                )
                 scores = {"nll": nll_fluency(model, gens), "concept": concept(model, gens)}
                 if recorder is not None:
                     scores[f"score_{manifold_score}"] = recorder.row_means().tolist()  # type: ignore[attr-defined]
                 for extra in scorers:
                     scores[scorer_name(extra)] = extra(model, gens)
                 for i, p in enumerate(chunk):
-                    records.append({"prompt": p, "method": label, "positions": pos_label, "r": r, "alpha": float(alphas[i]),
-                                    "seed": unit_seed,
-                                    "continuation": gens.continuations[i], **{k: v[i] for k, v in scores.items()}})
+                    records.append(
+                        {
+                            "prompt": p,
+                            "method": label,
+                            "positions": pos_label,
+                            "r": r,
+                            "alpha": float(alphas[i]),
+                            "seed": unit_seed,
+                            "continuation": gens.continuations[i],
+                            **{k: v[i] for k, v in scores.items()},
+                        }
+                    )
                 bar.update(1)
     bar.close()
     return pd.DataFrame.from_records(records)
@@ -165,7 +188,9 @@ def _position_list(positions: Any) -> list[Any]:
     """One positions value, or several (a list or tuple of them), as a checked list with distinct labels."""
     many = list(positions) if isinstance(positions, (list, tuple)) else [positions]
     if not many:
-        raise ValueError("positions is an empty list: give one positions value ('last', 'all', a slice, a mask) or several.")
+        raise ValueError(
+            "positions is an empty list: give one positions value ('last', 'all', a slice, a mask) or several."
+        )
     for p in many:
         check_positions(p)
     labels = [position_label(p) for p in many]
@@ -174,14 +199,18 @@ def _position_list(positions: Any) -> list[Any]:
     return many
 
 
-def _named_methods(methods: Sequence[Method], prior: GenerativePrior | None, projection: ProjectionConfig | None) -> dict[str, Any]:
+def _named_methods(
+    methods: Sequence[Method], prior: GenerativePrior | None, projection: ProjectionConfig | None
+) -> dict[str, Any]:
     """``{label: projector or None}`` in the given order; one clear error for a bad method."""
     named: dict[str, Any] = {}
     for method in methods:
         label = method_label(method, projection)
         if isinstance(method, str):
             if method not in ("plain", "prior"):
-                raise ValueError(f"Unknown method {method!r}; use 'plain', 'prior', a ProjectionConfig or a projector object.")
+                raise ValueError(
+                    f"Unknown method {method!r}; use 'plain', 'prior', a ProjectionConfig or a projector object."
+                )
             if method == "prior" and prior is None:
                 raise ValueError("methods includes 'prior' but no prior was given.")
             value = None if method == "plain" else PriorProjector(prior, projection)  # type: ignore[arg-type]
@@ -192,7 +221,9 @@ def _named_methods(methods: Sequence[Method], prior: GenerativePrior | None, pro
         elif callable(getattr(method, "project", None)):
             value = method
         else:
-            raise ValueError(f"A sweep method must be 'plain', 'prior', a ProjectionConfig or a projector, got {method!r}.")
+            raise ValueError(
+                f"A sweep method must be 'plain', 'prior', a ProjectionConfig or a projector, got {method!r}."
+            )
         if label in named or label == "none":
             raise ValueError(f"Two sweep methods share the label {label!r}; give projectors distinct names.")
         named[label] = value
@@ -208,10 +239,25 @@ def _unit_projector(projector: Any, unit_seed: int) -> Any:
     return projector
 
 
-def _generate(model, direction, prompts, alphas, projector, prior, hook_name, positions, max_new_tokens, seed, do_sample, temperature,
-              recorder=None) -> Generations:
+def _generate(
+    model,
+    direction,
+    prompts,
+    alphas,
+    projector,
+    prior,
+    hook_name,
+    positions,
+    max_new_tokens,
+    seed,
+    do_sample,
+    temperature,
+    recorder=None,
+) -> Generations:
     prompt_tokens = [model.to_tokens(p)[0].cpu() for p in prompts]
-    kwargs = dict(max_new_tokens=max_new_tokens, stop_at_eos=False, do_sample=do_sample, verbose=False, return_type="tokens")
+    kwargs = dict(
+        max_new_tokens=max_new_tokens, stop_at_eos=False, do_sample=do_sample, verbose=False, return_type="tokens"
+    )
     if do_sample:
         kwargs["temperature"] = temperature
     device = model_device(model)
@@ -221,13 +267,24 @@ def _generate(model, direction, prompts, alphas, projector, prior, hook_name, po
             with _recording(model, hook_name, recorder):
                 out = model.generate(list(prompts), **kwargs)
         else:
-            with steer(model, direction, alphas, prior=prior if projector is not None else None, projector=projector, hook_name=hook_name,
-                       positions=positions), \
-                    _recording(model, hook_name, recorder):
+            with (
+                steer(
+                    model,
+                    direction,
+                    alphas,
+                    prior=prior if projector is not None else None,
+                    projector=projector,
+                    hook_name=hook_name,
+                    positions=positions,
+                ),
+                _recording(model, hook_name, recorder),
+            ):
                 out = model.generate(list(prompts), **kwargs)
     new = out[:, -max_new_tokens:].cpu()
     continuations = [model.to_string(row) for row in new]
-    return Generations(list(prompts), [c if isinstance(c, str) else str(c) for c in continuations], prompt_tokens, list(new))
+    return Generations(
+        list(prompts), [c if isinstance(c, str) else str(c) for c in continuations], prompt_tokens, list(new)
+    )
 
 
 @contextmanager
@@ -243,8 +300,15 @@ def _recording(model: Any, hook_name: str, rec: Any) -> Iterator[None]:
         _compat.detach_hook(token)
 
 
-def plot_pareto(df: Any, path: str | Path, concept: str = "concept", fluency: str = "nll", title: str = "Steering: concept vs fluency",
-                *, annotate: bool = True) -> Path:
+def plot_pareto(
+    df: Any,
+    path: str | Path,
+    concept: str = "concept",
+    fluency: str = "nll",
+    title: str = "Steering: concept vs fluency",
+    *,
+    annotate: bool = True,
+) -> Path:
     """Concept (x) against fluency (y) with one front per method (and per positions, when the sweep
     mapped several: solid for the first, dashed, dotted ... for the others), one point per strength r.
     For ``nll`` lower is more fluent; for any other fluency column (e.g. ``grammatical``) higher is."""
@@ -257,7 +321,9 @@ def plot_pareto(df: Any, path: str | Path, concept: str = "concept", fluency: st
     several = len(position_values) > 1
     fig, ax = plt.subplots(figsize=(7, 4.8) if several or df.method.nunique() > 3 else (6, 4.2))
     styles = {"plain": ("tab:red", "o"), "prior": ("tab:blue", "s"), "none": ("black", "*")}
-    palette = iter(["tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"])
+    palette = iter(
+        ["tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
+    )
     colors: dict[str, Any] = {}
     for key, part in summary.groupby(keys, sort=False):
         method, pos = (key[0], key[1]) if len(keys) == 2 else (key[0] if isinstance(key, tuple) else key, None)
@@ -269,10 +335,23 @@ def plot_pareto(df: Any, path: str | Path, concept: str = "concept", fluency: st
         if several and method != "none":
             label = f"{label} @ {pos}"
         line = "" if method == "none" else dashes.get(pos, "-")
-        ax.plot(part[concept], part[fluency], marker + line, color=colors[method], label=label, ms=6 if method != "none" else 12)
+        ax.plot(
+            part[concept],
+            part[fluency],
+            marker + line,
+            color=colors[method],
+            label=label,
+            ms=6 if method != "none" else 12,
+        )
         if annotate and method != "none" and not several:
             for _, row in part.iterrows():
-                ax.annotate(f"r={row['r']:g}", (row[concept], row[fluency]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(
+                    f"r={row['r']:g}",
+                    (row[concept], row[fluency]),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
     better = "lower" if fluency == "nll" else "higher"
     ax.set_xlabel(f"{concept} (higher = stronger concept)")
     ax.set_ylabel(f"{fluency} ({better} = more fluent)")

@@ -58,8 +58,16 @@ from tl_glp.training.config import TrainConfig
 from tl_glp.training.metrics import classifier_two_sample_auc, frechet_distance_infinity, gaussian_like
 from tl_glp.training.trainer import train
 
-STAGES = ("model", "activations", "prior", "steering", "steering head to head", "probing", "ground-truth monosemanticity",
-          "off-manifold detection")
+STAGES = (
+    "model",
+    "activations",
+    "prior",
+    "steering",
+    "steering head to head",
+    "probing",
+    "ground-truth monosemanticity",
+    "off-manifold detection",
+)
 """The demo's stages in order, as its progress lines number them (``[k/N]``); on a real model (no ground truth)
 the monosemanticity stage is left out and N is one less."""
 TESTBED_ONLY_STAGES = ("steering head to head", "ground-truth monosemanticity")
@@ -84,8 +92,16 @@ class _Progress:
             print(f"{text}  ({time.perf_counter() - self.start:.0f} s)", flush=True)
 
 
-DEMO_POSITIVE = ["it was a lovely day and we were happy .", "the kind people were great to us .", "what a bright and lovely song ."]
-DEMO_NEGATIVE = ["it was an awful day and we were sad .", "the cruel people were terrible to us .", "what a gloomy and awful song ."]
+DEMO_POSITIVE = [
+    "it was a lovely day and we were happy .",
+    "the kind people were great to us .",
+    "what a bright and lovely song .",
+]
+DEMO_NEGATIVE = [
+    "it was an awful day and we were sad .",
+    "the cruel people were terrible to us .",
+    "what a gloomy and awful song .",
+]
 
 
 @dataclass
@@ -172,7 +188,9 @@ class DemoSettings:
             if not sep or key not in types:
                 raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}.")
             try:
-                changes[key] = tuple(float(v) for v in value.split(",") if v.strip()) if types[key] is tuple else types[key](value)
+                changes[key] = (
+                    tuple(float(v) for v in value.split(",") if v.strip()) if types[key] is tuple else types[key](value)
+                )
             except ValueError as err:
                 raise ValueError(f"--set {item!r}: {value!r} is not a valid {types[key].__name__} ({err}).") from err
         return replace(base, **changes)
@@ -180,17 +198,43 @@ class DemoSettings:
     @classmethod
     def quick(cls) -> DemoSettings:
         """A smoke run of every step (what the test suite runs): about a minute once the testbed is loaded."""
-        return cls(n_docs=500, prior_steps=60, prior_batch=256, eval_samples=400, sample_steps=10, sae_steps=60, d_sae=256,
-                   lm_eval_docs=30, steer_prompts=3, strengths=(0.25, 1.0), new_tokens=6, probe_top_k=64,
-                   manifold_rows=60, manifold_log_prob_probes=0, gt_docs=100,
-                   map_prompts=2, map_strengths=(1.0, 2.0), map_new_tokens=4, map_diagnose=16, map_probe_prefixes=300)
+        return cls(
+            n_docs=500,
+            prior_steps=60,
+            prior_batch=256,
+            eval_samples=400,
+            sample_steps=10,
+            sae_steps=60,
+            d_sae=256,
+            lm_eval_docs=30,
+            steer_prompts=3,
+            strengths=(0.25, 1.0),
+            new_tokens=6,
+            probe_top_k=64,
+            manifold_rows=60,
+            manifold_log_prob_probes=0,
+            gt_docs=100,
+            map_prompts=2,
+            map_strengths=(1.0, 2.0),
+            map_new_tokens=4,
+            map_diagnose=16,
+            map_probe_prefixes=300,
+        )
 
     @classmethod
     def full(cls) -> DemoSettings:
         """The full-size run behind the README's seed-0 tables (5000 prior steps, 10,000 samples per side,
         1000 SAE steps): 25-35 minutes on 2 shared CPU cores. The default is a lighter version of it."""
-        return cls(n_docs=6000, prior_steps=5000, eval_samples=10_000, sae_steps=1000, steer_prompts=48, probe_top_k=512,
-                   manifold_rows=300, gt_docs=400)
+        return cls(
+            n_docs=6000,
+            prior_steps=5000,
+            eval_samples=10_000,
+            sae_steps=1000,
+            steer_prompts=48,
+            probe_top_k=512,
+            manifold_rows=300,
+            gt_docs=400,
+        )
 
 
 @dataclass
@@ -201,9 +245,20 @@ class DemoResult:
     figures: list[str] = field(default_factory=list)
 
 
-def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, full: bool = False, model_name: str = "testbed", hook: str | None = None,
-             sae: str | None = None, datasets: list[str] | None = None, device: str | None = None, progress: bool = True,
-             settings: DemoSettings | None = None, bridge: bool = False) -> DemoResult:
+def run_demo(
+    out_dir: str | Path = "demo_out",
+    *,
+    quick: bool = False,
+    full: bool = False,
+    model_name: str = "testbed",
+    hook: str | None = None,
+    sae: str | None = None,
+    datasets: list[str] | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    settings: DemoSettings | None = None,
+    bridge: bool = False,
+) -> DemoResult:
     """Run every step and write ``report.md`` + figures into ``out_dir``; returns the numbers.
 
     ``settings`` (sizes and steps) wins over ``quick`` (:meth:`DemoSettings.quick`) and ``full``
@@ -225,14 +280,12 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, full: boo
     say.stage("model", "the shipped testbed" if model_name == "testbed" else model_name)
     testbed = None
     if model_name == "testbed":
-
         testbed = load(progress=progress)  # the shipped testbed model; the demo's seed varies everything after it
         model, hook = testbed.model, hook or MIDDLE_HOOK
         result.numbers["testbed_lm_loss"] = testbed.metrics["lm_loss"]
         result.numbers["testbed_entropy_floor"] = testbed.metrics["entropy_floor"]
         texts = testbed.language.sample_texts(cfg.n_docs + cfg.lm_eval_docs, seed=cfg.seed + 1)
     else:
-
         model = _compat.load_model(model_name, device=device, bridge=bridge)
         if hook is None:
             hook = f"blocks.{model.cfg.n_layers // 2}.hook_resid_post"
@@ -245,7 +298,9 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, full: boo
     acts = collect_activations(model, train_texts, hook, progress=progress)
     data = acts[0 : len(acts)]
     n_held = max(200, min(len(data) // 5, 2 * cfg.eval_samples))
-    train_rows, held_a, held_b = held_out_split(data, n_held, cfg.seed)  # the last quarter of the documents, never trained on
+    train_rows, held_a, held_b = held_out_split(
+        data, n_held, cfg.seed
+    )  # the last quarter of the documents, never trained on
     result.numbers["activation_rows"] = len(acts)
 
     # 3. the prior --------------------------------------------------------------------------------
@@ -253,9 +308,24 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, full: boo
 
     train_src = InMemoryActivations(train_rows[:, None], [hook], acts.model_name, acts.model_processing)
     prior = GenerativePrior.from_activations(train_src, n_blocks=cfg.n_blocks)
-    run = train(prior, train_src, TrainConfig(batch_size=cfg.prior_batch, lr=cfg.prior_lr, final_lr_frac=cfg.prior_final_lr_frac, max_steps=cfg.prior_steps, eval_every=max(1, cfg.prior_steps // 4),
-                                              checkpoint_every=cfg.prior_steps, fd_samples=min(1000, cfg.eval_samples), progress=progress, seed=cfg.seed, device=device),
-                out_dir=out / "prior", resume=False)  # a demo always trains afresh (its data may have changed)
+    run = train(
+        prior,
+        train_src,
+        TrainConfig(
+            batch_size=cfg.prior_batch,
+            lr=cfg.prior_lr,
+            final_lr_frac=cfg.prior_final_lr_frac,
+            max_steps=cfg.prior_steps,
+            eval_every=max(1, cfg.prior_steps // 4),
+            checkpoint_every=cfg.prior_steps,
+            fd_samples=min(1000, cfg.eval_samples),
+            progress=progress,
+            seed=cfg.seed,
+            device=device,
+        ),
+        out_dir=out / "prior",
+        resume=False,
+    )  # a demo always trains afresh (its data may have changed)
     result.figures.append("prior/loss.png")
     n = min(cfg.eval_samples, len(held_a), len(held_b))
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -263,7 +333,12 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, full: boo
     samples = prior.sample(n, num_steps=cfg.sample_steps, generator=gen).cpu()
     gaussian = gaussian_like(train_rows, n, seed=cfg.seed)
     other_docs = other_document_rows(train_rows, n, cfg.seed + 1)  # the FD lower bound (tl_glp.studies.splits)
-    references = (("prior", samples), ("lower_bound", other_docs), ("held_out_halves", held_b[:n]), ("gaussian", gaussian))
+    references = (
+        ("prior", samples),
+        ("lower_bound", other_docs),
+        ("held_out_halves", held_b[:n]),
+        ("gaussian", gaussian),
+    )
     fd = {}
     for i, (name, other) in enumerate(references):
         say.step(f"Frechet distance {i + 1}/{len(references)} ({name}, {n} rows per side)")
@@ -274,31 +349,60 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, full: boo
         result.numbers[f"fd_{name}_at_n"] = value.fd_at_n[-1]
     for i, (name, other) in enumerate((("prior", samples), ("gaussian", gaussian), ("held_out", held_b[:n]))):
         say.step(f"classifier two-sample test {i + 1}/3 ({name}: {cfg.c2st_steps} steps)")
-        result.numbers[f"c2st_auc_{name}"] = classifier_two_sample_auc(held_a[:n], other, seed=cfg.seed, steps=cfg.c2st_steps)
+        result.numbers[f"c2st_auc_{name}"] = classifier_two_sample_auc(
+            held_a[:n], other, seed=cfg.seed, steps=cfg.c2st_steps
+        )
     if sae:
         say.step(f"loading the SAE {sae}")
         sae_model = load_sae(sae, device)
     else:
         say.step(f"training an SAE-Lens TopK SAE ({cfg.d_sae} latents, k={cfg.sae_k}, {cfg.sae_steps} steps)")
-        sae_model = train_sae(train_src, d_sae=cfg.d_sae, k=cfg.sae_k, steps=cfg.sae_steps, seed=cfg.seed, device=device or "cpu", progress=progress)
+        sae_model = train_sae(
+            train_src,
+            d_sae=cfg.d_sae,
+            k=cfg.sae_k,
+            steps=cfg.sae_steps,
+            seed=cfg.seed,
+            device=device or "cpu",
+            progress=progress,
+        )
     with torch.no_grad():
         recon = sae_model.decode(sae_model.encode(held_a[:n].to(next(sae_model.parameters()).device))).cpu()
-    result.numbers["sae_fraction_variance_unexplained"] = float(((recon - held_a[:n]) ** 2).sum() / ((held_a[:n] - held_a[:n].mean(0)) ** 2).sum())
+    result.numbers["sae_fraction_variance_unexplained"] = float(
+        ((recon - held_a[:n]) ** 2).sum() / ((held_a[:n] - held_a[:n].mean(0)) ** 2).sum()
+    )
     say.step(f"delta LM loss on {len(eval_texts)} documents: clean, prior projection, SAE reconstruction")
-    lm = compare_delta_lm_loss(model, eval_texts, hook, {"prior": projection_hook(prior, ProjectionConfig(seed=cfg.seed), positions=slice(1, None)),
-                                                         "sae": sae_reconstruction_hook(sae_model)}, seed=cfg.seed, progress=progress)
+    lm = compare_delta_lm_loss(
+        model,
+        eval_texts,
+        hook,
+        {
+            "prior": projection_hook(prior, ProjectionConfig(seed=cfg.seed), positions=slice(1, None)),
+            "sae": sae_reconstruction_hook(sae_model),
+        },
+        seed=cfg.seed,
+        progress=progress,
+    )
     result.numbers["lm_loss_clean"] = lm.clean.mean()
     for name in ("prior", "sae"):
         d, lo, hi = lm.delta(name)
         result.numbers.update({f"delta_lm_loss_{name}": d, f"delta_lm_loss_{name}_ci": [lo, hi]})
     d, lo, hi = lm.difference("prior", "sae")
-    result.numbers.update({"delta_lm_loss_prior_minus_sae": d, "delta_lm_loss_prior_minus_sae_ci": [lo, hi],
-                           "lm_eval_docs": len(eval_texts), "lm_eval_tokens": int(lm.clean.counts.sum())})
+    result.numbers.update(
+        {
+            "delta_lm_loss_prior_minus_sae": d,
+            "delta_lm_loss_prior_minus_sae_ci": [lo, hi],
+            "lm_eval_docs": len(eval_texts),
+            "lm_eval_tokens": int(lm.clean.counts.sum()),
+        }
+    )
 
     # 4. steering ---------------------------------------------------------------------------------
-    say.stage("steering", f"{cfg.steer_prompts} prompts x {len(cfg.strengths)} strengths x plain/prior, {cfg.new_tokens} new tokens")
+    say.stage(
+        "steering",
+        f"{cfg.steer_prompts} prompts x {len(cfg.strengths)} strengths x plain/prior, {cfg.new_tokens} new tokens",
+    )
     if testbed is not None:
-
         docs = list(testbed.language.documents(600, seed=cfg.seed + 2))
         positive, negative = judgement_prefixes(docs, "positive"), judgement_prefixes(docs, "negative")
         prompts = steering_prompts(testbed.language, cfg.steer_prompts, seed=cfg.seed + 3)
@@ -310,8 +414,19 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, full: boo
         scorers, concept = [], None
     # the sentiment direction where it matters: at the last token before a judged adjective
     direction = diff_of_means(model, positive, negative, hook, positions="last" if testbed is not None else "all")
-    df = steering_sweep(model, direction, prompts, prior=prior, strengths=cfg.strengths, hook_name=hook, max_new_tokens=cfg.new_tokens,
-                        concept=concept, scorers=scorers, seed=cfg.seed, progress=progress)
+    df = steering_sweep(
+        model,
+        direction,
+        prompts,
+        prior=prior,
+        strengths=cfg.strengths,
+        hook_name=hook,
+        max_new_tokens=cfg.new_tokens,
+        concept=concept,
+        scorers=scorers,
+        seed=cfg.seed,
+        progress=progress,
+    )
     df.to_csv(out / "steering.csv", index=False)
     plot_pareto(df, out / "steering_pareto.png", title="Sentiment steering: concept vs fluency")
     result.figures.append("steering_pareto.png")
@@ -328,12 +443,27 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, full: boo
 
     # 4b. steering head to head (tl_glp.studies.steering_map) -- begin --------------------------------------------
     if testbed is not None:
-        say.stage("steering head to head", f"{cfg.map_prompts} prompts x {len(cfg.map_strengths)} strengths x every projector")
-        steering_map = testbed_steering_map(testbed, prior, train_rows, sae_model, direction, hook_name=hook, out_dir=out,
-                                            n_prompts=cfg.map_prompts, strengths=cfg.map_strengths,
-                                            positions=[p.strip() for p in cfg.map_positions.split(",") if p.strip()],
-                                            max_new_tokens=cfg.map_new_tokens, pca_k=cfg.map_pca_k, n_probe_prefixes=cfg.map_probe_prefixes,
-                                            n_diagnose=cfg.map_diagnose, seed=cfg.seed, progress=progress)
+        say.stage(
+            "steering head to head", f"{cfg.map_prompts} prompts x {len(cfg.map_strengths)} strengths x every projector"
+        )
+        steering_map = testbed_steering_map(
+            testbed,
+            prior,
+            train_rows,
+            sae_model,
+            direction,
+            hook_name=hook,
+            out_dir=out,
+            n_prompts=cfg.map_prompts,
+            strengths=cfg.map_strengths,
+            positions=[p.strip() for p in cfg.map_positions.split(",") if p.strip()],
+            max_new_tokens=cfg.map_new_tokens,
+            pca_k=cfg.map_pca_k,
+            n_probe_prefixes=cfg.map_probe_prefixes,
+            n_diagnose=cfg.map_diagnose,
+            seed=cfg.seed,
+            progress=progress,
+        )
         result.numbers.update(steering_map.numbers)
         result.tables["steering_map_md"] = steering_map.markdown
         result.figures += steering_map.figures
@@ -343,7 +473,6 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, full: boo
     say.stage("probing")
     sources = [MetaNeurons(prior), RawActivations(), MLPNeurons(), PCAFeatures(64), SAEFeatures(sae_model)]
     if testbed is not None:
-
         probe_sets: Any = [load_dataset(frame, name=name) for name, frame in testbed.datasets.items()]
     else:
         probe_sets = _split_dataset_args(datasets)[1]
@@ -352,22 +481,34 @@ def run_demo(out_dir: str | Path = "demo_out", *, quick: bool = False, full: boo
     probing.plot(out / "probing.png", a="meta", b="raw")
     result.figures.append("probing.png")
     result.tables["probing_summary"] = probing.summary()
-    result.tables["probing"] = probing.table[~probing.table.control].pivot_table(index="dataset", columns="source", values="test_auc").reset_index()
+    result.tables["probing"] = (
+        probing.table[~probing.table.control]
+        .pivot_table(index="dataset", columns="source", values="test_auc")
+        .reset_index()
+    )
     result.tables["probing_wins"] = probing.wins()
     result.tables["probing_paired"] = probing.paired("meta", seed=cfg.seed)
 
     if testbed is not None:  # 6. ground-truth monosemanticity of single units (tl_glp.interpret)
-
         say.stage("ground-truth monosemanticity", f"{cfg.gt_docs} documents, 4 sources")
-        gt_sources = {"meta": MetaNeurons(prior), "sae": SAEFeatures(sae_model), "raw": RawActivations(), "mlp": MLPNeurons()}
+        gt_sources = {
+            "meta": MetaNeurons(prior),
+            "sae": SAEFeatures(sae_model),
+            "raw": RawActivations(),
+            "mlp": MLPNeurons(),
+        }
         gt_docs = list(testbed.language.documents(cfg.gt_docs, seed=cfg.seed + 4))
-        gt_numbers, result.tables["interpret_md"] = ground_truth_section(model, gt_sources, gt_docs, hook, out, progress=progress)
+        gt_numbers, result.tables["interpret_md"] = ground_truth_section(
+            model, gt_sources, gt_docs, hook, out, progress=progress
+        )
         result.numbers.update(gt_numbers)
         result.figures.append("monosemanticity.png")
 
     # 7. off-manifold detection (tl_glp.manifold.detection) ------------------------------------------------------
     say.stage("off-manifold detection", f"{cfg.manifold_rows} natural rows per condition")
-    result.tables["manifold"] = _off_manifold_section(model, prior, eval_texts, hook, direction, sae_model, cfg, progress)
+    result.tables["manifold"] = _off_manifold_section(
+        model, prior, eval_texts, hook, direction, sae_model, cfg, progress
+    )
     result.tables["manifold"].to_csv(out / "off_manifold.csv", index=False)
 
     result.numbers["seconds"] = time.perf_counter() - clock
@@ -421,7 +562,6 @@ def _corpus_texts(corpus: str | None, probe_args: Any, n: int) -> list[str]:
     """``n`` documents: streamed from the Hugging Face dataset ``corpus`` (needs the Hub), or,
     with ``corpus=None``, the prompts of the CSV probing datasets repeated as often as needed."""
     if corpus is not None:
-
         stream = iter(HFText(corpus))
         return [next(stream) for _ in range(n)]
     import pandas as pd
@@ -430,10 +570,14 @@ def _corpus_texts(corpus: str | None, probe_args: Any, n: int) -> list[str]:
     for path in [p for p in probe_args if _is_csv(p)]:
         frame = pd.read_csv(path)
         if "prompt" not in frame.columns:
-            raise ValueError(f"{path} has no 'prompt' column (found {list(frame.columns)}); a probing CSV needs 'prompt' and 'target'.")
+            raise ValueError(
+                f"{path} has no 'prompt' column (found {list(frame.columns)}); a probing CSV needs 'prompt' and 'target'."
+            )
         prompts += [str(t) for t in frame["prompt"].dropna()]
     if not prompts:
-        raise ValueError("No texts for the activations: pass a Hugging Face text dataset id or a CSV with prompts as --dataset.")
+        raise ValueError(
+            "No texts for the activations: pass a Hugging Face text dataset id or a CSV with prompts as --dataset."
+        )
     return [prompts[i % len(prompts)] for i in range(n)]
 
 
@@ -485,23 +629,65 @@ def conclusions(result: DemoResult) -> Any:
     n = result.numbers
     rows = []
     d, (lo, hi) = n["delta_lm_loss_prior_minus_sae"], n["delta_lm_loss_prior_minus_sae_ci"]
-    rows.append({"comparison": "delta LM loss: prior projection - SAE reconstruction", "estimate": d, "ci_low": lo, "ci_high": hi,
-                 "rests_on": f"{n['lm_eval_docs']} documents, {n['lm_eval_tokens']} tokens",
-                 "verdict": read_verdict(lo, hi, PRACTICAL_MARGINS["delta_lm_loss"], "the prior costs more LM loss than the SAE", "the prior costs less LM loss than the SAE")})
+    rows.append(
+        {
+            "comparison": "delta LM loss: prior projection - SAE reconstruction",
+            "estimate": d,
+            "ci_low": lo,
+            "ci_high": hi,
+            "rests_on": f"{n['lm_eval_docs']} documents, {n['lm_eval_tokens']} tokens",
+            "verdict": read_verdict(
+                lo,
+                hi,
+                PRACTICAL_MARGINS["delta_lm_loss"],
+                "the prior costs more LM loss than the SAE",
+                "the prior costs less LM loss than the SAE",
+            ),
+        }
+    )
     for fluency, unit in (("grammatical", "share grammatical"), ("nll", "NLL, sign flipped")):
         gain = n.get(f"steering_gain_{fluency}")
         if gain is None:
             continue
-        verdict = gain["reason"] if not math.isfinite(gain["gain"]) else read_verdict(
-            gain["ci_low"], gain["ci_high"], PRACTICAL_MARGINS[fluency], "prior-guided steering is more fluent at matched concept", "prior-guided steering is less fluent at matched concept")
-        rows.append({"comparison": f"steering: fluency gain of prior-guided over plain at matched concept ({unit})", "estimate": gain["gain"],
-                     "ci_low": gain["ci_low"], "ci_high": gain["ci_high"],
-                     "rests_on": f"{gain['n_prompts']} prompts; {gain['n_plain']} plain and {gain['n_prior']} prior-guided scored generations "
-                                 f"({gain['n_nan_concept']} without a sentiment word left out); concept range {gain['concept_low']:.2f}..{gain['concept_high']:.2f}",
-                     "verdict": verdict})
+        verdict = (
+            gain["reason"]
+            if not math.isfinite(gain["gain"])
+            else read_verdict(
+                gain["ci_low"],
+                gain["ci_high"],
+                PRACTICAL_MARGINS[fluency],
+                "prior-guided steering is more fluent at matched concept",
+                "prior-guided steering is less fluent at matched concept",
+            )
+        )
+        rows.append(
+            {
+                "comparison": f"steering: fluency gain of prior-guided over plain at matched concept ({unit})",
+                "estimate": gain["gain"],
+                "ci_low": gain["ci_low"],
+                "ci_high": gain["ci_high"],
+                "rests_on": f"{gain['n_prompts']} prompts; {gain['n_plain']} plain and {gain['n_prior']} prior-guided scored generations "
+                f"({gain['n_nan_concept']} without a sentiment word left out); concept range {gain['concept_low']:.2f}..{gain['concept_high']:.2f}",
+                "verdict": verdict,
+            }
+        )
     for row in result.tables["probing_paired"].itertuples():
-        rows.append({"comparison": f"1-D probing: meta-neurons - {row.other} (test AUC)", "estimate": row.mean_difference, "ci_low": row.ci_low, "ci_high": row.ci_high,
-                     "rests_on": f"{row.n_datasets} datasets", "verdict": read_verdict(row.ci_low, row.ci_high, PRACTICAL_MARGINS["probe_auc"], f"meta-neurons ahead of {row.other}", f"meta-neurons behind {row.other}")})
+        rows.append(
+            {
+                "comparison": f"1-D probing: meta-neurons - {row.other} (test AUC)",
+                "estimate": row.mean_difference,
+                "ci_low": row.ci_low,
+                "ci_high": row.ci_high,
+                "rests_on": f"{row.n_datasets} datasets",
+                "verdict": read_verdict(
+                    row.ci_low,
+                    row.ci_high,
+                    PRACTICAL_MARGINS["probe_auc"],
+                    f"meta-neurons ahead of {row.other}",
+                    f"meta-neurons behind {row.other}",
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -510,29 +696,59 @@ def summary_text(result: DemoResult) -> str:
     n = result.numbers
     lines = ["", "=== tl-glp demo summary ==="]
     if "testbed_lm_loss" in n:
-        lines.append(f"testbed LM loss {n['testbed_lm_loss']:.3f} nats/token vs entropy floor (lower bound) {n['testbed_entropy_floor']:.3f}")
+        lines.append(
+            f"testbed LM loss {n['testbed_lm_loss']:.3f} nats/token vs entropy floor (lower bound) {n['testbed_entropy_floor']:.3f}"
+        )
     lines += [
         f"Frechet distance (FD-infinity, {n['eval_samples']} samples per side): prior {n['fd_prior']:.3f} | lower bound (real rows, other documents) {n['fd_lower_bound']:.3f} | "
         f"held-out halves {n['fd_held_out_halves']:.3f} | moment-matched Gaussian {n['fd_gaussian']:.3f}",
         f"classifier two-sample AUC vs held-out (0.5 = indistinguishable): prior {n['c2st_auc_prior']:.3f} | Gaussian {n['c2st_auc_gaussian']:.3f} | held-out {n['c2st_auc_held_out']:.3f}",
         f"delta LM loss (clean {n['lm_loss_clean']:.3f}): prior projection {n['delta_lm_loss_prior']:+.4f} [{n['delta_lm_loss_prior_ci'][0]:+.4f}, {n['delta_lm_loss_prior_ci'][1]:+.4f}] | "
         f"SAE reconstruction {n['delta_lm_loss_sae']:+.4f} [{n['delta_lm_loss_sae_ci'][0]:+.4f}, {n['delta_lm_loss_sae_ci'][1]:+.4f}] (SAE FVU {n['sae_fraction_variance_unexplained']:.3f})",
-        "", "steering (per method and strength r; concept averaged over the generations that have a sentiment word):", _text_table(result.tables["steering"]),
-        "", "probing (mean test AUC, 95% bootstrap CI over datasets):", _text_table(result.tables["probing_summary"]),
-        "", "conclusions (95% CIs; 'equivalent' where the CI lies within the practical margin, a direction only where it excludes 0):", _text_table(result.tables["conclusions"]),
-        "", f"report: {result.out_dir / 'report.md'}  ({n['seconds']:.0f} s)",
+        "",
+        "steering (per method and strength r; concept averaged over the generations that have a sentiment word):",
+        _text_table(result.tables["steering"]),
+        "",
+        "probing (mean test AUC, 95% bootstrap CI over datasets):",
+        _text_table(result.tables["probing_summary"]),
+        "",
+        "conclusions (95% CIs; 'equivalent' where the CI lies within the practical margin, a direction only where it excludes 0):",
+        _text_table(result.tables["conclusions"]),
+        "",
+        f"report: {result.out_dir / 'report.md'}  ({n['seconds']:.0f} s)",
     ]
     return "\n".join(lines)
 
 
-def _off_manifold_section(model: Any, prior: GenerativePrior, texts: list[str], hook: str, direction: Any, sae: Any, cfg: DemoSettings, progress: bool) -> Any:
+def _off_manifold_section(
+    model: Any,
+    prior: GenerativePrior,
+    texts: list[str],
+    hook: str,
+    direction: Any,
+    sae: Any,
+    cfg: DemoSettings,
+    progress: bool,
+) -> Any:
     """ROC-AUC of each on-manifold score for natural vs steered (sentiment and random directions)
     vs shuffled-word activations, as a wide table: one row per condition, one column per score."""
 
     scores = ["denoising", "mahalanobis", "sae_error"] + (["log_prob"] if cfg.manifold_log_prob_probes > 0 else [])
     log_prob_kwargs = {"method": "hutchinson", "n_probes": cfg.manifold_log_prob_probes, "rtol": 1e-3, "atol": 1e-3}
-    df = detect_off_manifold(model, prior, texts, hook_name=hook, directions={"sentiment": direction}, strengths=(0.05, 0.1, 0.25),
-                             sae=sae, scores=scores, max_rows=cfg.manifold_rows, log_prob_kwargs=log_prob_kwargs, seed=cfg.seed, progress=progress)
+    df = detect_off_manifold(
+        model,
+        prior,
+        texts,
+        hook_name=hook,
+        directions={"sentiment": direction},
+        strengths=(0.05, 0.1, 0.25),
+        sae=sae,
+        scores=scores,
+        max_rows=cfg.manifold_rows,
+        log_prob_kwargs=log_prob_kwargs,
+        seed=cfg.seed,
+        progress=progress,
+    )
     wide = df.pivot_table(index=["condition", "r"], columns="score", values="auc").reset_index()
     counts = df.groupby(["condition", "r"])[["n_natural", "n_off"]].first().reset_index()
     return wide.merge(counts, on=["condition", "r"])
@@ -541,57 +757,108 @@ def _off_manifold_section(model: Any, prior: GenerativePrior, texts: list[str], 
 def _write_report(result: DemoResult, cfg: DemoSettings, model_name: str, hook: str) -> None:
     n = result.numbers
     parts = [
-        "# tl-glp demo report", "",
+        "# tl-glp demo report",
+        "",
         f"Model: `{model_name}`, hook `{hook}`; {n['activation_rows']} activation rows; settings: `{json.dumps(asdict(cfg))}`; took {n['seconds']:.0f} s; "
-        f"versions: `{json.dumps(n.get('versions', {}))}`.", "",
+        f"versions: `{json.dumps(n.get('versions', {}))}`.",
+        "",
     ]
     if "testbed_lm_loss" in n:
-        parts += ["## 1. Testbed model", "", f"Held-out LM loss **{n['testbed_lm_loss']:.3f}** nats/token; the generator's entropy given the latent variables is "
-                  f"{n['testbed_entropy_floor']:.3f} (a lower bound: a model must also infer topic, sentiment and tense from the words).", ""]
+        parts += [
+            "## 1. Testbed model",
+            "",
+            f"Held-out LM loss **{n['testbed_lm_loss']:.3f}** nats/token; the generator's entropy given the latent variables is "
+            f"{n['testbed_entropy_floor']:.3f} (a lower bound: a model must also infer topic, sentiment and tense from the words).",
+            "",
+        ]
     ci = lambda key: f"[{n[key][0]:+.4f}, {n[key][1]:+.4f}]"  # noqa: E731
     parts += [
-        "## Conclusions", "", "Each headline comparison with its 95% CI and what it rests on; the verdict is read off the CI "
-        "(\"equivalent\" where it lies within the smallest difference that matters, fixed before any run: "
+        "## Conclusions",
+        "",
+        "Each headline comparison with its 95% CI and what it rests on; the verdict is read off the CI "
+        '("equivalent" where it lies within the smallest difference that matters, fixed before any run: '
         + ", ".join(f"{k} {v:g}" for k, v in PRACTICAL_MARGINS.items())
-        + "; \"no clear difference\" where it holds 0 otherwise), and is reported as measured, whichever way it falls.", "",
-        _md_table(result.tables["conclusions"]), "",
-        "## 2-3. The prior", "", "![loss](prior/loss.png)", "",
+        + '; "no clear difference" where it holds 0 otherwise), and is reported as measured, whichever way it falls.',
+        "",
+        _md_table(result.tables["conclusions"]),
+        "",
+        "## 2-3. The prior",
+        "",
+        "![loss](prior/loss.png)",
+        "",
         f"Frechet distance as FD-infinity (FD at a quarter, half and all of {n['eval_samples']} samples per side, extrapolated to infinitely many); "
         "every distance is to the same held-out rows (documents the prior never saw). The lower bound takes real rows from the "
         "training documents: a prior that had learned the data exactly would score about this. Two random halves of the held-out rows "
-        "can share documents (the rows of a document share its topic and sentiment), which pulls their distance down.", "",
-        "| measure | prior | lower bound (other documents) | held-out halves (can share documents) | moment-matched Gaussian |", "|---|---|---|---|---|",
+        "can share documents (the rows of a document share its topic and sentiment), which pulls their distance down.",
+        "",
+        "| measure | prior | lower bound (other documents) | held-out halves (can share documents) | moment-matched Gaussian |",
+        "|---|---|---|---|---|",
         f"| Frechet distance to held-out activations (FD-infinity) | {n['fd_prior']:.3f} | {n['fd_lower_bound']:.3f} | {n['fd_held_out_halves']:.3f} | {n['fd_gaussian']:.3f} |",
         f"| Frechet distance at N = {n['eval_samples']} | {n['fd_prior_at_n']:.3f} | {n['fd_lower_bound_at_n']:.3f} | {n['fd_held_out_halves_at_n']:.3f} | {n['fd_gaussian_at_n']:.3f} |",
         f"| classifier two-sample AUC (0.5 = indistinguishable) | {n['c2st_auc_prior']:.3f} | | {n['c2st_auc_held_out']:.3f} | {n['c2st_auc_gaussian']:.3f} |",
-        "", f"Delta LM loss when every non-BOS activation at `{hook}` is replaced (clean loss {n['lm_loss_clean']:.3f}; "
-        f"{n['lm_eval_docs']} documents, {n['lm_eval_tokens']} tokens; 95% bootstrap CI over documents):", "",
-        "| replacement | delta LM loss | 95% CI |", "|---|---|---|",
+        "",
+        f"Delta LM loss when every non-BOS activation at `{hook}` is replaced (clean loss {n['lm_loss_clean']:.3f}; "
+        f"{n['lm_eval_docs']} documents, {n['lm_eval_tokens']} tokens; 95% bootstrap CI over documents):",
+        "",
+        "| replacement | delta LM loss | 95% CI |",
+        "|---|---|---|",
         f"| prior projection (t=0.5, 20 steps) | {n['delta_lm_loss_prior']:+.4f} | {ci('delta_lm_loss_prior_ci')} |",
         f"| SAE reconstruction (SAE-Lens TopK, FVU {n['sae_fraction_variance_unexplained']:.3f}) | {n['delta_lm_loss_sae']:+.4f} | {ci('delta_lm_loss_sae_ci')} |",
-        f"| prior - SAE (paired over documents) | {n['delta_lm_loss_prior_minus_sae']:+.4f} | {ci('delta_lm_loss_prior_minus_sae_ci')} |", "",
-        "## 4. Steering", "", "Positive-sentiment direction (difference of means at the token before a judged adjective), plain vs prior-guided steering at the last position of each forward pass. "
+        f"| prior - SAE (paired over documents) | {n['delta_lm_loss_prior_minus_sae']:+.4f} | {ci('delta_lm_loss_prior_minus_sae_ci')} |",
+        "",
+        "## 4. Steering",
+        "",
+        "Positive-sentiment direction (difference of means at the token before a judged adjective), plain vs prior-guided steering at the last position of each forward pass. "
         "`concept`: ground-truth sentiment score of the continuation (+1 all positive, -1 all negative), averaged over the `n_concept_scored` generations that hold a sentiment word "
         "(n/a where none does); `grammatical`: share of continuations the grammar accepts; `nll`: the unsteered model's NLL of the continuation (lower = more fluent). "
-        "The conclusions above compare the two Pareto fronts at matched concept, with a bootstrap CI over prompts.", "",
-        "![pareto](steering_pareto.png)", "", _md_table(result.tables["steering"]), "", "Examples:", "", _md_table(result.tables["steering_examples"]), "",
-        "## 5. Probing", "", "Best single feature per source (1-D probe, 5-fold CV over C, test AUC); `(shuffled labels)` rows are the permutation null.", "",
-        "![probing](probing.png)", "", _md_table(result.tables["probing_summary"]), "",
-        "Meta-neurons minus each other source, per dataset, with a paired bootstrap CI over datasets:", "", _md_table(result.tables["probing_paired"]), "",
-        "Per dataset (test AUC):", "", _md_table(result.tables["probing"]), "",
-        "Wins (row beats column, datasets):", "", _md_table(result.tables["probing_wins"].reset_index()), "",
+        "The conclusions above compare the two Pareto fronts at matched concept, with a bootstrap CI over prompts.",
+        "",
+        "![pareto](steering_pareto.png)",
+        "",
+        _md_table(result.tables["steering"]),
+        "",
+        "Examples:",
+        "",
+        _md_table(result.tables["steering_examples"]),
+        "",
+        "## 5. Probing",
+        "",
+        "Best single feature per source (1-D probe, 5-fold CV over C, test AUC); `(shuffled labels)` rows are the permutation null.",
+        "",
+        "![probing](probing.png)",
+        "",
+        _md_table(result.tables["probing_summary"]),
+        "",
+        "Meta-neurons minus each other source, per dataset, with a paired bootstrap CI over datasets:",
+        "",
+        _md_table(result.tables["probing_paired"]),
+        "",
+        "Per dataset (test AUC):",
+        "",
+        _md_table(result.tables["probing"]),
+        "",
+        "Wins (row beats column, datasets):",
+        "",
+        _md_table(result.tables["probing_wins"].reset_index()),
+        "",
     ]
     if "steering_map_md" in result.tables:  # 4b. steering head to head
         parts += [result.tables["steering_map_md"], ""]
     if "interpret_md" in result.tables:
         parts.append(result.tables["interpret_md"])
     if "manifold" in result.tables:
-        parts += ["", "## 7. How on-manifold? Off-manifold detection", "",
-                  "ROC-AUC (0.5 = chance) for telling held-out natural activations from the same activations steered by `r * act_norm` "
-                  "along the sentiment direction or a random one, and from activations of the same texts with their words shuffled. "
-                  "Scores (higher = further off): `denoising` (the prior's flow-matching error at t = 0.1, 0.3, 0.5), `mahalanobis` "
-                  "(a Gaussian fitted to other natural activations), `sae_error` (the SAE's reconstruction error), and `log_prob` "
-                  "(bits per dimension under the prior, Hutchinson divergence) when enabled. `n_natural`/`n_off`: activations each AUC rests on.", "",
-                  _md_table(result.tables["manifold"]), ""]
+        parts += [
+            "",
+            "## 7. How on-manifold? Off-manifold detection",
+            "",
+            "ROC-AUC (0.5 = chance) for telling held-out natural activations from the same activations steered by `r * act_norm` "
+            "along the sentiment direction or a random one, and from activations of the same texts with their words shuffled. "
+            "Scores (higher = further off): `denoising` (the prior's flow-matching error at t = 0.1, 0.3, 0.5), `mahalanobis` "
+            "(a Gaussian fitted to other natural activations), `sae_error` (the SAE's reconstruction error), and `log_prob` "
+            "(bits per dimension under the prior, Hutchinson divergence) when enabled. `n_natural`/`n_off`: activations each AUC rests on.",
+            "",
+            _md_table(result.tables["manifold"]),
+            "",
+        ]
     (result.out_dir / "report.md").write_text("\n".join(parts))
     (result.out_dir / "numbers.json").write_text(json.dumps(result.numbers, indent=2))

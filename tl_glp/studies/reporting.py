@@ -22,7 +22,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def fmt(value: Any) -> str:

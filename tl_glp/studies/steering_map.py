@@ -70,8 +70,15 @@ class SteeringMap:
     figures: list[str] = field(default_factory=list)
 
 
-def standard_projectors(prior: GenerativePrior, natural: Float[Tensor, "n d"], sae: Any = None, *, pca_k: int = 16,
-                        projection: ProjectionConfig | None = None, gaussian_quantile: float = 0.99) -> list[Projector]:
+def standard_projectors(
+    prior: GenerativePrior,
+    natural: Float[Tensor, "n d"],
+    sae: Any = None,
+    *,
+    pca_k: int = 16,
+    projection: ProjectionConfig | None = None,
+    gaussian_quantile: float = 0.99,
+) -> list[Projector]:
     """Every way back to the manifold the map compares: plain, the prior (``projection``, default the
     reference), the SAE round trip with and without the unsteered error (when ``sae`` is given),
     PCA with ``pca_k`` components and the Gaussian Mahalanobis cap, the last two fitted on
@@ -110,9 +117,21 @@ def steering_map(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     methods = ["plain", *[p for p in projectors if not isinstance(p, Identity)]]
-    df = steering_sweep(model, direction, prompts, prior=prior, strengths=strengths, methods=methods, positions=list(positions),
-                        hook_name=hook_name, max_new_tokens=max_new_tokens, concept=concept, scorers=scorers, seed=seed,
-                        progress=progress)
+    df = steering_sweep(
+        model,
+        direction,
+        prompts,
+        prior=prior,
+        strengths=strengths,
+        methods=methods,
+        positions=list(positions),
+        hook_name=hook_name,
+        max_new_tokens=max_new_tokens,
+        concept=concept,
+        scorers=scorers,
+        seed=seed,
+        progress=progress,
+    )
     df.to_csv(out / "steering_map.csv", index=False)
     figures = []
     gains = {}
@@ -123,9 +142,18 @@ def steering_map(
         figures.append(name)
     diagnosis, flips = None, None
     if diagnose_prompts:
-        diagnosis = diagnose_projections(model, diagnose_prompts, direction, projectors, hook_name=hook_name,
-                                         strengths=diagnose_strengths or strengths, prior=prior, probes=probes, seed=seed,
-                                         progress=progress)
+        diagnosis = diagnose_projections(
+            model,
+            diagnose_prompts,
+            direction,
+            projectors,
+            hook_name=hook_name,
+            strengths=diagnose_strengths or strengths,
+            prior=prior,
+            probes=probes,
+            seed=seed,
+            progress=progress,
+        )
         diagnosis.to_csv(out / "steering_diagnosis.csv")
         diagnosis.plot(out / "steering_diagnosis.png")
         figures.append("steering_diagnosis.png")
@@ -147,7 +175,10 @@ def map_numbers(m: SteeringMap) -> dict[str, Any]:
             numbers[key] = {"gain": row["gain"], "ci": [row["ci_low"], row["ci_high"]], "reason": row["reason"]}
     if m.flips is not None:
         for row in m.flips.to_dict("records"):
-            numbers[f"map_most_flipped_{row['projector']}_r{row['r']:g}"] = {"latent": row["most_flipped"], "excess": row["excess"]}
+            numbers[f"map_most_flipped_{row['projector']}_r{row['r']:g}"] = {
+                "latent": row["most_flipped"],
+                "excess": row["excess"],
+            }
     return numbers
 
 
@@ -173,35 +204,65 @@ def gains_table(m: SteeringMap) -> Any:
     for fluency, table in m.gains.items():
         keys = ["method"] + (["positions"] if "positions" in table.columns else [])
         t = table[keys].copy()
-        t[f"{fluency} gain [95% CI]"] = [f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]" if g == g else f"n/a ({why})"
-                                         for g, lo, hi, why in zip(table.gain, table.ci_low, table.ci_high, table.reason)]
+        t[f"{fluency} gain [95% CI]"] = [
+            f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]" if g == g else f"n/a ({why})"
+            for g, lo, hi, why in zip(table.gain, table.ci_low, table.ci_high, table.reason)
+        ]
         parts.append(t.set_index(keys))
     return pd.concat(parts, axis=1).reset_index() if parts else pd.DataFrame()
 
 
 def map_markdown(m: SteeringMap) -> str:
     """The report section: gains per projector and positions, the fronts, the diagnosis."""
-    lines = ["## Steering head to head: every way back to the manifold", "",
-             "Each projector against plain steering at the same positions, at matched concept (mean gap between the Pareto "
-             "fronts; positive = more fluent than plain; 95% bootstrap CI over prompts; `grammatical` in share of grammatical "
-             "continuations, `nll` in nats with the sign flipped). One sweep: strength x projector x positions, every projector "
-             "of a (strength, batch) unit on the same seed.", "", _md(gains_table(m)), ""]
+    lines = [
+        "## Steering head to head: every way back to the manifold",
+        "",
+        "Each projector against plain steering at the same positions, at matched concept (mean gap between the Pareto "
+        "fronts; positive = more fluent than plain; 95% bootstrap CI over prompts; `grammatical` in share of grammatical "
+        "continuations, `nll` in nats with the sign flipped). One sweep: strength x projector x positions, every projector "
+        "of a (strength, batch) unit on the same seed.",
+        "",
+        _md(gains_table(m)),
+        "",
+    ]
     lines += [f"![{f}]({f})" for f in m.figures if f.startswith("steering_map_pareto")]
     if m.diagnosis is not None:
         s = m.diagnosis.summary()
-        keep = ["projector", "r", "moved", "kept", "off_direction", "kl", "noised_norm_ratio", "denoising_steered", "denoising_projected"]
+        keep = [
+            "projector",
+            "r",
+            "moved",
+            "kept",
+            "off_direction",
+            "kl",
+            "noised_norm_ratio",
+            "denoising_steered",
+            "denoising_projected",
+        ]
         keep += [c for c in s.columns if c.startswith("flip_")]
-        lines += ["", "### What each projection changes", "",
-                  "At the last token of held-out document prefixes, steered by `r * act_norm`: `moved` distance the projection moved "
-                  "the steered activation (/ act_norm), `kept` share of the steering displacement kept along the direction, "
-                  "`off_direction` displacement orthogonal to it (/ alpha), `kl` next-token KL to the unsteered model (nats), "
-                  "`noised_norm_ratio` norm of the prior's noised input over a natural one's at the same time, `denoising_*` the "
-                  "prior's denoising score before/after, `flip_<latent>` share of activations whose probe decision flips.", "",
-                  _md(s[[c for c in keep if c in s.columns]]), "", "![diagnosis](steering_diagnosis.png)", ""]
+        lines += [
+            "",
+            "### What each projection changes",
+            "",
+            "At the last token of held-out document prefixes, steered by `r * act_norm`: `moved` distance the projection moved "
+            "the steered activation (/ act_norm), `kept` share of the steering displacement kept along the direction, "
+            "`off_direction` displacement orthogonal to it (/ alpha), `kl` next-token KL to the unsteered model (nats), "
+            "`noised_norm_ratio` norm of the prior's noised input over a natural one's at the same time, `denoising_*` the "
+            "prior's denoising score before/after, `flip_<latent>` share of activations whose probe decision flips.",
+            "",
+            _md(s[[c for c in keep if c in s.columns]]),
+            "",
+            "![diagnosis](steering_diagnosis.png)",
+            "",
+        ]
     if m.flips is not None:
         cols = ["projector", "r", "most_flipped", "excess"]
-        lines += ["Which concept each projector flips beyond plain steering (flip rate minus plain's at the same r):", "",
-                  _md(m.flips[cols]), ""]
+        lines += [
+            "Which concept each projector flips beyond plain steering (flip rate minus plain's at the same r):",
+            "",
+            _md(m.flips[cols]),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -234,11 +295,26 @@ def testbed_probes(model: Any, language: Any, hook_name: str, n: int = 1500, see
     return fit_probes(acts, {k: torch.tensor(v) for k, v in labels.items()})
 
 
-def testbed_steering_map(testbed: Any, prior: GenerativePrior, natural: Float[Tensor, "n d"], sae: Any,
-                         direction: Float[Tensor, " d_model"], *, hook_name: str, out_dir: str | Path, n_prompts: int = 24,
-                         strengths: Sequence[float] = MAP_STRENGTHS, positions: Sequence[Positions] = ("last", "all"),
-                         max_new_tokens: int = 12, pca_k: int = 16, n_probe_prefixes: int = 1500, n_diagnose: int = 200,
-                         seed: int = 0, n_boot: int = 1000, progress: bool = True) -> SteeringMap:
+def testbed_steering_map(
+    testbed: Any,
+    prior: GenerativePrior,
+    natural: Float[Tensor, "n d"],
+    sae: Any,
+    direction: Float[Tensor, " d_model"],
+    *,
+    hook_name: str,
+    out_dir: str | Path,
+    n_prompts: int = 24,
+    strengths: Sequence[float] = MAP_STRENGTHS,
+    positions: Sequence[Positions] = ("last", "all"),
+    max_new_tokens: int = 12,
+    pca_k: int = 16,
+    n_probe_prefixes: int = 1500,
+    n_diagnose: int = 200,
+    seed: int = 0,
+    n_boot: int = 1000,
+    progress: bool = True,
+) -> SteeringMap:
     """:func:`steering_map` on the testbed: ground-truth concept and grammaticality, probes of the
     ground-truth latents, and the numbers ``map_prior_flips_where_plain_breaks`` (the latent the
     prior's projection flips most beyond plain steering, at the strengths where plain steering's
@@ -248,10 +324,25 @@ def testbed_steering_map(testbed: Any, prior: GenerativePrior, natural: Float[Te
     probes = testbed_probes(testbed.model, language, hook_name, n=n_probe_prefixes, seed=seed + 5)
     diag_prompts, _ = testbed_prefixes(language, n_diagnose, seed=seed + 6)
     projectors = standard_projectors(prior, natural, sae, pca_k=pca_k)
-    m = steering_map(testbed.model, prior, direction, prompts, projectors, hook_name=hook_name, out_dir=out_dir, strengths=strengths,
-                     positions=positions, max_new_tokens=max_new_tokens, concept=concept_scorer(language),
-                     scorers=[grammatical_scorer(language)], probes=probes, diagnose_prompts=diag_prompts, seed=seed, n_boot=n_boot,
-                     progress=progress)
+    m = steering_map(
+        testbed.model,
+        prior,
+        direction,
+        prompts,
+        projectors,
+        hook_name=hook_name,
+        out_dir=out_dir,
+        strengths=strengths,
+        positions=positions,
+        max_new_tokens=max_new_tokens,
+        concept=concept_scorer(language),
+        scorers=[grammatical_scorer(language)],
+        probes=probes,
+        diagnose_prompts=diag_prompts,
+        seed=seed,
+        n_boot=n_boot,
+        progress=progress,
+    )
     plain = m.sweep[(m.sweep.method == "plain")].groupby(["positions", "r"]).grammatical.mean()
     broken = sorted({r for (pos, r), g in plain.items() if g < 0.5})
     m.numbers["map_plain_breaks_at"] = broken
@@ -260,10 +351,15 @@ def testbed_steering_map(testbed: Any, prior: GenerativePrior, natural: Float[Te
         if len(at):
             excess = at[[c for c in at.columns if c.startswith("excess_flip_")]].mean()
             top = excess.idxmax().removeprefix("excess_flip_")
-            m.numbers["map_prior_flips_where_plain_breaks"] = {"latent": top, "excess": float(excess.max()),
-                                                               "excess_by_latent": {k.removeprefix("excess_flip_"): float(v) for k, v in excess.items()}}
-            m.markdown += (f"\nWhere plain steering's grammar breaks (r in {broken}), the prior's projection flips **{top}** most beyond "
-                           f"plain steering (flip rate +{excess.max():.2f} over plain's, averaged over those r).\n")
+            m.numbers["map_prior_flips_where_plain_breaks"] = {
+                "latent": top,
+                "excess": float(excess.max()),
+                "excess_by_latent": {k.removeprefix("excess_flip_"): float(v) for k, v in excess.items()},
+            }
+            m.markdown += (
+                f"\nWhere plain steering's grammar breaks (r in {broken}), the prior's projection flips **{top}** most beyond "
+                f"plain steering (flip rate +{excess.max():.2f} over plain's, averaged over those r).\n"
+            )
         else:
             m.markdown += "\nPlain steering stays mostly grammatical (>= 0.5) at every strength mapped here.\n"
     return m

@@ -26,8 +26,15 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def save_checkpoint(run_dir: Path, prior: GenerativePrior, optimizer: torch.optim.Optimizer, generator: torch.Generator, state: dict[str, Any], keep: int,
-                    protect: tuple[int, ...] = ()) -> Path:
+def save_checkpoint(
+    run_dir: Path,
+    prior: GenerativePrior,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    state: dict[str, Any],
+    keep: int,
+    protect: tuple[int, ...] = (),
+) -> Path:
     """Write a whole checkpoint atomically and prune all but the ``keep`` newest (the steps in
     ``protect`` are never pruned)."""
     root = run_dir / "checkpoints"
@@ -38,7 +45,12 @@ def save_checkpoint(run_dir: Path, prior: GenerativePrior, optimizer: torch.opti
         shutil.rmtree(tmp)
     prior.save_pretrained(tmp)
     opt_state = optimizer.state_dict()
-    tensors = {f"state.{i}.{k}": v for i, st in opt_state["state"].items() for k, v in st.items() if isinstance(v, torch.Tensor)}
+    tensors = {
+        f"state.{i}.{k}": v
+        for i, st in opt_state["state"].items()
+        for k, v in st.items()
+        if isinstance(v, torch.Tensor)
+    }
     tensors["rng.noise"] = generator.get_state()
     _io.write_tensors(tmp / OPTIMIZER_FILE, tensors)
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt_state["param_groups"]]
@@ -61,7 +73,9 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.name.startswith("step_") and (p / STATE_FILE).is_file())
 
 
-def load_checkpoint(path: Path, prior: GenerativePrior, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, prior: GenerativePrior, optimizer: torch.optim.Optimizer, generator: torch.Generator
+) -> dict[str, Any]:
     """Restore weights, optimizer and RNG in place; return the saved training state."""
     state = _io.read_json(path / STATE_FILE)
     prior.load_weights(_io.read_tensors(path / "model.safetensors", device=prior.mean.device), source=path)

@@ -13,7 +13,16 @@ import torch.distributed as torch_dist
 
 from tl_glp.core._dist import barrier, gather_objects, is_distributed, local_rank, rank, world_size
 
-__all__ = ["barrier", "gather_objects", "init_from_env", "is_distributed", "local_rank", "mean_across", "rank", "world_size"]
+__all__ = [
+    "barrier",
+    "gather_objects",
+    "init_from_env",
+    "is_distributed",
+    "local_rank",
+    "mean_across",
+    "rank",
+    "world_size",
+]
 
 
 def init_from_env() -> bool:

@@ -9,7 +9,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -40,7 +41,9 @@ def frechet_distance(a: Float[Tensor, "n d"], b: Float[Tensor, "m d"]) -> float:
     return float(fd.clamp_min(0))
 
 
-def classifier_two_sample_auc(real: Tensor, fake: Tensor, *, seed: int = 0, hidden: int = 128, steps: int = 300) -> float:
+def classifier_two_sample_auc(
+    real: Tensor, fake: Tensor, *, seed: int = 0, hidden: int = 128, steps: int = 300
+) -> float:
     """Held-out ROC-AUC of a small MLP that tells ``real`` from ``fake`` (0.5 = indistinguishable).
 
     Unlike the Frechet distance, it sees more than two moments: a Gaussian with the data's mean and
@@ -55,7 +58,13 @@ def classifier_two_sample_auc(real: Tensor, fake: Tensor, *, seed: int = 0, hidd
     cut = int(1.4 * n)
     tr, te = perm[:cut], perm[cut:]
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, 1))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], hidden),
+        torch.nn.SiLU(),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.SiLU(),
+        torch.nn.Linear(hidden, 1),
+    )
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     for _ in range(steps):
         idx = tr[torch.randint(0, len(tr), (256,), generator=g)]
@@ -93,8 +102,14 @@ class FDInfinity(NamedTuple):
     """Mean FD at each size."""
 
 
-def frechet_distance_infinity(a: Float[Tensor, "n d"], b: Float[Tensor, "m d"], ns: Sequence[int] | None = None, *, repeats: int = 16,
-                              seed: int = 0) -> FDInfinity:
+def frechet_distance_infinity(
+    a: Float[Tensor, "n d"],
+    b: Float[Tensor, "m d"],
+    ns: Sequence[int] | None = None,
+    *,
+    repeats: int = 16,
+    seed: int = 0,
+) -> FDInfinity:
     """FD-infinity: FD of random subsets of ``a`` and ``b`` of sizes ``ns`` (default: a quarter,
     half and all of the smaller side), ``repeats`` subsets each (one for the full size), fitted as
     ``FD(N) = FD_inf + k / N`` and read off at ``1/N = 0``. Apply it the same way to every
@@ -110,12 +125,17 @@ def frechet_distance_infinity(a: Float[Tensor, "n d"], b: Float[Tensor, "m d"], 
     n_max = min(len(a), len(b))
     ns = tuple(int(n) for n in (ns or (n_max // 4, n_max // 2, n_max)))
     if min(ns) < 2 or max(ns) > n_max or len(set(ns)) < 2:
-        raise ValueError(f"ns={ns}: need at least two different sizes between 2 and {n_max} (the rows available on the smaller side).")
+        raise ValueError(
+            f"ns={ns}: need at least two different sizes between 2 and {n_max} (the rows available on the smaller side)."
+        )
     g = torch.Generator().manual_seed(seed)
     means = []
     for n in ns:
         reps = 1 if n == n_max else repeats
-        vals = [frechet_distance(a[torch.randperm(len(a), generator=g)[:n]], b[torch.randperm(len(b), generator=g)[:n]]) for _ in range(reps)]
+        vals = [
+            frechet_distance(a[torch.randperm(len(a), generator=g)[:n]], b[torch.randperm(len(b), generator=g)[:n]])
+            for _ in range(reps)
+        ]
         means.append(float(np.mean(vals)))
     slope, intercept = np.polyfit(1.0 / np.array(ns, float), np.array(means), 1)
     return FDInfinity(float(intercept), ns, tuple(means))

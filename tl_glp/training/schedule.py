@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 
 
-def lr_factor(step: int, total_steps: int, *, warmup_frac: float = 0.01, start: float = 0.01, final: float = 0.1) -> float:
+def lr_factor(
+    step: int, total_steps: int, *, warmup_frac: float = 0.01, start: float = 0.01, final: float = 0.1
+) -> float:
     """Multiplier of the base learning rate at ``step`` (0-based) of ``total_steps``."""
     warmup = max(1, round(warmup_frac * total_steps)) if warmup_frac > 0 else 0
     if step < warmup:

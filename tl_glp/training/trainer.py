@@ -19,9 +19,10 @@ import shutil
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,16 +30,16 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from tl_glp.activations.sources import ActivationSource, Batch, as_source
+from tl_glp.core import _io
+from tl_glp.core._plot import pyplot, save_figure
 from tl_glp.core.flow import add_noise, draw_noise_and_times, velocity_target
+from tl_glp.core.prior import GenerativePrior
 from tl_glp.training import accel
 from tl_glp.training import checkpoint as ckpt
 from tl_glp.training import distributed as dist
 from tl_glp.training.config import TrainConfig
 from tl_glp.training.metrics import frechet_distance
 from tl_glp.training.schedule import lr_factor
-from tl_glp.core._plot import pyplot, save_figure
-from tl_glp.core import _io
-from tl_glp.core.prior import GenerativePrior
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -77,8 +78,14 @@ class _LossModule(nn.Module):
         return self.prior.flow_loss(z0, eps, t, depth)
 
 
-def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, out_dir: str | Path | None = None, resume: bool = True,
-          **overrides: Any) -> TrainResult:
+def train(
+    prior: GenerativePrior,
+    source: Any,
+    cfg: TrainConfig | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = True,
+    **overrides: Any,
+) -> TrainResult:
     """Train ``prior`` on ``source`` (a tensor, an ``ActivationCache`` or an activation store).
 
     ``overrides`` set :class:`~tl_glp.TrainConfig` fields, e.g. ``train(prior, cache, max_steps=500)``.
@@ -116,7 +123,9 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
 
     if streaming:
         if cfg.max_steps is None:
-            raise ValueError("Training from a stream needs TrainConfig.max_steps: a stream has no length to make an epoch of.")
+            raise ValueError(
+                "Training from a stream needs TrainConfig.max_steps: a stream has no length to make an epoch of."
+            )
         val_src = src.validation
         train_rows, val_rows, per_epoch = np.arange(0), np.arange(len(val_src) if val_src is not None else 0), 1
     else:
@@ -124,11 +133,15 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
         train_rows, val_rows = src.split(cfg.val_fraction, cfg.max_val_rows)
         per_epoch = len(train_rows) * src.n_hooks // cfg.batch_size
         if per_epoch < 1:
-            raise ValueError(f"Only {len(train_rows) * src.n_hooks} training examples: fewer than one batch of {cfg.batch_size}. Lower batch_size or collect more.")
+            raise ValueError(
+                f"Only {len(train_rows) * src.n_hooks} training examples: fewer than one batch of {cfg.batch_size}. Lower batch_size or collect more."
+            )
     total = cfg.max_steps or per_epoch
     hook_layers = _hook_layers(prior, src)
 
-    optimizer = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **accel.optimizer_options(device))
+    optimizer = torch.optim.AdamW(
+        prior.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **accel.optimizer_options(device)
+    )
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0}
     fingerprint = _fingerprint(prior, src, cfg, total, world)
@@ -140,24 +153,39 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
             state = {k: v for k, v in state.items() if k in ("step", "epoch", "batch", "stream")}
             prior.cfg.statistics = _io.read_json(found[-1] / "cfg.json").get("statistics", prior.cfg.statistics)
     if out is not None and not resume and rank == 0:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # starting over: old checkpoints must not be resumed later
+        shutil.rmtree(
+            out / "checkpoints", ignore_errors=True
+        )  # starting over: old checkpoints must not be resumed later
     start_step = state["step"]
     metrics = _read_metrics(out, upto=start_step) if out is not None else []
     if rank == 0 and out is not None:
         out.mkdir(parents=True, exist_ok=True)
         _write_metrics(out, metrics)
-        (out / "train_config.json").write_text(json.dumps({**cfg.to_dict(), "source": src.describe(), "fingerprint": fingerprint}, indent=2, default=str))
+        (out / "train_config.json").write_text(
+            json.dumps({**cfg.to_dict(), "source": src.describe(), "fingerprint": fingerprint}, indent=2, default=str)
+        )
     loss_module: nn.Module = _LossModule(prior)
     if world > 1:
-        loss_module = nn.parallel.DistributedDataParallel(loss_module, device_ids=[device.index] if device.type == "cuda" else None)
+        loss_module = nn.parallel.DistributedDataParallel(
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None
+        )
     loss_module = accel.compile_module(loss_module, cfg.compile, cfg.compile_backend)
     wandb_run = _wandb(cfg, rank)
 
     if streaming:
         stream_state = state["stream"][rank] if "stream" in state else None
-        batches = _prefetch(accel.pinned(_stream_batches(src, cfg, stream_state, rank, world), device, cfg.pin_memory), cfg.prefetch)
+        batches = _prefetch(
+            accel.pinned(_stream_batches(src, cfg, stream_state, rank, world), device, cfg.pin_memory), cfg.prefetch
+        )
     else:
-        batches = _prefetch(accel.pinned(_batch_stream(src, train_rows, cfg, state["epoch"], state["batch"], per_epoch, rank, world), device, cfg.pin_memory), cfg.prefetch)  # pinned in the prefetch thread
+        batches = _prefetch(
+            accel.pinned(
+                _batch_stream(src, train_rows, cfg, state["epoch"], state["batch"], per_epoch, rank, world),
+                device,
+                cfg.pin_memory,
+            ),
+            cfg.prefetch,
+        )  # pinned in the prefetch thread
     local = cfg.batch_size // world
     mine = slice(rank * local, (rank + 1) * local)
     bar = tqdm(total=total, initial=start_step, disable=not cfg.progress or rank != 0, desc="train", unit="step")
@@ -168,9 +196,13 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
         for step in range(start_step, total):
             data_state, batch = next(batches)
             eps, t = draw_noise_and_times(cfg.batch_size, prior.cfg.d_input, generator, device)
-            layers = None if hook_layers is None else hook_layers[batch.hook_idx].to(device)  # batches hold this rank's slice only
+            layers = (
+                None if hook_layers is None else hook_layers[batch.hook_idx].to(device)
+            )  # batches hold this rank's slice only
             z0 = prior.normalize(batch.acts.to(device, non_blocking=True), layers)
-            factor = lr_factor(step, total, warmup_frac=cfg.warmup_frac, start=cfg.warmup_start, final=cfg.final_lr_frac)
+            factor = lr_factor(
+                step, total, warmup_frac=cfg.warmup_frac, start=cfg.warmup_start, final=cfg.final_lr_frac
+            )
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * factor
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -186,20 +218,36 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
                 loss_value = float(dist.mean_across(loss.detach()))
                 rate = window_rows / max(time.perf_counter() - window_start, 1e-9)
                 window_start, window_rows = time.perf_counter(), 0
-                row = {"step": done, "loss": loss_value, "lr": cfg.lr * factor, "grad_norm": float(grad_norm), "samples_per_s": rate}
+                row = {
+                    "step": done,
+                    "loss": loss_value,
+                    "lr": cfg.lr * factor,
+                    "grad_norm": float(grad_norm),
+                    "samples_per_s": rate,
+                }
                 bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}", refresh=False)
                 _log(row, metrics, out, wandb_run, rank)
             if rank == 0 and cfg.eval_every and (done % cfg.eval_every == 0 or done == total):
                 tick = time.perf_counter()
-                _log({"step": done, **evaluate(prior, val_src, val_rows, cfg, hook_layers, device)}, metrics, out, wandb_run, rank)
+                _log(
+                    {"step": done, **evaluate(prior, val_src, val_rows, cfg, hook_layers, device)},
+                    metrics,
+                    out,
+                    wandb_run,
+                    rank,
+                )
                 prior.train()
                 seconds["eval"] += time.perf_counter() - tick
-            due = out is not None and (done % cfg.checkpoint_every == 0 or done == total or done in cfg.checkpoint_steps)
+            due = out is not None and (
+                done % cfg.checkpoint_every == 0 or done == total or done in cfg.checkpoint_steps
+            )
             if due and streaming:  # every process's stream position goes into the one checkpoint
                 state = {"step": done, "stream": dist.gather_objects(state["stream"].to_dict())}
             if due and rank == 0:
                 tick = time.perf_counter()
-                ckpt.save_checkpoint(out, prior, optimizer, generator, state, cfg.keep_checkpoints, protect=cfg.checkpoint_steps)
+                ckpt.save_checkpoint(
+                    out, prior, optimizer, generator, state, cfg.keep_checkpoints, protect=cfg.checkpoint_steps
+                )
                 seconds["checkpoint"] += time.perf_counter() - tick
             bar.update(1)
     finally:
@@ -220,7 +268,14 @@ def train(prior: GenerativePrior, source: Any, cfg: TrainConfig | None = None, o
 
 
 @torch.no_grad()
-def evaluate(prior: GenerativePrior, src: ActivationSource, val_rows: np.ndarray, cfg: TrainConfig, hook_layers: Tensor | None, device: torch.device) -> dict[str, float]:
+def evaluate(
+    prior: GenerativePrior,
+    src: ActivationSource,
+    val_rows: np.ndarray,
+    cfg: TrainConfig,
+    hook_layers: Tensor | None,
+    device: torch.device,
+) -> dict[str, float]:
     """Validation loss at each of ``cfg.eval_times`` (fixed noise) and the Frechet distance of
     ``cfg.fd_samples`` generated activations vs held-out ones (first hook of the source)."""
     prior.eval()
@@ -241,7 +296,12 @@ def evaluate(prior: GenerativePrior, src: ActivationSource, val_rows: np.ndarray
     out["val_loss"] = sum(out.values()) / len(out)
     if cfg.fd_samples and x.shape[0] >= 2:
         n = min(cfg.fd_samples, x.shape[0])
-        fake = prior.sample(n, num_steps=cfg.fd_num_steps, layer=layer, generator=torch.Generator(device=device).manual_seed(cfg.seed + 2))
+        fake = prior.sample(
+            n,
+            num_steps=cfg.fd_num_steps,
+            layer=layer,
+            generator=torch.Generator(device=device).manual_seed(cfg.seed + 2),
+        )
         out["fd"] = frechet_distance(fake, x[:n])
     return out
 
@@ -269,25 +329,54 @@ def plot_losses(metrics: list[dict[str, Any]], path: Path) -> Path:
 def _check_compatible(prior: GenerativePrior, src: ActivationSource) -> None:
     cfg = prior.cfg
     if src.d_input != cfg.d_input:
-        raise ValueError(f"The activations have width {src.d_input} but the prior models d_input={cfg.d_input}; they come from another hook or model.")
+        raise ValueError(
+            f"The activations have width {src.d_input} but the prior models d_input={cfg.d_input}; they come from another hook or model."
+        )
     if not cfg.is_multi_layer and src.n_hooks != 1:
-        raise ValueError(f"The source holds {src.n_hooks} hooks {src.hook_names}; a single-site prior trains on one (pass hook_names=[...] to as_source).")
+        raise ValueError(
+            f"The source holds {src.n_hooks} hooks {src.hook_names}; a single-site prior trains on one (pass hook_names=[...] to as_source)."
+        )
     if cfg.hook_names and src.hook_names and not set(src.hook_names) <= set(cfg.hook_names):
-        warnings.warn(f"The prior was configured for hook(s) {cfg.hook_names} but the activations come from {src.hook_names}.", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"The prior was configured for hook(s) {cfg.hook_names} but the activations come from {src.hook_names}.",
+            UserWarning,
+            stacklevel=3,
+        )
     if cfg.model_name and src.model_name and cfg.model_name != src.model_name:
-        warnings.warn(f"The prior was configured for model {cfg.model_name!r} but the activations come from {src.model_name!r}.", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"The prior was configured for model {cfg.model_name!r} but the activations come from {src.model_name!r}.",
+            UserWarning,
+            stacklevel=3,
+        )
     known = {"processed", "unprocessed"}
     if cfg.model_processing in known and src.model_processing in known and cfg.model_processing != src.model_processing:
-        warnings.warn(f"The prior expects {cfg.model_processing} residuals but the activations are {src.model_processing} (HookedTransformer.from_pretrained folds and centres weights; from_pretrained_no_processing does not).", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"The prior expects {cfg.model_processing} residuals but the activations are {src.model_processing} (HookedTransformer.from_pretrained folds and centres weights; from_pretrained_no_processing does not).",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
-def _fingerprint(prior: GenerativePrior, src: ActivationSource, cfg: TrainConfig, total: int, world: int = 1) -> dict[str, Any]:
+def _fingerprint(
+    prior: GenerativePrior, src: ActivationSource, cfg: TrainConfig, total: int, world: int = 1
+) -> dict[str, Any]:
     """What must match for a checkpoint in ``out_dir`` to be resumed: the prior's shape, the data
     (size, hooks, statistics; for a stream its settings and the number of processes) and the
     settings that fix the data order and the schedule."""
-    shape = {k: v for k, v in prior.cfg.to_dict().items() if k in ("d_input", "d_hidden", "d_mlp", "n_blocks", "n_llm_layers")}
+    shape = {
+        k: v
+        for k, v in prior.cfg.to_dict().items()
+        if k in ("d_input", "d_hidden", "d_mlp", "n_blocks", "n_llm_layers")
+    }
     if getattr(src, "is_streaming", False):
-        return {"prior": shape, "stream": src.describe(), "processes": world, "batch_size": cfg.batch_size, "total_steps": total, "seed": cfg.seed}
+        return {
+            "prior": shape,
+            "stream": src.describe(),
+            "processes": world,
+            "batch_size": cfg.batch_size,
+            "total_steps": total,
+            "seed": cfg.seed,
+        }
     return {
         "prior": shape,
         "rows": len(src),
@@ -325,24 +414,40 @@ def _hook_layers(prior: GenerativePrior, src: ActivationSource) -> Tensor | None
     return torch.tensor(layers)
 
 
-def _batch_stream(src: ActivationSource, rows: np.ndarray, cfg: TrainConfig, epoch: int, start: int, per_epoch: int,
-                  rank: int = 0, world: int = 1) -> Iterator[tuple[dict[str, int], Batch]]:
+def _batch_stream(
+    src: ActivationSource,
+    rows: np.ndarray,
+    cfg: TrainConfig,
+    epoch: int,
+    start: int,
+    per_epoch: int,
+    rank: int = 0,
+    world: int = 1,
+) -> Iterator[tuple[dict[str, int], Batch]]:
     """``(data position after the batch, this rank's slice of the global batch)``, epoch after epoch."""
     while True:
-        for i, batch in enumerate(src.batches(cfg.batch_size, rows=rows, seed=cfg.seed, epoch=epoch, start=start, part=(rank, world))):
+        for i, batch in enumerate(
+            src.batches(cfg.batch_size, rows=rows, seed=cfg.seed, epoch=epoch, start=start, part=(rank, world))
+        ):
             done = start + i + 1
             yield {"epoch": epoch + done // per_epoch, "batch": done % per_epoch}, batch
         epoch, start = epoch + 1, 0
 
 
-def _stream_batches(src: Any, cfg: TrainConfig, state: dict[str, Any] | None, rank: int, world: int) -> Iterator[tuple[dict[str, Any], Batch]]:
+def _stream_batches(
+    src: Any, cfg: TrainConfig, state: dict[str, Any] | None, rank: int, world: int
+) -> Iterator[tuple[dict[str, Any], Batch]]:
     """``({"stream": position after the batch}, batch)`` from a streaming source: this rank's documents."""
     produced = 0
-    for batch, position in src.iter_batches(cfg.batch_size // world, seed=cfg.seed, state=state, rank=rank, world=world):
+    for batch, position in src.iter_batches(
+        cfg.batch_size // world, seed=cfg.seed, state=state, rank=rank, world=world
+    ):
         produced += 1
         yield {"stream": position}, Batch(batch.acts, batch.hook_idx)
-    raise ValueError(f"The stream ran out of documents after {produced} more batches (rank {rank} of {world}); "
-                     f"max_steps={cfg.max_steps} needs more data, or lower max_steps.")
+    raise ValueError(
+        f"The stream ran out of documents after {produced} more batches (rank {rank} of {world}); "
+        f"max_steps={cfg.max_steps} needs more data, or lower max_steps."
+    )
 
 
 def _prefetch(stream: Iterator[Any], depth: int) -> Iterator[Any]:

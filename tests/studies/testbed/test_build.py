@@ -1,11 +1,13 @@
 """The build is deterministic and writes a manifest that describes its weights."""
 
-from tl_glp.core import _io
 from tl_glp.cli import main
+from tl_glp.core import _io
 from tl_glp.studies.testbed.build import build
 from tl_glp.studies.testbed.lm import LMConfig
 
-TINY = LMConfig(n_layers=3, d_model=32, n_heads=2, d_mlp=64, n_ctx=32, train_docs=200, steps=6, batch_size=4, eval_docs=20)
+TINY = LMConfig(
+    n_layers=3, d_model=32, n_heads=2, d_mlp=64, n_ctx=32, train_docs=200, steps=6, batch_size=4, eval_docs=20
+)
 
 
 def test_two_builds_give_bit_identical_weights(tmp_path):
@@ -23,7 +25,15 @@ def test_build_measures_quality_and_records_how_to_rebuild(tmp_path):
     assert manifest["config"]["steps"] == 4 and manifest["config"]["seed"] == 1
     assert _io.read_json(tmp_path / "manifest.json") == manifest
     q = manifest["quality"]
-    assert {"auc_sentiment", "auc_tense", "auc_topic", "probe_min", "lm_loss", "bayes_loss", "oracle_auc_sentiment"} <= set(q)
+    assert {
+        "auc_sentiment",
+        "auc_tense",
+        "auc_topic",
+        "probe_min",
+        "lm_loss",
+        "bayes_loss",
+        "oracle_auc_sentiment",
+    } <= set(q)
     assert q["passes"] == 0.0  # four steps teach nothing
 
 

@@ -35,7 +35,9 @@ def test_latents_are_recorded_per_word_and_probabilities_are_exact(language):
     assert all(lp <= 0 for lp in doc.logprobs)
     from tl_glp.studies.testbed.language import SHARED_VERBS, VERBS
 
-    past_forms = {"was", "were", "did"} | {v[2] for verbs in VERBS.values() for v in verbs} | {v[2] for v in SHARED_VERBS}
+    past_forms = (
+        {"was", "were", "did"} | {v[2] for verbs in VERBS.values() for v in verbs} | {v[2] for v in SHARED_VERBS}
+    )
     present_forms = {"is", "are", "does", "do"} | {v[1] for verbs in VERBS.values() for v in verbs}
     for seed in range(20):
         doc = language.sample(seed=seed)
@@ -48,7 +50,11 @@ def test_latents_are_recorded_per_word_and_probabilities_are_exact(language):
     for i, w in enumerate(doc.words):
         if w in POSITIVE + NEGATIVE and i > 0 and doc.words[i - 1] in ("was", "were", "is", "are", "not"):
             flipped = doc.words[i - 1] == "not"
-            expressed = ("positive" if w in POSITIVE else "negative") if not flipped else ("negative" if w in POSITIVE else "positive")
+            expressed = (
+                ("positive" if w in POSITIVE else "negative")
+                if not flipped
+                else ("negative" if w in POSITIVE else "positive")
+            )
             assert expressed == doc.latents["sentiment"][i]
 
 
@@ -80,7 +86,16 @@ def test_tokenizer_round_trips_the_vocabulary(language):
 
 def test_probing_datasets_are_balanced_and_labelled_by_the_latents(language):
     sets = build_datasets(language, n=200, seed=0)
-    assert set(sets) == {"sentiment", "tense", "number", "negation", "topic_animals", "topic_food", "topic_sports", "topic_music"}
+    assert set(sets) == {
+        "sentiment",
+        "tense",
+        "number",
+        "negation",
+        "topic_animals",
+        "topic_food",
+        "topic_sports",
+        "topic_music",
+    }
     for frame in sets.values():
         assert sorted(frame.target.value_counts().tolist()) == [100, 100]
     tense = sets["tense"]

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from tl_glp.studies.testbed.language import Language
-from tl_glp.studies.testbed.quality import BARS, mean_nll, model_logprobs, next_word_aucs, oracle_logprobs, true_logprobs
+from tl_glp.studies.testbed.quality import (
+    BARS,
+    mean_nll,
+    model_logprobs,
+    next_word_aucs,
+    oracle_logprobs,
+    true_logprobs,
+)
 from tl_glp.studies.testbed.tokenizer import build_tokenizer
 
 
@@ -36,7 +43,10 @@ def test_the_bayes_oracle_clears_the_bars_and_sits_between_truth_and_chance(lang
     assert mean_nll(docs, truth, language) < mean_nll(docs, oracle, language) < mean_nll(docs, truth, language) + 0.3
     # the generator's recorded log-probabilities are the true distributions'
     col = {w: i for i, w in enumerate(language.vocabulary)}
-    assert np.allclose([t[i, col[w]] for d, t in zip(docs, truth) for i, w in enumerate(d.words)], [lp for d in docs for lp in d.logprobs])
+    assert np.allclose(
+        [t[i, col[w]] for d, t in zip(docs, truth) for i, w in enumerate(d.words)],
+        [lp for d in docs for lp in d.logprobs],
+    )
 
 
 def test_a_random_model_scores_chance(language, docs):

@@ -4,8 +4,8 @@ import torch
 
 from tl_glp.core import _io
 from tl_glp.studies.testbed import MIDDLE_HOOK
-from tl_glp.studies.testbed.lm import SHIPPED_DIR, TESTBED_VERSION, LMConfig, shipped_manifest
 from tl_glp.studies.testbed.datasets import SPECS
+from tl_glp.studies.testbed.lm import SHIPPED_DIR, TESTBED_VERSION, LMConfig, shipped_manifest
 from tl_glp.studies.testbed.quality import BARS, measure_quality
 
 
@@ -14,7 +14,9 @@ def test_the_shipped_model_meets_every_quality_bar(testbed):
     for latent in ("sentiment", "tense", "topic"):
         assert q[f"auc_{latent}"] >= BARS[latent], (latent, q)
     probes = {k: v for k, v in q.items() if k.startswith("probe_")}
-    assert set(probes) == {f"probe_{name}" for name in SPECS} | {"probe_min"} and all(v >= BARS["probe"] for v in probes.values()), probes
+    assert set(probes) == {f"probe_{name}" for name in SPECS} | {"probe_min"} and all(
+        v >= BARS["probe"] for v in probes.values()
+    ), probes
     # the Bayes loss is the floor for a model that must infer the latents from the words
     assert q["entropy_floor"] < q["bayes_loss"] < q["lm_loss"] < q["bayes_loss"] + 0.1, q
     assert q["passes"] == 1.0
@@ -70,7 +72,9 @@ def test_samples_from_the_model_are_mostly_grammatical(testbed):
 def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path):
     from tl_glp.studies.testbed import load
 
-    tiny = LMConfig(n_layers=1, d_model=32, n_heads=2, d_mlp=64, n_ctx=32, train_docs=200, steps=5, batch_size=4, eval_docs=20)
+    tiny = LMConfig(
+        n_layers=1, d_model=32, n_heads=2, d_mlp=64, n_ctx=32, train_docs=200, steps=5, batch_size=4, eval_docs=20
+    )
     first = load(cache_dir=tmp_path, config=tiny, progress=False)
     weights = next(tmp_path.rglob("model.safetensors"))
     stamp = weights.stat().st_mtime_ns
@@ -85,7 +89,9 @@ def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path):
     weights.write_bytes(b"corrupt")
     _LOADED.clear()
     fourth = load(cache_dir=tmp_path, config=tiny, progress=False)
-    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), fourth.model.state_dict().values()))  # deterministic rebuild
+    assert all(
+        torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), fourth.model.state_dict().values())
+    )  # deterministic rebuild
 
 
 def test_damaged_shipped_weights_fail_loudly(tmp_path):
@@ -100,4 +106,6 @@ def test_damaged_shipped_weights_fail_loudly(tmp_path):
     (tmp_path / "weights" / "model.safetensors").write_bytes(b"damaged")
     with pytest.raises(ValueError, match="sha256"):
         load_shipped(LMConfig(), Language(), folder=tmp_path / "weights")
-    assert load_shipped(LMConfig(seed=1), Language(), folder=tmp_path / "weights") is None  # another config: not shipped
+    assert (
+        load_shipped(LMConfig(seed=1), Language(), folder=tmp_path / "weights") is None
+    )  # another config: not shipped

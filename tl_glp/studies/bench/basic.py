@@ -8,30 +8,31 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from tl_glp.activations.sources import as_source
-from tl_glp.core.flow import number_of_evaluations
-from tl_glp.core.prior import GenerativePrior
-from tl_glp.core.config import PriorConfig
-from tl_glp.core.projection import ProjectionConfig
-from tl_glp.studies.reporting import print_figures
 from tl_glp.activations.collect import collect_activations
+from tl_glp.activations.sources import as_source
 from tl_glp.activations.store import StoreWriter
-from tl_glp.core.flow import projection_grid
+from tl_glp.core.config import PriorConfig
+from tl_glp.core.flow import number_of_evaluations, projection_grid
+from tl_glp.core.prior import GenerativePrior
+from tl_glp.core.projection import ProjectionConfig
 from tl_glp.interpret import top_activations
 from tl_glp.manifold.adaptive import AdaptiveProjector, OffManifold
 from tl_glp.probing import MetaNeurons, load_dataset, probe_1d, sae_probes_datasets
 from tl_glp.steering.hooks import steer
+from tl_glp.studies.reporting import print_figures
 from tl_glp.studies.scaling import ScalingSettings
 from tl_glp.studies.scaling.entry import run_named_study
 from tl_glp.training import TrainConfig, train
 
 
-def timeit(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, sync: Callable[[], None] = lambda: None) -> float:
+def timeit(
+    fn: Callable[[], object], repeats: int = 5, warmup: int = 1, sync: Callable[[], None] = lambda: None
+) -> float:
     """Median wall time of ``fn`` in seconds over ``repeats`` runs, after ``warmup`` runs."""
     for _ in range(warmup):
         fn()
@@ -97,7 +98,10 @@ def bench_prior(
 
     prior.eval()
     n_sample = batch
-    sample_s = {s: timeit(lambda s=s: prior.sample(n_sample, num_steps=20, solver=s), repeats=3, sync=sync) for s in ("euler", "heun")}
+    sample_s = {
+        s: timeit(lambda s=s: prior.sample(n_sample, num_steps=20, solver=s), repeats=3, sync=sync)
+        for s in ("euler", "heun")
+    }
     project_s = timeit(lambda: prior.project(acts), repeats=3, sync=sync)
     out = {
         "step_seconds": step_s,
@@ -112,8 +116,10 @@ def bench_prior(
         "nfe_sample_heun20": number_of_evaluations(20, "heun"),
         "nfe_project_t0.5_euler20": number_of_evaluations(10, "euler"),
     }
-    print(f"bench prior: d_input={d_input} n_blocks={n_blocks} batch={batch} device={dev} "
-          f"dtype={'bf16 autocast' if use_bf16 else 'fp32'} threads={torch.get_num_threads()}")
+    print(
+        f"bench prior: d_input={d_input} n_blocks={n_blocks} batch={batch} device={dev} "
+        f"dtype={'bf16 autocast' if use_bf16 else 'fp32'} threads={torch.get_num_threads()}"
+    )
     print_figures(out)
     return out
 
@@ -127,7 +133,19 @@ def bench_model(d_model: int = 256, n_layers: int = 4, d_vocab: int = 2000, seed
     """A tiny-but-not-trivial random HookedTransformer for benchmarks (no download)."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    cfg = HookedTransformerConfig(n_layers=n_layers, d_model=d_model, d_head=32, n_heads=d_model // 32, d_mlp=4 * d_model, n_ctx=256, d_vocab=d_vocab, act_fn="gelu", normalization_type="LN", seed=seed, model_name=f"bench-{n_layers}l-{d_model}d")
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers,
+        d_model=d_model,
+        d_head=32,
+        n_heads=d_model // 32,
+        d_mlp=4 * d_model,
+        n_ctx=256,
+        d_vocab=d_vocab,
+        act_fn="gelu",
+        normalization_type="LN",
+        seed=seed,
+        model_name=f"bench-{n_layers}l-{d_model}d",
+    )
     return HookedTransformer(cfg).eval()
 
 
@@ -136,7 +154,6 @@ def bench_collect(quick: bool = False) -> dict[str, float]:
     import subprocess
     import sys
     import tempfile
-
 
     model = bench_model()
     hook = "blocks.1.hook_resid_post"
@@ -155,7 +172,16 @@ def bench_collect(quick: bool = False) -> dict[str, float]:
         counter = iter(range(1000))
 
         def collect_disk() -> None:
-            collect_activations(model, tokens, hook, out=f"{tmp}/{next(counter)}", batch_size=batch, context_size=seq, shard_rows=8192, progress=False)
+            collect_activations(
+                model,
+                tokens,
+                hook,
+                out=f"{tmp}/{next(counter)}",
+                batch_size=batch,
+                context_size=seq,
+                shard_rows=8192,
+                progress=False,
+            )
 
         t_bare = timeit(bare, repeats=3)
         t_mem = timeit(collect_mem, repeats=3)
@@ -181,7 +207,9 @@ def bench_collect(quick: bool = False) -> dict[str, float]:
         )
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         out[f"peak_rss_mb_{n // 1000}k_rows_to_disk"] = int(done.stdout.split()[-1]) / 1024
-    print(f"bench collect: model {model.cfg.model_name}, hook {hook}, {n_docs} docs x {seq} tokens, batch {batch}; RSS runs: d_model 64")
+    print(
+        f"bench collect: model {model.cfg.model_name}, hook {hook}, {n_docs} docs x {seq} tokens, batch {batch}; RSS runs: d_model 64"
+    )
     print_figures(out)
     return out
 
@@ -193,11 +221,12 @@ def bench_train(quick: bool = False, study: str | None = None, scaling: bool = F
     a scaling study's wall time spent outside training steps (:func:`bench_scaling_overhead`)."""
     import tempfile
 
-
     d, rows, batch = 256, (65_536 if quick else 262_144), 1024
     steps = 10 if quick else 30
     data = torch.randn(rows, d)
-    cfg = TrainConfig(batch_size=batch, lr=1e-4, max_steps=steps, eval_every=0, progress=False, log_every=steps, val_fraction=0.0)
+    cfg = TrainConfig(
+        batch_size=batch, lr=1e-4, max_steps=steps, eval_every=0, progress=False, log_every=steps, val_fraction=0.0
+    )
     with tempfile.TemporaryDirectory() as tmp:
         writer = StoreWriter(tmp, d_input=d, hook_names=["blocks.0.hook_resid_post"], shard_rows=65_536)
         for chunk in data.split(65_536):
@@ -218,7 +247,9 @@ def bench_train(quick: bool = False, study: str | None = None, scaling: bool = F
             disk.append(run(store))
     out = {"memory_samples_per_s": statistics.median(memory), "disk_samples_per_s": statistics.median(disk)}
     out["ratio_disk_vs_memory"] = out["disk_samples_per_s"] / out["memory_samples_per_s"]
-    print(f"bench train: d_input={d}, n_blocks=2, batch={batch}, {rows} rows, {steps} steps, median of 3 interleaved runs")
+    print(
+        f"bench train: d_input={d}, n_blocks=2, batch={batch}, {rows} rows, {steps} steps, median of 3 interleaved runs"
+    )
     print_figures(out)
     if study is not None or scaling:
         out.update(bench_scaling_overhead(study))
@@ -235,12 +266,13 @@ def bench_scaling_overhead(study: str | None = None) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         if study is None:
-
             study = str(Path(tmp) / "study")
             run_named_study(study, ScalingSettings.quick(), quick=True, progress=False)
         path = Path(study) / "timing.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: pass the folder of a scaling study (tl-glp scaling --out DIR).")
+            raise FileNotFoundError(
+                f"{path} does not exist: pass the folder of a scaling study (tl-glp scaling --out DIR)."
+            )
         timing = json.loads(path.read_text())
     seconds = timing["seconds"]
     wall = timing["wall_seconds"]
@@ -249,7 +281,9 @@ def bench_scaling_overhead(study: str | None = None) -> dict[str, float]:
     rows["share_outside_training_steps"] = timing["share_outside_training_steps"]
     print_figures(rows)
     verdict = "within" if timing["share_outside_training_steps"] < 0.3 else "above"
-    print(f"share outside training steps {100 * timing['share_outside_training_steps']:.1f}%: {verdict} the 30% target (stated for default settings)")
+    print(
+        f"share outside training steps {100 * timing['share_outside_training_steps']:.1f}%: {verdict} the 30% target (stated for default settings)"
+    )
     return rows
 
 
@@ -260,30 +294,45 @@ def bench_steer(quick: bool = False) -> dict[str, float]:
     model = bench_model()
     hook = "blocks.1.hook_resid_post"
     d = model.cfg.d_model
-    prior = GenerativePrior(PriorConfig(d_input=d, n_blocks=3, hook_names=[hook], model_name=model.cfg.model_name, model_processing="unprocessed")).eval()
+    prior = GenerativePrior(
+        PriorConfig(
+            d_input=d, n_blocks=3, hook_names=[hook], model_name=model.cfg.model_name, model_processing="unprocessed"
+        )
+    ).eval()
     batch, prompt_len, new = (4, 16, 8) if quick else (8, 16, 32)
     tokens = torch.randint(10, 2000, (batch, prompt_len), generator=torch.Generator().manual_seed(0))
     direction = torch.randn(d)
     direction /= direction.norm()
 
     def generate() -> None:
-        model.generate(tokens, max_new_tokens=new, do_sample=False, stop_at_eos=False, verbose=False, use_past_kv_cache=True)
+        model.generate(
+            tokens, max_new_tokens=new, do_sample=False, stop_at_eos=False, verbose=False, use_past_kv_cache=True
+        )
 
     def plain() -> None:
         with steer(model, direction, 4.0, hook_name=hook, positions="last"):
             generate()
 
     def guided() -> None:
-        with steer(model, direction, 4.0, prior=prior, hook_name=hook, positions="last", projection=ProjectionConfig(seed=0)):
+        with steer(
+            model, direction, 4.0, prior=prior, hook_name=hook, positions="last", projection=ProjectionConfig(seed=0)
+        ):
             generate()
 
     def fast(method: str) -> Callable[[], None]:
         def run() -> None:
-            with steer(model, direction, 4.0, prior=prior, hook_name=hook, positions="last",
-                       projection=ProjectionConfig(seed=0, schedule=method)):
+            with steer(
+                model,
+                direction,
+                4.0,
+                prior=prior,
+                hook_name=hook,
+                positions="last",
+                projection=ProjectionConfig(seed=0, schedule=method),
+            ):
                 generate()
-        return run
 
+        return run
 
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=[hook])
@@ -307,8 +356,15 @@ def bench_steer(quick: bool = False) -> dict[str, float]:
                 prior.velocity(x, times_t)
 
     reps = 3 if quick else 7
-    runners = [("none", generate), ("plain", plain), ("prior", guided), ("denoiser", denoiser_only),
-               ("prior_heun2", fast("heun:2")), ("prior_one_step", fast("one_step")), ("prior_adaptive", adaptive)]
+    runners = [
+        ("none", generate),
+        ("plain", plain),
+        ("prior", guided),
+        ("denoiser", denoiser_only),
+        ("prior_heun2", fast("heun:2")),
+        ("prior_one_step", fast("one_step")),
+        ("prior_adaptive", adaptive),
+    ]
     samples: dict[str, list[float]] = {key: [] for key, _ in runners}
     for _, fn in runners:
         fn()  # warm-up
@@ -336,11 +392,14 @@ def bench_steer(quick: bool = False) -> dict[str, float]:
         "ratio_adaptive_vs_plain": med["prior_adaptive"] / med["plain"],
         "evals_per_token_heun2": 4,
         "evals_per_token_one_step": 1,
-        "evals_per_token_adaptive": 1 + n_evals * adaptive_stats.get("projected", 0) / max(1, adaptive_stats.get("candidates", 1)),
+        "evals_per_token_adaptive": 1
+        + n_evals * adaptive_stats.get("projected", 0) / max(1, adaptive_stats.get("candidates", 1)),
         "adaptive_share_projected": adaptive_stats.get("projected", 0) / max(1, adaptive_stats.get("candidates", 1)),
     }
-    print(f"bench steer: model {model.cfg.model_name}, hook {hook}, batch {batch}, prompt {prompt_len} tokens, {new} new tokens (KV cache, greedy), "
-          f"prior d_input={d} n_blocks=3, positions='last', median of {reps} interleaved runs")
+    print(
+        f"bench steer: model {model.cfg.model_name}, hook {hook}, batch {batch}, prompt {prompt_len} tokens, {new} new tokens (KV cache, greedy), "
+        f"prior d_input={d} n_blocks=3, positions='last', median of {reps} interleaved runs"
+    )
     print_figures(out)
     return out
 
@@ -358,9 +417,15 @@ def _byte_features(model, prompts: list[str], max_bytes: int = 32, batch: int = 
             tokens = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long)
             for j, r in enumerate(rows):
                 tokens[j, : len(r)] = r
-            _, cache = model.run_with_cache(tokens, names_filter=["blocks.0.hook_resid_post", "blocks.0.mlp.hook_post"], stop_at_layer=1)
+            _, cache = model.run_with_cache(
+                tokens, names_filter=["blocks.0.hook_resid_post", "blocks.0.mlp.hook_post"], stop_at_layer=1
+            )
             last = torch.arange(len(rows)), lengths - 1
-            out.append(torch.cat([cache["blocks.0.mlp.hook_post"][last], cache["blocks.0.hook_resid_post"][last] @ proj], dim=1))
+            out.append(
+                torch.cat(
+                    [cache["blocks.0.mlp.hook_post"][last], cache["blocks.0.hook_resid_post"][last] @ proj], dim=1
+                )
+            )
     return torch.cat(out)
 
 
@@ -391,7 +456,9 @@ def bench_probe(quick: bool = False) -> dict[str, float]:
         b = probe_1d(X[tr], y[tr], X[te], y[te], top_k=512, backend="sklearn")
         t_sk.append(time.perf_counter() - start)
         diffs.append(abs(a.test_auc - b.test_auc))
-        print(f"  {name}: n={len(ds)} torch {t_torch[-1]:.2f}s sklearn {t_sk[-1]:.1f}s  test AUC torch {a.test_auc:.4f} sklearn {b.test_auc:.4f}  features {a.feature}/{b.feature}")
+        print(
+            f"  {name}: n={len(ds)} torch {t_torch[-1]:.2f}s sklearn {t_sk[-1]:.1f}s  test AUC torch {a.test_auc:.4f} sklearn {b.test_auc:.4f}  features {a.feature}/{b.feature}"
+        )
     rows["sklearn_s_per_dataset"] = statistics.median(t_sk)
     rows["torch_s_per_dataset"] = statistics.median(t_torch)
     rows["speedup"] = rows["sklearn_s_per_dataset"] / rows["torch_s_per_dataset"]
@@ -411,8 +478,10 @@ def bench_probe(quick: bool = False) -> dict[str, float]:
         probe_s += time.perf_counter() - start
     rows[f"torch_probe_s_all_{len(every)}_datasets"] = probe_s
     rows[f"feature_extraction_s_all_{len(every)}_datasets"] = extract_s
-    print(f"bench probe: 512 candidates (256 MLP neurons + 256 random residual projections of a byte-level random model), "
-          f"parity on {parity}, threads={torch.get_num_threads()}")
+    print(
+        f"bench probe: 512 candidates (256 MLP neurons + 256 random residual projections of a byte-level random model), "
+        f"parity on {parity}, threads={torch.get_num_threads()}"
+    )
     print_figures(rows)
     return rows
 
@@ -439,7 +508,16 @@ def bench_interpret(quick: bool = False) -> dict[str, float]:
 
     def topk() -> None:
         # one denoiser call per batch of documents, as in the bare loop (MetaNeurons' batch_size is rows per call)
-        top_activations(model, MetaNeurons(prior, batch_size=batch * seq), tokens, hook_name=hook, k=k, batch_size=batch, context_size=seq, progress=False)
+        top_activations(
+            model,
+            MetaNeurons(prior, batch_size=batch * seq),
+            tokens,
+            hook_name=hook,
+            k=k,
+            batch_size=batch,
+            context_size=seq,
+            progress=False,
+        )
 
     reps = 3 if quick else 5
     bare()
@@ -457,7 +535,9 @@ def bench_interpret(quick: bool = False) -> dict[str, float]:
         "ratio_top_activations_vs_bare": med["bare"] / med["topk"],
         "n_features": float(prior.n_features),
     }
-    print(f"bench interpret: model {model.cfg.model_name}, hook {hook}, {n_docs} docs x {seq} tokens, batch {batch}, prior d_input={d} n_blocks=3 "
-          f"({prior.n_features} meta-neurons, both tails, k={k}), threads={torch.get_num_threads()}, median of {reps} interleaved runs")
+    print(
+        f"bench interpret: model {model.cfg.model_name}, hook {hook}, {n_docs} docs x {seq} tokens, batch {batch}, prior d_input={d} n_blocks=3 "
+        f"({prior.n_features} meta-neurons, both tails, k={k}), threads={torch.get_num_threads()}, median of {reps} interleaved runs"
+    )
     print_figures(out)
     return out

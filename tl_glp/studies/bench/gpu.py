@@ -59,14 +59,58 @@ BUDGET_S = 450.0
 """Sections still to run are skipped once a run has used this many seconds (the target is 8 minutes)."""
 
 LLAMA_SHAPES: dict[str, dict[str, int]] = {
-    "llama1b": {"d_model": 2048, "n_layers": 16, "n_heads": 32, "n_kv": 8, "d_head": 64, "d_mlp": 8192, "vocab": 128256, "layer": 7, "build_layers": 16, "n_blocks": 6},
-    "llama8b": {"d_model": 4096, "n_layers": 32, "n_heads": 32, "n_kv": 8, "d_head": 128, "d_mlp": 14336, "vocab": 128256, "layer": 15, "build_layers": 16, "n_blocks": 6},
+    "llama1b": {
+        "d_model": 2048,
+        "n_layers": 16,
+        "n_heads": 32,
+        "n_kv": 8,
+        "d_head": 64,
+        "d_mlp": 8192,
+        "vocab": 128256,
+        "layer": 7,
+        "build_layers": 16,
+        "n_blocks": 6,
+    },
+    "llama8b": {
+        "d_model": 4096,
+        "n_layers": 32,
+        "n_heads": 32,
+        "n_kv": 8,
+        "d_head": 128,
+        "d_mlp": 14336,
+        "vocab": 128256,
+        "layer": 15,
+        "build_layers": 16,
+        "n_blocks": 6,
+    },
 }
 """The two Llama shapes (Hugging Face configs of Llama-3.2-1B and Llama-3.1-8B), the hooked layer and the prior depth."""
 
 TINY_SHAPES: dict[str, dict[str, int]] = {
-    "llama1b": {"d_model": 64, "n_layers": 3, "n_heads": 4, "n_kv": 2, "d_head": 16, "d_mlp": 128, "vocab": 512, "layer": 1, "build_layers": 3, "n_blocks": 2},
-    "llama8b": {"d_model": 96, "n_layers": 3, "n_heads": 4, "n_kv": 2, "d_head": 24, "d_mlp": 192, "vocab": 512, "layer": 1, "build_layers": 2, "n_blocks": 2},
+    "llama1b": {
+        "d_model": 64,
+        "n_layers": 3,
+        "n_heads": 4,
+        "n_kv": 2,
+        "d_head": 16,
+        "d_mlp": 128,
+        "vocab": 512,
+        "layer": 1,
+        "build_layers": 3,
+        "n_blocks": 2,
+    },
+    "llama8b": {
+        "d_model": 96,
+        "n_layers": 3,
+        "n_heads": 4,
+        "n_kv": 2,
+        "d_head": 24,
+        "d_mlp": 192,
+        "vocab": 512,
+        "layer": 1,
+        "build_layers": 2,
+        "n_blocks": 2,
+    },
 }
 
 
@@ -76,11 +120,26 @@ def llama_like_model(shape: dict[str, int], device: torch.device, dtype: torch.d
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(
-        n_layers=shape["build_layers"], d_model=shape["d_model"], d_head=shape["d_head"], n_heads=shape["n_heads"],
-        n_key_value_heads=shape["n_kv"], d_mlp=shape["d_mlp"], d_vocab=shape["vocab"], n_ctx=1024, act_fn="silu",
-        normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=shape["d_head"], rotary_base=500000,
-        gated_mlp=True, final_rms=True, original_architecture="LlamaForCausalLM", dtype=dtype, device=str(device),
-        seed=seed, model_name=f"random-llama-{shape['d_model']}d-{shape['build_layers']}l",
+        n_layers=shape["build_layers"],
+        d_model=shape["d_model"],
+        d_head=shape["d_head"],
+        n_heads=shape["n_heads"],
+        n_key_value_heads=shape["n_kv"],
+        d_mlp=shape["d_mlp"],
+        d_vocab=shape["vocab"],
+        n_ctx=1024,
+        act_fn="silu",
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        rotary_dim=shape["d_head"],
+        rotary_base=500000,
+        gated_mlp=True,
+        final_rms=True,
+        original_architecture="LlamaForCausalLM",
+        dtype=dtype,
+        device=str(device),
+        seed=seed,
+        model_name=f"random-llama-{shape['d_model']}d-{shape['build_layers']}l",
     )
     with torch.device(device) if device.type == "cuda" else nullcontext():
         model = HookedTransformer(cfg)
@@ -99,7 +158,9 @@ def prior_of_shape(shape: dict[str, int], device: torch.device, hook: str | None
     return prior.to(device)
 
 
-def bench_gpu(tiny: bool = False, out: str | None = None, device: str | None = None, *, compile_backend: str = "inductor") -> dict:
+def bench_gpu(
+    tiny: bool = False, out: str | None = None, device: str | None = None, *, compile_backend: str = "inductor"
+) -> dict:
     """Measure every GPU figure (module docstring) and return them; with ``out``, also write them as JSON
     (atomically). ``tiny``: tiny shapes, meant for the CPU (seconds to a minute, plus compile time).
     ``compile_backend``: ``torch.compile`` backend of the compiled variants (``"eager"`` only traces: the
@@ -108,12 +169,16 @@ def bench_gpu(tiny: bool = False, out: str | None = None, device: str | None = N
     shapes = TINY_SHAPES if tiny else LLAMA_SHAPES
     start = time.perf_counter()
     result: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "tiny": tiny,
         "autocast": "bf16" if dev.type == "cuda" else "none (float32)",
         "compile_backend": compile_backend,
-        "models": "random weights; llama8b built with its first {} of {} layers".format(shapes["llama8b"]["build_layers"], shapes["llama8b"]["n_layers"]),
+        "models": "random weights; llama8b built with its first {} of {} layers".format(
+            shapes["llama8b"]["build_layers"], shapes["llama8b"]["n_layers"]
+        ),
     }
     sections: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("train", lambda: _train_section(shapes, dev, tiny, compile_backend)),
@@ -139,7 +204,10 @@ def bench_gpu(tiny: bool = False, out: str | None = None, device: str | None = N
     result["total_seconds"] = time.perf_counter() - start
     if out is not None:
         _io.write_json(out, result)
-    print(f"bench gpu: {result['device']}, torch {result['torch']}, {result['total_seconds']:.0f} s" + (f", JSON in {out}" if out else ""))
+    print(
+        f"bench gpu: {result['device']}, torch {result['torch']}, {result['total_seconds']:.0f} s"
+        + (f", JSON in {out}" if out else "")
+    )
     return result
 
 
@@ -155,8 +223,14 @@ def _train_section(shapes: dict[str, dict[str, int]], dev: torch.device, tiny: b
         acts = torch.randn(batch, shape["d_model"], device=dev)
         gen = torch.Generator(device=dev).manual_seed(0)
 
-        def step(loss_fn: Callable[..., torch.Tensor], prior: GenerativePrior = prior, opt: Any = opt, acts: torch.Tensor = acts,
-                 gen: torch.Generator = gen, d: int = shape["d_model"]) -> None:
+        def step(
+            loss_fn: Callable[..., torch.Tensor],
+            prior: GenerativePrior = prior,
+            opt: Any = opt,
+            acts: torch.Tensor = acts,
+            gen: torch.Generator = gen,
+            d: int = shape["d_model"],
+        ) -> None:
             eps, t = draw_noise_and_times(batch, d, gen, dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = loss_fn(prior.normalize(acts), eps, t)
@@ -223,7 +297,9 @@ def _collect_section(shapes: dict[str, dict[str, int]], dev: torch.device, tiny:
 
 
 # --------------------------------------------------------------------------- (c) streaming
-def _streaming_section(shape: dict[str, int], dev: torch.device, tiny: bool, train_figures: dict[str, Any]) -> dict[str, Any]:
+def _streaming_section(
+    shape: dict[str, int], dev: torch.device, tiny: bool, train_figures: dict[str, Any]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     n_docs, seq, batch = (8, 32, 64) if tiny else (64, 512, 4096)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -231,7 +307,16 @@ def _streaming_section(shape: dict[str, int], dev: torch.device, tiny: bool, tra
     hook = f"blocks.{shape['layer']}.hook_resid_post"
     tokens = torch.randint(10, shape["vocab"], (n_docs, seq), generator=torch.Generator().manual_seed(1))
     steps = n_docs * seq // batch
-    cfg = TrainConfig(batch_size=batch, lr=1e-5, max_steps=steps, eval_every=0, progress=False, val_fraction=0.0, log_every=steps, plot=False)
+    cfg = TrainConfig(
+        batch_size=batch,
+        lr=1e-5,
+        max_steps=steps,
+        eval_every=0,
+        progress=False,
+        val_fraction=0.0,
+        log_every=steps,
+        plot=False,
+    )
 
     tick = time.perf_counter()
     with torch.inference_mode():
@@ -269,7 +354,9 @@ def _streaming_section(shape: dict[str, int], dev: torch.device, tiny: bool, tra
         out["streaming_wall_rows_per_s"] = rows / (time.perf_counter() - tick)
         out["streaming_rows_per_s"] = streamed.metrics[-1]["samples_per_s"]
         out["ratio_streaming_vs_serial_bound"] = out["streaming_rows_per_s"] / out["serial_bound_rows_per_s"]
-        out["ratio_streaming_vs_collect_then_train"] = out["streaming_rows_per_s"] / out["collect_then_train_rows_per_s"]
+        out["ratio_streaming_vs_collect_then_train"] = (
+            out["streaming_rows_per_s"] / out["collect_then_train_rows_per_s"]
+        )
     except Exception as err:  # the streaming source's API is young: report, do not lose the rest
         out["streaming"] = f"failed: {type(err).__name__}: {err}"
     return out
@@ -277,8 +364,14 @@ def _streaming_section(shape: dict[str, int], dev: torch.device, tiny: bool, tra
 
 def _make_stream(cls: Any, model: Any, tokens: torch.Tensor, hook: str, seq: int, batch: int) -> Any:
     """Build the streaming source, passing only the keyword arguments its signature has."""
-    wanted = {"context_size": seq, "batch_size": 8, "buffer_rows": 4 * batch, "shuffle_rows": 4 * batch,
-              "warmup_rows": min(len(tokens) * seq // 4, 8 * batch), "progress": False}
+    wanted = {
+        "context_size": seq,
+        "batch_size": 8,
+        "buffer_rows": 4 * batch,
+        "shuffle_rows": 4 * batch,
+        "warmup_rows": min(len(tokens) * seq // 4, 8 * batch),
+        "progress": False,
+    }
     params = inspect.signature(cls).parameters
     return cls(model, tokens, hook, **{k: v for k, v in wanted.items() if k in params})
 
@@ -298,7 +391,9 @@ def _steer_section(shape: dict[str, int], dev: torch.device, tiny: bool, backend
     prior.compiled_projection = None
 
     def generate() -> None:
-        model.generate(tokens, max_new_tokens=new, do_sample=False, stop_at_eos=False, verbose=False, use_past_kv_cache=True)
+        model.generate(
+            tokens, max_new_tokens=new, do_sample=False, stop_at_eos=False, verbose=False, use_past_kv_cache=True
+        )
 
     def steered(projection: ProjectionConfig | None, use_compiled: bool = False) -> Callable[[], None]:
         def run() -> None:
@@ -307,12 +402,17 @@ def _steer_section(shape: dict[str, int], dev: torch.device, tiny: bool, backend
             with steer(model, direction, 4.0, hook_name=hook, positions="last", **kwargs):
                 generate()
             prior.compiled_projection = None
+
         return run
 
     ref, euler4 = ProjectionConfig(seed=0), ProjectionConfig(seed=0, schedule="euler:4")
     runners = {
-        "no_hook": generate, "plain": steered(None), "prior_reference": steered(ref), "prior_euler4": steered(euler4),
-        "prior_reference_compiled": steered(ref, True), "prior_euler4_compiled": steered(euler4, True),
+        "no_hook": generate,
+        "plain": steered(None),
+        "prior_reference": steered(ref),
+        "prior_euler4": steered(euler4),
+        "prior_reference_compiled": steered(ref, True),
+        "prior_euler4_compiled": steered(euler4, True),
     }
     tick = time.perf_counter()
     for fn in runners.values():
@@ -337,6 +437,7 @@ def _steer_section(shape: dict[str, int], dev: torch.device, tiny: bool, backend
             prior.compiled_projection = compiled if use_compiled else None
             prior.project(x, ref)
             prior.compiled_projection = None
+
         return run
 
     eager_s, fast_s = _interleaved([project(False), project(True)], dev, reps=7 if tiny else 20)
@@ -347,7 +448,9 @@ def _steer_section(shape: dict[str, int], dev: torch.device, tiny: bool, backend
     out["warmup_and_compile_s"] = warmup_s
     out["compiled_calls"] = float(compiled.calls)
     out["compiled_fallbacks"] = float(compiled.fallbacks)
-    out["setting"] = f"batch {batch}, prompt {prompt_len}, {new} new tokens, greedy, KV cache, positions='last', alpha 4, prior {prior.cfg.n_blocks} blocks in {str(dtype).split('.')[-1]}"
+    out["setting"] = (
+        f"batch {batch}, prompt {prompt_len}, {new} new tokens, greedy, KV cache, positions='last', alpha 4, prior {prior.cfg.n_blocks} blocks in {str(dtype).split('.')[-1]}"
+    )
     return out
 
 
@@ -371,7 +474,9 @@ def _probe_section(shape: dict[str, int], dev: torch.device, tiny: bool) -> dict
     probe_s = _median_time(lambda: probe_1d(feats[tr], y[tr], feats[te], y[te], top_k=512), dev, 2, warmup=1)
     feats = None  # type: ignore[assignment]
     out["probe_1d_s_per_dataset"] = probe_s
-    out["probe_1d_setting"] = f"{n_train} train / {n_test} test rows, {prior.n_features} candidates, top 512 cross-validated"
+    out["probe_1d_setting"] = (
+        f"{n_train} train / {n_test} test rows, {prior.n_features} candidates, top 512 cross-validated"
+    )
     _free(dev)
 
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -383,12 +488,23 @@ def _probe_section(shape: dict[str, int], dev: torch.device, tiny: bool) -> dict
     def bare() -> None:
         with torch.inference_mode():
             for i in range(0, n_docs, batch):
-                _, cache = model.run_with_cache(tokens[i : i + batch].to(dev), names_filter=[hook], stop_at_layer=shape["layer"] + 1)
+                _, cache = model.run_with_cache(
+                    tokens[i : i + batch].to(dev), names_filter=[hook], stop_at_layer=shape["layer"] + 1
+                )
                 z = prior.normalize(cache[hook].reshape(-1, shape["d_model"]).float())
                 prior.velocity(z, times[: z.shape[0]])
 
     def topk() -> None:
-        top_activations(model, MetaNeurons(prior, batch_size=batch * seq), tokens, hook_name=hook, k=20, batch_size=batch, context_size=seq, progress=False)
+        top_activations(
+            model,
+            MetaNeurons(prior, batch_size=batch * seq),
+            tokens,
+            hook_name=hook,
+            k=20,
+            batch_size=batch,
+            context_size=seq,
+            progress=False,
+        )
 
     t_bare, t_topk = _interleaved([bare, topk], dev, reps=1 if tiny else 3)
     out["bare_forward_plus_denoiser_tok_per_s"] = n_docs * seq / t_bare

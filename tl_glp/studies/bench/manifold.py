@@ -10,23 +10,21 @@
 
 from __future__ import annotations
 
-import statistics
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from tl_glp.core.config import PriorConfig
+from tl_glp.activations.collect import collect_activations
 from tl_glp.core.flow import evaluations, projection_schedule
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.projection import ProjectionConfig
-from tl_glp.manifold.adaptive import AdaptiveProjector
-from tl_glp.manifold.likelihood import denoising_score, log_prob
-from tl_glp.steering.hooks import projection_hook
-from tl_glp.activations.collect import collect_activations
 from tl_glp.evaluation import document_losses
-from tl_glp.manifold.adaptive import OffManifold
+from tl_glp.manifold.adaptive import AdaptiveProjector, OffManifold
+from tl_glp.manifold.likelihood import denoising_score, log_prob
 from tl_glp.steering import diff_of_means, steering_sweep
+from tl_glp.steering.hooks import projection_hook
 from tl_glp.studies.testbed import MIDDLE_HOOK, load
 from tl_glp.studies.testbed.tasks import judgement_prefixes as _judgement_prefixes
 from tl_glp.training.config import TrainConfig
@@ -70,8 +68,11 @@ def bench_score(quick: bool = False, widths: Sequence[int] = (128, 2048)) -> dic
     512 are untrained with random (non-identity) blocks, and exact divergence is skipped there
     (``d`` backward passes per evaluation)."""
     out: dict[str, float] = {}
-    print(f"bench score: CPU, {torch.get_num_threads()} threads, priors with 3 blocks (d_hidden 2d, d_mlp 4d), adaptive dopri5 rtol=atol=1e-4; "
-          "log_prob throughput depends on the field (nfe), so these are for the priors described above", flush=True)
+    print(
+        f"bench score: CPU, {torch.get_num_threads()} threads, priors with 3 blocks (d_hidden 2d, d_mlp 4d), adaptive dopri5 rtol=atol=1e-4; "
+        "log_prob throughput depends on the field (nfe), so these are for the priors described above",
+        flush=True,
+    )
     for d in widths:
         prior = _fitted_prior(d, 0 if d > 512 else (50 if quick else 200))
         x = torch.randn(64 if d <= 512 else 4, d)
@@ -86,7 +87,7 @@ def bench_score(quick: bool = False, widths: Sequence[int] = (128, 2048)) -> dic
         out[f"d{d}_log_prob_hutchinson2_nfe"] = float(res.nfe)
         out[f"d{d}_log_prob_hutchinson2_median_stderr_nats"] = float(res.stderr.median())
         y = torch.randn(2048 if d <= 512 else 64, d)
-        seconds = min(_timed(lambda: denoising_score(prior, y)) for _ in range(3))
+        seconds = min(_timed(lambda prior=prior, y=y: denoising_score(prior, y)) for _ in range(3))
         out[f"d{d}_denoising_score_acts_per_s"] = len(y) / seconds
         _print_rows({k: v for k, v in out.items() if k.startswith(f"d{d}_")})
         print(flush=True)
@@ -117,15 +118,22 @@ def _ci(values: torch.Tensor, n_boot: int = 2000, seed: int = 0) -> tuple[float,
     return float(values.double().mean()), float(means.quantile(0.025)), float(means.quantile(0.975))
 
 
-def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, prior_steps: int | None = None, n_eval_docs: int | None = None,
-                  n_prompts: int | None = None, strengths: Sequence[float] = (0.5, 1.0), fpr: float = 0.1, seed: int = 0,
-                  prior: GenerativePrior | None = None) -> dict[str, Any]:
+def bench_project(
+    quick: bool = False,
+    methods: Sequence[str] = STUDY_METHODS,
+    prior_steps: int | None = None,
+    n_eval_docs: int | None = None,
+    n_prompts: int | None = None,
+    strengths: Sequence[float] = (0.5, 1.0),
+    fpr: float = 0.1,
+    seed: int = 0,
+    prior: GenerativePrior | None = None,
+) -> dict[str, Any]:
     """The projection-option study on the testbed (see the module docstring). Prints tables; returns them.
 
     ``prior``: a prior already trained on the testbed's middle hook (else one is trained here,
     ``prior_steps`` steps on 2000 documents)."""
     import pandas as pd
-
 
     prior_steps = prior_steps or (300 if quick else 1000)
     n_eval_docs = n_eval_docs or (40 if quick else 150)
@@ -140,7 +148,11 @@ def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, p
         acts = collect_activations(model, train_texts, hook, progress=False)
         torch.manual_seed(seed)
         prior = GenerativePrior.from_activations(acts, n_blocks=3)
-        train(prior, acts, TrainConfig(batch_size=512, lr=2e-3, max_steps=prior_steps, eval_every=0, progress=False, seed=seed))
+        train(
+            prior,
+            acts,
+            TrainConfig(batch_size=512, lr=2e-3, max_steps=prior_steps, eval_every=0, progress=False, seed=seed),
+        )
     prior.eval()
     calib = collect_activations(model, calib_texts, hook, progress=False)
     calib = calib[0 : len(calib)].reshape(len(calib), -1)
@@ -157,8 +169,16 @@ def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, p
         fn = projection_hook(prior, ProjectionConfig(seed=seed, schedule=m), positions=slice(1, None))
         losses[m] = _per_doc_losses(model, eval_texts, hook, fn) - base
         d, lo, hi = _ci(losses[m])
-        rows.append({"method": m, "evals": evaluations(*projection_schedule(0.5, 20, m)), "dist_to_ref_rel": float((p - ref).norm(dim=-1).mean()) / move,
-                     "delta_lm_loss": d, "ci_lo": lo, "ci_hi": hi})
+        rows.append(
+            {
+                "method": m,
+                "evals": evaluations(*projection_schedule(0.5, 20, m)),
+                "dist_to_ref_rel": float((p - ref).norm(dim=-1).mean()) / move,
+                "delta_lm_loss": d,
+                "ci_lo": lo,
+                "ci_hi": hi,
+            }
+        )
     for row in rows:
         dd, lo, hi = _ci(losses[row["method"]] - losses["reference"])
         row.update({"paired_diff_vs_ref": dd, "paired_lo": lo, "paired_hi": hi})
@@ -167,16 +187,31 @@ def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, p
     projector = AdaptiveProjector(prior, rule, ProjectionConfig(seed=seed))
     fn = projection_hook(prior, projector=projector, positions=rule.within)
     adaptive = _per_doc_losses(model, eval_texts, hook, fn) - base
-    share = projector.stats["projected"] / max(1, projector.stats["candidates"])  # candidates include right-padding positions
+    share = projector.stats["projected"] / max(
+        1, projector.stats["candidates"]
+    )  # candidates include right-padding positions
     d, lo, hi = _ci(adaptive)
     dd, plo, phi = _ci(adaptive - losses["reference"])
-    rows.append({"method": f"adaptive(fpr={fpr})", "evals": 1 + 10 * share, "dist_to_ref_rel": float("nan"), "delta_lm_loss": d, "ci_lo": lo, "ci_hi": hi,
-                 "paired_diff_vs_ref": dd, "paired_lo": plo, "paired_hi": phi})
+    rows.append(
+        {
+            "method": f"adaptive(fpr={fpr})",
+            "evals": 1 + 10 * share,
+            "dist_to_ref_rel": float("nan"),
+            "delta_lm_loss": d,
+            "ci_lo": lo,
+            "ci_hi": hi,
+            "paired_diff_vs_ref": dd,
+            "paired_lo": plo,
+            "paired_hi": phi,
+        }
+    )
     table = pd.DataFrame(rows)
 
     # 2. steering at matched strength ------------------------------------------------------------
     docs = list(tb.language.documents(600, seed=seed + 2))
-    direction = diff_of_means(model, _judgement_prefixes(docs, "positive"), _judgement_prefixes(docs, "negative"), hook, positions="last")
+    direction = diff_of_means(
+        model, _judgement_prefixes(docs, "positive"), _judgement_prefixes(docs, "negative"), hook, positions="last"
+    )
     prompts = [" ".join(doc.words[:3]) for doc in tb.language.documents(n_prompts, seed=seed + 3)]
     language = tb.language
 
@@ -185,15 +220,45 @@ def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, p
 
     steer_rows = []
     rule_last = OffManifold.calibrate(prior, calib[1000:], fpr=fpr, within="last")
-    options: list[tuple[str, Any]] = [(m, ProjectionConfig(schedule=m)) for m in methods] + [("adaptive", AdaptiveProjector(prior, rule_last))]
+    options: list[tuple[str, Any]] = [(m, ProjectionConfig(schedule=m)) for m in methods] + [
+        ("adaptive", AdaptiveProjector(prior, rule_last))
+    ]
     frames = []
     for name, method in options:
-        df = steering_sweep(model, direction, prompts, prior=prior, strengths=strengths, methods=(method,), hook_name=hook, max_new_tokens=10,
-                            concept=sentiment, include_baseline=False, seed=seed, progress=False, do_sample=False, manifold_score="denoising")
+        df = steering_sweep(
+            model,
+            direction,
+            prompts,
+            prior=prior,
+            strengths=strengths,
+            methods=(method,),
+            hook_name=hook,
+            max_new_tokens=10,
+            concept=sentiment,
+            include_baseline=False,
+            seed=seed,
+            progress=False,
+            do_sample=False,
+            manifold_score="denoising",
+        )
         df["option"] = name
         frames.append(df)
-    plain = steering_sweep(model, direction, prompts, prior=prior, strengths=strengths, methods=("plain",), hook_name=hook, max_new_tokens=10,
-                           concept=sentiment, include_baseline=True, seed=seed, progress=False, do_sample=False, manifold_score="denoising")
+    plain = steering_sweep(
+        model,
+        direction,
+        prompts,
+        prior=prior,
+        strengths=strengths,
+        methods=("plain",),
+        hook_name=hook,
+        max_new_tokens=10,
+        concept=sentiment,
+        include_baseline=True,
+        seed=seed,
+        progress=False,
+        do_sample=False,
+        manifold_score="denoising",
+    )
     plain["option"] = plain["method"]
     frames.append(plain)
     sweep = pd.concat(frames, ignore_index=True)
@@ -201,8 +266,15 @@ def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, p
     for (name, r), part in sweep.groupby(["option", "r"], sort=False):
         c, clo, chi = _ci(torch.tensor(part.concept.values))
         f, flo, fhi = _ci(torch.tensor(part.nll.values))
-        row = {"option": name, "r": r, "concept": c, "concept_ci": f"[{clo:.3f}, {chi:.3f}]", "nll": f, "nll_ci": f"[{flo:.3f}, {fhi:.3f}]",
-               "score_denoising": float(part.score_denoising.mean())}
+        row = {
+            "option": name,
+            "r": r,
+            "concept": c,
+            "concept_ci": f"[{clo:.3f}, {chi:.3f}]",
+            "nll": f,
+            "nll_ci": f"[{flo:.3f}, {fhi:.3f}]",
+            "score_denoising": float(part.score_denoising.mean()),
+        }
         if r in ref_rows.index.get_level_values(0) and name != "reference":
             paired = part.set_index(["r", "prompt"]).join(ref_rows[["nll", "concept"]], rsuffix="_ref").dropna()
             if len(paired):
@@ -212,9 +284,11 @@ def bench_project(quick: bool = False, methods: Sequence[str] = STUDY_METHODS, p
                 row["concept_minus_ref_ci"] = f"[{cplo:.3f}, {cphi:.3f}]"
         steer_rows.append(row)
     steering = pd.DataFrame(steer_rows)
-    print(f"bench project: testbed, hook {hook}, prior {'trained ' + str(prior_steps) + ' steps on 2000 docs' if trained_here else 'given'}; "
-          f"{len(x)} activations for distances; delta LM loss on {n_eval_docs} docs (95% bootstrap CI over docs, paired vs reference); "
-          f"steering: {n_prompts} prompts x r in {list(strengths)}, 10 new tokens, greedy; CPU {torch.get_num_threads()} threads; {time.perf_counter() - clock:.0f} s")
+    print(
+        f"bench project: testbed, hook {hook}, prior {'trained ' + str(prior_steps) + ' steps on 2000 docs' if trained_here else 'given'}; "
+        f"{len(x)} activations for distances; delta LM loss on {n_eval_docs} docs (95% bootstrap CI over docs, paired vs reference); "
+        f"steering: {n_prompts} prompts x r in {list(strengths)}, 10 new tokens, greedy; CPU {torch.get_num_threads()} threads; {time.perf_counter() - clock:.0f} s"
+    )
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print(steering.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -43,10 +43,28 @@ def bench_streaming(quick: bool = False) -> dict[str, float]:
     n_rows = steps * batch
     n_docs = n_rows // seq + 8
     tokens = torch.randint(10, 2000, (n_docs, seq), generator=torch.Generator().manual_seed(0))
-    cfg = TrainConfig(batch_size=batch, lr=1e-4, max_steps=steps, eval_every=0, progress=False, log_every=steps, val_fraction=0.0, plot=False)
+    cfg = TrainConfig(
+        batch_size=batch,
+        lr=1e-4,
+        max_steps=steps,
+        eval_every=0,
+        progress=False,
+        log_every=steps,
+        val_fraction=0.0,
+        plot=False,
+    )
 
     def make_stream() -> StreamingActivations:
-        return StreamingActivations(model, tokens, HOOK, context_size=seq, forward_batch=32, buffer_rows=4 * batch, warmup_rows=batch, val_rows=0)
+        return StreamingActivations(
+            model,
+            tokens,
+            HOOK,
+            context_size=seq,
+            forward_batch=32,
+            buffer_rows=4 * batch,
+            warmup_rows=batch,
+            val_rows=0,
+        )
 
     stream = make_stream()
     prior_cfg = PriorConfig(d_input=d_model, n_blocks=2, hook_names=[HOOK])
@@ -87,12 +105,14 @@ def bench_streaming(quick: bool = False) -> dict[str, float]:
     print("bench streaming: single process", {k: round(v, 3) for k, v in out.items()}, flush=True)
     out.update(_two_ranks(quick))
     print("bench streaming: two ranks done", flush=True)
-    for n in ([100_000, 400_000] if quick else [1_000_000, 4_000_000]):
+    for n in [100_000, 400_000] if quick else [1_000_000, 4_000_000]:
         out[f"stream_peak_rss_mb_{n // 1000}k_rows"] = _stream_rss(n)
     keys = [k for k in out if k.startswith("stream_peak_rss")]
     out["rss_ratio_long_vs_short"] = out[keys[1]] / out[keys[0]]
-    print(f"bench streaming: model {model.cfg.model_name}, hook {HOOK}, {n_rows} rows, batch {batch}, {torch.get_num_threads()} threads; "
-          "2-rank runs: gloo on this CPU; RSS runs: d_model 64, batch 4096, buffer 65536 rows")
+    print(
+        f"bench streaming: model {model.cfg.model_name}, hook {HOOK}, {n_rows} rows, batch {batch}, {torch.get_num_threads()} threads; "
+        "2-rank runs: gloo on this CPU; RSS runs: d_model 64, batch 4096, buffer 65536 rows"
+    )
     _print_table(out)
     return out
 
@@ -106,8 +126,19 @@ def _two_ranks(quick: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         for world in (1, 2):
             result = Path(tmp) / f"times_{world}"
-            mp.spawn(_rank_worker, args=(world, str(Path(tmp) / f"init_{world}"), str(Path(tmp) / f"store_{world}"), str(result), n_docs, steps),
-                     nprocs=world, join=True)
+            mp.spawn(
+                _rank_worker,
+                args=(
+                    world,
+                    str(Path(tmp) / f"init_{world}"),
+                    str(Path(tmp) / f"store_{world}"),
+                    str(result),
+                    n_docs,
+                    steps,
+                ),
+                nprocs=world,
+                join=True,
+            )
             collect_s, train_s, rows = (float(x) for x in result.read_text().split())
             out[f"collect_{world}rank_tok_per_s"] = rows / collect_s
             out[f"train_{world}rank_rows_per_s"] = steps * 1024 / train_s
@@ -131,7 +162,16 @@ def _rank_worker(rank: int, world: int, init_file: str, store: str, result: str,
         source = collect_activations(model, tokens, HOOK, out=store, batch_size=32, context_size=128, progress=False)
         collect_s = time.perf_counter() - start
         prior = GenerativePrior(PriorConfig(d_input=128, n_blocks=2, hook_names=[HOOK])).fit_normalizer(source)
-        cfg = TrainConfig(batch_size=1024, lr=1e-4, max_steps=steps, eval_every=0, progress=False, log_every=steps, val_fraction=0.0, plot=False)
+        cfg = TrainConfig(
+            batch_size=1024,
+            lr=1e-4,
+            max_steps=steps,
+            eval_every=0,
+            progress=False,
+            log_every=steps,
+            val_fraction=0.0,
+            plot=False,
+        )
         _sync(world)
         seconds = train(prior, source, cfg).seconds["steps"]
         if rank == 0:
@@ -172,7 +212,9 @@ def _stream_rss(n_rows: int) -> float:
     The corpus is one random document repeated (an expanded view: nothing allocated per document),
     so any growth would come from the stream or the training loop.
     """
-    done = subprocess.run([sys.executable, "-c", _RSS_CODE.format(n=n_rows)], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_CODE.format(n=n_rows)], capture_output=True, text=True, check=True
+    )
     return int(done.stdout.split()[-1]) / 1024
 
 
@@ -193,27 +235,45 @@ def stream_vs_store_on_testbed(seeds: int = 3, steps: int = 300, batch: int = 25
 
     tb = load(progress=False)
     texts = tb.language.sample_texts(6000, seed=0)
-    cfg = TrainConfig(batch_size=batch, lr=1e-3, max_steps=steps, eval_every=steps, fd_samples=0, progress=False, plot=False)
+    cfg = TrainConfig(
+        batch_size=batch, lr=1e-3, max_steps=steps, eval_every=steps, fd_samples=0, progress=False, plot=False
+    )
 
     def stream() -> StreamingActivations:
-        return StreamingActivations(tb.model, texts, MIDDLE_HOOK, context_size=128, forward_batch=32, buffer_rows=8192,
-                                    warmup_rows=8192, val_rows=2048)
+        return StreamingActivations(
+            tb.model,
+            texts,
+            MIDDLE_HOOK,
+            context_size=128,
+            forward_batch=32,
+            buffer_rows=8192,
+            warmup_rows=8192,
+            val_rows=2048,
+        )
 
     first = stream()
     held = first.validation
     assert held is not None
-    rows = collect_activations(tb.model, texts[first.first_train_doc :], MIDDLE_HOOK, max_tokens=steps * batch, batch_size=32, progress=False)
+    rows = collect_activations(
+        tb.model, texts[first.first_train_doc :], MIDDLE_HOOK, max_tokens=steps * batch, batch_size=32, progress=False
+    )
     store = torch.cat([rows[0 : len(rows)], held[0 : len(held)]])
     out: dict[str, list[float]] = {"stream": [], "store": []}
     for seed in range(seeds):
         for kind in ("stream", "store"):
             torch.manual_seed(seed)
-            prior = GenerativePrior(PriorConfig(d_input=first.d_input, n_blocks=2, hook_names=[MIDDLE_HOOK])).fit_normalizer(first)
+            prior = GenerativePrior(
+                PriorConfig(d_input=first.d_input, n_blocks=2, hook_names=[MIDDLE_HOOK])
+            ).fit_normalizer(first)
             if kind == "stream":
                 result = train(prior, stream(), cfg.replace(seed=seed))
             else:
-                result = train(prior, store, cfg.replace(seed=seed, val_fraction=len(held) / len(store), max_val_rows=len(held)))
+                result = train(
+                    prior, store, cfg.replace(seed=seed, val_fraction=len(held) / len(store), max_val_rows=len(held))
+                )
             out[kind].append(result.metrics[-1]["val_loss"])
     for kind, losses in out.items():
-        print(f"  {kind:<6} val_loss {[f'{v:.4f}' for v in losses]}  mean {sum(losses) / len(losses):.4f}  spread {max(losses) - min(losses):.4f}")
+        print(
+            f"  {kind:<6} val_loss {[f'{v:.4f}' for v in losses]}  mean {sum(losses) / len(losses):.4f}  spread {max(losses) - min(losses):.4f}"
+        )
     return out

@@ -15,6 +15,16 @@ from tl_glp.studies.scaling.fit import PowerLawFit, RankCorrelation, compute_fro
 from tl_glp.studies.scaling.study import ScalingResult, ScalingSettings, SteeringTask, run_scaling_study
 
 __all__ = [
-    "FDInfinity", "PowerLawFit", "RankCorrelation", "ScalingResult", "ScalingSettings", "SteeringTask", "compute_frontier",
-    "evaluate_checkpoint", "fit_power_law", "frechet_distance_infinity", "run_scaling_study", "spearman_ci",
+    "FDInfinity",
+    "PowerLawFit",
+    "RankCorrelation",
+    "ScalingResult",
+    "ScalingSettings",
+    "SteeringTask",
+    "compute_frontier",
+    "evaluate_checkpoint",
+    "fit_power_law",
+    "frechet_distance_infinity",
+    "run_scaling_study",
+    "spearman_ci",
 ]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tl_glp.studies.scaling.study import ScalingSettings, SteeringTask, run_scaling_study
 from tl_glp.core import _compat
 from tl_glp.probing import load_dataset, sae_probes_datasets
 from tl_glp.studies.demo import DEMO_NEGATIVE, DEMO_POSITIVE, _corpus_texts, _split_dataset_args
+from tl_glp.studies.scaling.study import ScalingSettings, SteeringTask, run_scaling_study
 from tl_glp.studies.testbed import MIDDLE_HOOK, load
 from tl_glp.studies.testbed.tasks import sentiment_steering_task
 
@@ -33,21 +33,24 @@ def run_named_study(
     """
     n_texts = settings.n_docs + settings.lm_eval_docs
     if model == "testbed":
-
         testbed = load(seed=settings.seed, progress=progress)
         lm, hook, name = testbed.model, hook or MIDDLE_HOOK, None  # the model names itself
         texts = testbed.language.sample_texts(n_texts, seed=settings.seed + 1)
         probes: Any = [load_dataset(frame, name=key) for key, frame in testbed.datasets.items()]
         task = sentiment_steering_task(testbed.language, n_prompts=12 if quick else 24, seed=settings.seed)
     else:
-
         lm, name = _compat.load_model(model, device=device, bridge=bridge), model
         hook = hook or f"blocks.{lm.cfg.n_layers // 2}.hook_resid_post"
         corpus, probes = _split_dataset_args(dataset)
         if probes == "all":
-
             probes = sae_probes_datasets()
         texts = _corpus_texts(corpus, probes, n_texts)
-        task = SteeringTask(prompts=["I think that", "The movie was", "Yesterday we", "My friend said"], positive=DEMO_POSITIVE, negative=DEMO_NEGATIVE,
-                            name="positive sentiment (direction from contrast sentences; fluency = unsteered NLL)")
-    return run_scaling_study(lm, hook, texts, probes, task, out, settings=settings, device=device, model_name=name, progress=progress)
+        task = SteeringTask(
+            prompts=["I think that", "The movie was", "Yesterday we", "My friend said"],
+            positive=DEMO_POSITIVE,
+            negative=DEMO_NEGATIVE,
+            name="positive sentiment (direction from contrast sentences; fluency = unsteered NLL)",
+        )
+    return run_scaling_study(
+        lm, hook, texts, probes, task, out, settings=settings, device=device, model_name=name, progress=progress
+    )

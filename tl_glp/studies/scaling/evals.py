@@ -30,18 +30,26 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tl_glp.core.flow import draw_noise_and_times
+from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.projection import ProjectionConfig
-from tl_glp.steering.hooks import projection_hook
-from tl_glp.training.metrics import FDInfinity, classifier_two_sample_auc, frechet_distance, frechet_distance_infinity, gaussian_like  # noqa: F401 (re-exported)
 from tl_glp.evaluation import lm_loss_with_hook
 from tl_glp.probing import MetaNeurons, probe_1d
 from tl_glp.steering import steering_sweep
+from tl_glp.steering.hooks import projection_hook
 from tl_glp.steering.pareto import matched_concept_gain
-from tl_glp.core.prior import GenerativePrior
+from tl_glp.training.metrics import (  # noqa: F401 (re-exported)
+    FDInfinity,
+    classifier_two_sample_auc,
+    frechet_distance,
+    frechet_distance_infinity,
+    gaussian_like,
+)
 
 
 @torch.no_grad()
-def validation_loss(prior: GenerativePrior, acts: Float[Tensor, "n d"], *, seed: int = 0, batch_size: int = 4096) -> float:
+def validation_loss(
+    prior: GenerativePrior, acts: Float[Tensor, "n d"], *, seed: int = 0, batch_size: int = 4096
+) -> float:
     """Flow-matching loss on held-out ``acts`` with noise and times drawn once from ``seed`` (the
     training distribution of times), so that checkpoints are compared on exactly the same draws."""
     prior.eval()
@@ -85,7 +93,6 @@ def evaluate_checkpoint(prior: GenerativePrior, ctx: EvalContext, *, progress: b
     """Every per-checkpoint figure of a scaling study, as a flat JSON-able dict (see module docstring)."""
     import pandas as pd
 
-
     s = ctx.settings
     prior.eval()
     out: dict[str, Any] = {}
@@ -101,7 +108,9 @@ def evaluate_checkpoint(prior: GenerativePrior, ctx: EvalContext, *, progress: b
     out["val_loss"] = validation_loss(prior, ctx.held_all, seed=s.seed)
     lap("val_loss")
     n = min(s.fd_samples, len(ctx.held_a))
-    samples = prior.sample(n, num_steps=s.fd_num_steps, generator=torch.Generator(device=prior.mean.device).manual_seed(s.seed)).cpu()
+    samples = prior.sample(
+        n, num_steps=s.fd_num_steps, generator=torch.Generator(device=prior.mean.device).manual_seed(s.seed)
+    ).cpu()
     fdi = frechet_distance_infinity(samples, ctx.held_a[:n], seed=s.seed)
     out.update(fd_prior=fdi.fd_inf, fd_prior_at_n=fdi.fd_at_n[-1], fd_n=n)
     lap("fd")
@@ -111,7 +120,12 @@ def evaluate_checkpoint(prior: GenerativePrior, ctx: EvalContext, *, progress: b
     rows = ctx.held_all[: s.projection_rows].to(prior.mean.device)
     moved = prior.project(rows, generator=torch.Generator(device=prior.mean.device).manual_seed(s.seed))
     out["projection_distance"] = float(((moved - rows).norm(dim=-1) / rows.norm(dim=-1).clamp_min(1e-9)).mean())
-    patched = lm_loss_with_hook(ctx.model, ctx.lm_texts, ctx.hook_name, projection_hook(prior, ProjectionConfig(seed=s.seed), positions=slice(1, None)))
+    patched = lm_loss_with_hook(
+        ctx.model,
+        ctx.lm_texts,
+        ctx.hook_name,
+        projection_hook(prior, ProjectionConfig(seed=s.seed), positions=slice(1, None)),
+    )
     out["delta_lm_loss_prior"] = patched - ctx.clean_lm_loss
     lap("delta_lm_loss")
     meta = MetaNeurons(prior)
@@ -125,11 +139,26 @@ def evaluate_checkpoint(prior: GenerativePrior, ctx: EvalContext, *, progress: b
     out["probe_datasets"] = len(aucs)
     lap("probing")
     task = ctx.steering
-    guided = steering_sweep(ctx.model, ctx.direction, task.prompts, prior=prior, strengths=s.strengths, methods=("prior",), include_baseline=False,
-                            act_norm=ctx.act_norm, hook_name=ctx.hook_name, max_new_tokens=s.new_tokens, concept=task.concept,
-                            scorers=list(task.scorers), seed=s.seed, progress=progress)
+    guided = steering_sweep(
+        ctx.model,
+        ctx.direction,
+        task.prompts,
+        prior=prior,
+        strengths=s.strengths,
+        methods=("prior",),
+        include_baseline=False,
+        act_norm=ctx.act_norm,
+        hook_name=ctx.hook_name,
+        max_new_tokens=s.new_tokens,
+        concept=task.concept,
+        scorers=list(task.scorers),
+        seed=s.seed,
+        progress=progress,
+    )
     both = pd.concat([ctx.plain_steering, guided], ignore_index=True)
-    gain = matched_concept_gain(both, fluency=task.fluency, higher_is_better=task.higher_is_better, n_boot=s.n_boot, seed=s.seed)
+    gain = matched_concept_gain(
+        both, fluency=task.fluency, higher_is_better=task.higher_is_better, n_boot=s.n_boot, seed=s.seed
+    )
     out.update({f"steer_{k}": v for k, v in gain.to_dict().items() if k != "fluency"})
     out["steer_prior_concept_max"] = float(guided.groupby("r")["concept"].mean().max())
     lap("steering")

@@ -59,7 +59,9 @@ class PowerLawFit:
         return asdict(self)
 
 
-def _fit_once(x: np.ndarray, y: np.ndarray, start: tuple[float, float, float] | None = None) -> tuple[float, float, float]:
+def _fit_once(
+    x: np.ndarray, y: np.ndarray, start: tuple[float, float, float] | None = None
+) -> tuple[float, float, float]:
     """Least squares in ``log L`` for ``L = E + A * x^-alpha`` (``x`` = C / C0), E, A >= 0:
     for each alpha on a grid the best (E, A) is a 2-variable non-negative linear fit (a good
     start), then a bounded nonlinear refinement from the best grid point (or from ``start``)."""
@@ -96,7 +98,9 @@ def fit_power_law(compute: Any, loss: Any, *, n_boot: int = 1000, seed: int = 0)
         raise ValueError(f"compute and loss must be 1-D of the same length, got {C.shape} and {L.shape}.")
     good = np.isfinite(C) & np.isfinite(L) & (C > 0) & (L > 0)
     if good.sum() < 4:
-        raise ValueError(f"fit_power_law needs at least 4 points with positive finite compute and loss; got {int(good.sum())}. Add checkpoints or depths.")
+        raise ValueError(
+            f"fit_power_law needs at least 4 points with positive finite compute and loss; got {int(good.sum())}. Add checkpoints or depths."
+        )
     C, L = C[good], L[good]
     C0 = float(np.exp(np.mean(np.log(C))))  # fit in x = C / C0 for conditioning
     x = C / C0

@@ -32,23 +32,24 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tl_glp.core import _io
-from tl_glp.studies.splits import held_out_split, other_document_rows
 from tl_glp.activations.collect import collect_activations
+from tl_glp.core import _io
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.evaluation import lm_loss_with_hook
 from tl_glp.probing import RawActivations, last_token_activations, load_dataset, probe_1d
 from tl_glp.saes import sae_reconstruction_hook, train_sae
 from tl_glp.steering import diff_of_means, steering_sweep
 from tl_glp.studies.scaling import evals, report
+from tl_glp.studies.splits import held_out_split, other_document_rows
 from tl_glp.training.config import TrainConfig
 from tl_glp.training.trainer import train
 
@@ -112,16 +113,35 @@ class ScalingSettings:
         if not self.depths or min(self.depths) < 1:
             raise ValueError(f"ScalingSettings.depths must be positive block counts, got {self.depths}.")
         if self.n_checkpoints < 1 or self.checkpoint_ratio <= 1:
-            raise ValueError(f"ScalingSettings needs n_checkpoints >= 1 and checkpoint_ratio > 1, got {self.n_checkpoints}, {self.checkpoint_ratio}.")
+            raise ValueError(
+                f"ScalingSettings needs n_checkpoints >= 1 and checkpoint_ratio > 1, got {self.n_checkpoints}, {self.checkpoint_ratio}."
+            )
         if self.max_samples < self.batch_size:
-            raise ValueError(f"ScalingSettings.max_samples ({self.max_samples}) must be at least one batch ({self.batch_size}).")
+            raise ValueError(
+                f"ScalingSettings.max_samples ({self.max_samples}) must be at least one batch ({self.batch_size})."
+            )
 
     @classmethod
     def quick(cls) -> ScalingSettings:
         """The ``--quick`` study: within 5 minutes on 2 CPU cores on the testbed."""
-        return cls(depths=(1, 2, 3), max_samples=98_304, n_checkpoints=3, n_docs=3000, held_out_rows=4096, fd_samples=2048,
-                   c2st_samples=1024, c2st_steps=150, projection_rows=256, lm_eval_docs=40, d_sae=256, sae_steps=300,
-                   probe_top_k=64, strengths=(0.1, 0.5, 1.0, 2.0), new_tokens=8, n_boot=300)
+        return cls(
+            depths=(1, 2, 3),
+            max_samples=98_304,
+            n_checkpoints=3,
+            n_docs=3000,
+            held_out_rows=4096,
+            fd_samples=2048,
+            c2st_samples=1024,
+            c2st_steps=150,
+            projection_rows=256,
+            lm_eval_docs=40,
+            d_sae=256,
+            sae_steps=300,
+            probe_top_k=64,
+            strengths=(0.1, 0.5, 1.0, 2.0),
+            new_tokens=8,
+            n_boot=300,
+        )
 
     def checkpoint_steps(self) -> list[int]:
         """Optimizer steps of the checkpoints (distinct, increasing, the last = max_samples / batch)."""
@@ -165,12 +185,22 @@ class SteeringTask:
         if not self.prompts:
             raise ValueError("SteeringTask needs at least one prompt.")
         if self.direction is None and not (self.positive and self.negative):
-            raise ValueError("SteeringTask needs a direction, or positive and negative texts to take a difference of means from.")
+            raise ValueError(
+                "SteeringTask needs a direction, or positive and negative texts to take a difference of means from."
+            )
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"name": self.name, "prompts": _digest(self.prompts), "fluency": self.fluency,
-                "direction": _digest([str(round(float(v), 5)) for v in self.direction]) if self.direction is not None else None,
-                "positive": _digest(self.positive), "negative": _digest(self.negative), "positions": self.direction_positions}
+        return {
+            "name": self.name,
+            "prompts": _digest(self.prompts),
+            "fluency": self.fluency,
+            "direction": _digest([str(round(float(v), 5)) for v in self.direction])
+            if self.direction is not None
+            else None,
+            "positive": _digest(self.positive),
+            "negative": _digest(self.negative),
+            "positions": self.direction_positions,
+        }
 
 
 @dataclass
@@ -200,13 +230,23 @@ def _check_study(out: Path, fingerprint: dict[str, Any]) -> None:
     if path.is_file():
         saved = _io.read_json(path)
         if saved != json.loads(json.dumps(fingerprint)):
-            changed = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != json.loads(json.dumps(fingerprint.get(k))))
+            changed = sorted(
+                k for k in set(saved) | set(fingerprint) if saved.get(k) != json.loads(json.dumps(fingerprint.get(k)))
+            )
             detail = ""
             if "settings" in changed:
                 s_old, s_new = saved.get("settings", {}), json.loads(json.dumps(fingerprint["settings"]))
-                detail = " (settings: " + ", ".join(f"{k} {s_old.get(k)} -> {s_new.get(k)}" for k in sorted(s_new) if s_old.get(k) != s_new.get(k)) + ")"
-            raise ValueError(f"{out} holds a scaling study with other inputs: {', '.join(changed)} differ{detail}. "
-                             "Its results cannot be mixed with these: pass another output folder, or delete this one to start over.")
+                detail = (
+                    " (settings: "
+                    + ", ".join(
+                        f"{k} {s_old.get(k)} -> {s_new.get(k)}" for k in sorted(s_new) if s_old.get(k) != s_new.get(k)
+                    )
+                    + ")"
+                )
+            raise ValueError(
+                f"{out} holds a scaling study with other inputs: {', '.join(changed)} differ{detail}. "
+                "Its results cannot be mixed with these: pass another output folder, or delete this one to start over."
+            )
     else:
         _io.write_json(path, fingerprint)
 
@@ -226,8 +266,12 @@ class _Timer:
         total = {k: self.previous.get(k, 0.0) + self.now.get(k, 0.0) for k in set(self.previous) | set(self.now)}
         wall = sum(total.values())
         steps = total.get("train_steps", 0.0)
-        return {"seconds": total, "wall_seconds": wall, "this_invocation": self.now,
-                "share_outside_training_steps": (1 - steps / wall) if wall > 0 else 0.0}
+        return {
+            "seconds": total,
+            "wall_seconds": wall,
+            "this_invocation": self.now,
+            "share_outside_training_steps": (1 - steps / wall) if wall > 0 else 0.0,
+        }
 
     def save(self) -> dict[str, Any]:
         summary = self.summary()
@@ -235,9 +279,19 @@ class _Timer:
         return summary
 
 
-def run_scaling_study(model: Any, hook_name: str, texts: Sequence[str], probing_datasets: Sequence[Any], steering: SteeringTask,
-                      out_dir: str | Path = "scaling_out", *, settings: ScalingSettings | None = None, device: str | None = None,
-                      model_name: str | None = None, progress: bool = True) -> ScalingResult:
+def run_scaling_study(
+    model: Any,
+    hook_name: str,
+    texts: Sequence[str],
+    probing_datasets: Sequence[Any],
+    steering: SteeringTask,
+    out_dir: str | Path = "scaling_out",
+    *,
+    settings: ScalingSettings | None = None,
+    device: str | None = None,
+    model_name: str | None = None,
+    progress: bool = True,
+) -> ScalingResult:
     """Train the ladder, evaluate every checkpoint, fit ``L(C)`` and write the report (see module docstring).
 
     Args:
@@ -251,17 +305,28 @@ def run_scaling_study(model: Any, hook_name: str, texts: Sequence[str], probing_
     """
     import pandas as pd
 
-
     cfg = settings or ScalingSettings()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = list(texts)
     if len(texts) <= cfg.lm_eval_docs:
-        raise ValueError(f"{len(texts)} texts: need more than lm_eval_docs={cfg.lm_eval_docs} (those measure delta LM loss; the rest give activations).")
+        raise ValueError(
+            f"{len(texts)} texts: need more than lm_eval_docs={cfg.lm_eval_docs} (those measure delta LM loss; the rest give activations)."
+        )
     lm_texts, act_texts = texts[-cfg.lm_eval_docs :], texts[: -cfg.lm_eval_docs][: cfg.n_docs]
     name = model_name or getattr(getattr(model, "cfg", None), "model_name", None) or type(model).__name__
-    _check_study(out, {"settings": cfg.to_dict(), "model": name, "hook": hook_name, "texts": _digest(act_texts), "lm_texts": _digest(lm_texts),
-                       "probing": [_dataset_key(d) for d in probing_datasets], "steering": steering.fingerprint()})
+    _check_study(
+        out,
+        {
+            "settings": cfg.to_dict(),
+            "model": name,
+            "hook": hook_name,
+            "texts": _digest(act_texts),
+            "lm_texts": _digest(lm_texts),
+            "probing": [_dataset_key(d) for d in probing_datasets],
+            "steering": steering.fingerprint(),
+        },
+    )
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     timer = _Timer(out / "timing.json")
     say = print if progress else (lambda *a, **k: None)
@@ -272,7 +337,9 @@ def run_scaling_study(model: Any, hook_name: str, texts: Sequence[str], probing_
 
     tick = time.perf_counter()
     say("[scaling] references (SAEs, lower bounds, plain steering, probing activations)")
-    refs, ctx = _references(model, hook_name, train_rows, held_a, held_all, lm_texts, probing_datasets, steering, cfg, out, dev, progress)
+    refs, ctx = _references(
+        model, hook_name, train_rows, held_a, held_all, lm_texts, probing_datasets, steering, cfg, out, dev, progress
+    )
     timer.add("references", time.perf_counter() - tick)
     timer.save()
 
@@ -285,7 +352,12 @@ def run_scaling_study(model: Any, hook_name: str, texts: Sequence[str], probing_
             say(f"[scaling] training depth {depth} to {cfg.max_samples} samples (checkpoints at steps {steps})")
             result = _train_depth(depth, train_rows, hook_name, name, cfg, run_dir, dev, progress)
             timer.add("train_steps", result.seconds.get("steps", 0.0))
-            timer.add("train_checkpoint_io", result.seconds.get("checkpoint", 0.0) + result.seconds.get("setup", 0.0) + result.seconds.get("eval", 0.0))
+            timer.add(
+                "train_checkpoint_io",
+                result.seconds.get("checkpoint", 0.0)
+                + result.seconds.get("setup", 0.0)
+                + result.seconds.get("eval", 0.0),
+            )
             timer.save()
         for step in tqdm(steps, desc=f"evaluate depth {depth}", disable=not progress):
             samples = step * cfg.batch_size
@@ -301,7 +373,14 @@ def run_scaling_study(model: Any, hook_name: str, texts: Sequence[str], probing_
                 tick = time.perf_counter()
                 figures = evals.evaluate_checkpoint(prior, ctx, progress=False)
                 timer.add("eval", time.perf_counter() - tick)
-                record = {"depth": depth, "step": step, "samples": samples, "params": params, "compute": 6.0 * params * samples, **figures}
+                record = {
+                    "depth": depth,
+                    "step": step,
+                    "samples": samples,
+                    "params": params,
+                    "compute": 6.0 * params * samples,
+                    **figures,
+                }
                 _io.write_json(path, record)
                 timer.save()
             rows.append(record)
@@ -309,7 +388,9 @@ def run_scaling_study(model: Any, hook_name: str, texts: Sequence[str], probing_
     tick = time.perf_counter()
     table = pd.DataFrame.from_records(rows)
     timing = timer.summary()
-    fit, correlations = report.write_report(out, table, refs, cfg, timing, model_name=name, hook_name=hook_name, steering=steering)
+    fit, correlations = report.write_report(
+        out, table, refs, cfg, timing, model_name=name, hook_name=hook_name, steering=steering
+    )
     timer.add("report", time.perf_counter() - tick)
     timing = timer.save()
     say(report.timing_text(timing))
@@ -323,7 +404,9 @@ def _dataset_key(spec: Any) -> str:
     return str(named) if named is not None else f"{type(spec).__name__}:{len(spec)}"
 
 
-def _activations(model: Any, hook: str, texts: list[str], cfg: ScalingSettings, out: Path, progress: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _activations(
+    model: Any, hook: str, texts: list[str], cfg: ScalingSettings, out: Path, progress: bool
+) -> tuple[Tensor, Tensor, Tensor]:
     """(training rows, held-out half A, all held-out rows); collected once and cached as safetensors."""
 
     path = out / "data" / "activations.safetensors"
@@ -335,17 +418,30 @@ def _activations(model: Any, hook: str, texts: list[str], cfg: ScalingSettings, 
         _io.write_tensors(path, {"acts": acts})
     n_held = min(cfg.held_out_rows, len(acts) // 4)
     if len(acts) - max(n_held, len(acts) // 4) < cfg.batch_size or n_held < 16:
-        raise ValueError(f"Only {len(acts)} activation rows: too few for a held-out set of {cfg.held_out_rows} and batches of {cfg.batch_size}. Pass more texts or lower the sizes.")
+        raise ValueError(
+            f"Only {len(acts)} activation rows: too few for a held-out set of {cfg.held_out_rows} and batches of {cfg.batch_size}. Pass more texts or lower the sizes."
+        )
     split = held_out_split(acts, n_held, cfg.seed)  # the last quarter of the documents, never trained on
     return split.train, split.held_a, split.held_all
 
 
-def _references(model: Any, hook: str, train_rows: Tensor, held_a: Tensor, held_all: Tensor, lm_texts: list[str], probing_datasets: Sequence[Any],
-                task: SteeringTask, cfg: ScalingSettings, out: Path, dev: torch.device, progress: bool) -> tuple[dict[str, Any], Any]:
+def _references(
+    model: Any,
+    hook: str,
+    train_rows: Tensor,
+    held_a: Tensor,
+    held_all: Tensor,
+    lm_texts: list[str],
+    probing_datasets: Sequence[Any],
+    task: SteeringTask,
+    cfg: ScalingSettings,
+    out: Path,
+    dev: torch.device,
+    progress: bool,
+) -> tuple[dict[str, Any], Any]:
     """The once-per-study figures (``references.json``) and the evaluation context."""
     import numpy as np
     import pandas as pd
-
 
     ref_path = out / "references.json"
     refs: dict[str, Any] = _io.read_json(ref_path) if ref_path.is_file() else {}
@@ -367,8 +463,14 @@ def _references(model: Any, hook: str, train_rows: Tensor, held_a: Tensor, held_
             fdi = evals.frechet_distance_infinity(other, held_a[:n], seed=cfg.seed)
             keep(key, lambda fdi=fdi: fdi.fd_inf)
             keep(f"{key}_at_n", lambda fdi=fdi: fdi.fd_at_n[-1])
-    keep("c2st_held_out", lambda: evals.classifier_two_sample_auc(held_a[:m], held_b[:m], seed=cfg.seed, steps=cfg.c2st_steps))
-    keep("c2st_gaussian", lambda: evals.classifier_two_sample_auc(held_a[:m], gaussian[:m], seed=cfg.seed, steps=cfg.c2st_steps))
+    keep(
+        "c2st_held_out",
+        lambda: evals.classifier_two_sample_auc(held_a[:m], held_b[:m], seed=cfg.seed, steps=cfg.c2st_steps),
+    )
+    keep(
+        "c2st_gaussian",
+        lambda: evals.classifier_two_sample_auc(held_a[:m], gaussian[:m], seed=cfg.seed, steps=cfg.c2st_steps),
+    )
     keep("val_loss_gaussian_note", lambda: "the flow-matching loss has no Gaussian reference; see FD and c2st")
     keep("train_rows", lambda: len(train_rows))
     keep("held_out_rows", lambda: len(held_all))
@@ -376,7 +478,10 @@ def _references(model: Any, hook: str, train_rows: Tensor, held_a: Tensor, held_
 
     for frac in cfg.sae_k_fractions:
         k = max(1, round(frac * cfg.d_sae))
-        keep(f"sae_k{k}", lambda k=k: _sae_reference(model, hook, train_rows, held_all, lm_texts, clean, k, cfg, out, dev, progress))
+        keep(
+            f"sae_k{k}",
+            lambda k=k: _sae_reference(model, hook, train_rows, held_all, lm_texts, clean, k, cfg, out, dev, progress),
+        )
 
     probe_sets = []
     cache = out / "data" / "probing"
@@ -395,25 +500,54 @@ def _references(model: Any, hook: str, train_rows: Tensor, held_a: Tensor, held_
 
     keep("probe_auc_raw", raw_auc)
     act_norm = GenerativePrior.from_activations(train_rows, n_blocks=1).act_norm
-    direction = task.direction if task.direction is not None else diff_of_means(model, task.positive, task.negative, hook, positions=task.direction_positions)
+    direction = (
+        task.direction
+        if task.direction is not None
+        else diff_of_means(model, task.positive, task.negative, hook, positions=task.direction_positions)
+    )
     plain_path = out / "steering_plain.csv"
     if plain_path.is_file():
         plain = pd.read_csv(plain_path)
         plain["continuation"] = plain["continuation"].fillna("")
     else:
-        plain = steering_sweep(model, direction, task.prompts, strengths=cfg.strengths, methods=("plain",), include_baseline=False, act_norm=act_norm,
-                               hook_name=hook, max_new_tokens=cfg.new_tokens, concept=task.concept, scorers=list(task.scorers), seed=cfg.seed,
-                               progress=progress)
+        plain = steering_sweep(
+            model,
+            direction,
+            task.prompts,
+            strengths=cfg.strengths,
+            methods=("plain",),
+            include_baseline=False,
+            act_norm=act_norm,
+            hook_name=hook,
+            max_new_tokens=cfg.new_tokens,
+            concept=task.concept,
+            scorers=list(task.scorers),
+            seed=cfg.seed,
+            progress=progress,
+        )
         with _io.atomic_path(plain_path) as tmp:
             plain.to_csv(tmp, index=False)
     keep("steer_plain_concept_max", lambda: float(plain.groupby("r")["concept"].mean().max()))
     keep("act_norm", lambda: act_norm)
-    ctx = evals.EvalContext(model, hook, held_a, held_all, lm_texts, clean, probe_sets, task, direction, act_norm, plain, cfg)
+    ctx = evals.EvalContext(
+        model, hook, held_a, held_all, lm_texts, clean, probe_sets, task, direction, act_norm, plain, cfg
+    )
     return refs, ctx
 
 
-def _sae_reference(model: Any, hook: str, train_rows: Tensor, held: Tensor, lm_texts: list[str], clean: float, k: int, cfg: ScalingSettings,
-                   out: Path, dev: torch.device, progress: bool) -> dict[str, float]:
+def _sae_reference(
+    model: Any,
+    hook: str,
+    train_rows: Tensor,
+    held: Tensor,
+    lm_texts: list[str],
+    clean: float,
+    k: int,
+    cfg: ScalingSettings,
+    out: Path,
+    dev: torch.device,
+    progress: bool,
+) -> dict[str, float]:
     """Train (or load) the TopK SAE with ``k`` active latents; its FVU on held-out rows and delta LM loss."""
 
     folder = out / "saes" / f"k{k}"
@@ -422,7 +556,9 @@ def _sae_reference(model: Any, hook: str, train_rows: Tensor, held: Tensor, lm_t
 
         sae = SAE.load_from_disk(str(folder), device=str(dev))
     else:
-        sae = train_sae(train_rows, d_sae=cfg.d_sae, k=k, steps=cfg.sae_steps, seed=cfg.seed, device=str(dev), hook_name=hook)
+        sae = train_sae(
+            train_rows, d_sae=cfg.d_sae, k=k, steps=cfg.sae_steps, seed=cfg.seed, device=str(dev), hook_name=hook
+        )
         tmp = folder.with_name(f".tmp-{folder.name}")
         sae.save_inference_model(str(tmp))
         tmp.replace(folder)
@@ -438,13 +574,36 @@ def _all_checkpoints(run_dir: Path, steps: list[int]) -> bool:
     return all((run_dir / "checkpoints" / f"step_{s:08d}" / "train_state.json").is_file() for s in steps)
 
 
-def _train_depth(depth: int, train_rows: Tensor, hook: str, model_name: str, cfg: ScalingSettings, run_dir: Path, dev: torch.device, progress: bool) -> Any:
+def _train_depth(
+    depth: int,
+    train_rows: Tensor,
+    hook: str,
+    model_name: str,
+    cfg: ScalingSettings,
+    run_dir: Path,
+    dev: torch.device,
+    progress: bool,
+) -> Any:
 
     steps = cfg.checkpoint_steps()
     total = steps[-1]
     torch.manual_seed(cfg.seed + depth)  # the initial weights
     prior = GenerativePrior.from_activations(train_rows, n_blocks=depth, hook_names=[hook], model_name=model_name)
-    tcfg = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, max_steps=total, warmup_frac=min(1.0, cfg.warmup_steps / total), final_lr_frac=1.0,
-                       checkpoint_every=total, keep_checkpoints=1, checkpoint_steps=tuple(steps), eval_every=0, val_fraction=0.0,
-                       log_every=max(1, total // 50), seed=cfg.seed, device=str(dev), progress=progress, plot=False)
+    tcfg = TrainConfig(
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        max_steps=total,
+        warmup_frac=min(1.0, cfg.warmup_steps / total),
+        final_lr_frac=1.0,
+        checkpoint_every=total,
+        keep_checkpoints=1,
+        checkpoint_steps=tuple(steps),
+        eval_every=0,
+        val_fraction=0.0,
+        log_every=max(1, total // 50),
+        seed=cfg.seed,
+        device=str(dev),
+        progress=progress,
+        plot=False,
+    )
     return train(prior, train_rows, tcfg, out_dir=run_dir, resume=True)

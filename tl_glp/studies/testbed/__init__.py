@@ -59,7 +59,13 @@ class Testbed:
 _LOADED: dict[tuple, Testbed] = {}
 
 
-def load(seed: int = 0, cache_dir: str | Path | None = None, retrain: bool = False, progress: bool = True, config: LMConfig | None = None) -> Testbed:
+def load(
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    retrain: bool = False,
+    progress: bool = True,
+    config: LMConfig | None = None,
+) -> Testbed:
     """The testbed for ``seed``: the shipped model for the default config (seed 0), otherwise
     loaded from ``cache_dir`` (default ``$TL_GLP_CACHE`` or ``~/.cache/tl_glp``) or trained and
     cached there. ``retrain`` trains anew even when shipped or cached weights exist."""
@@ -68,7 +74,9 @@ def load(seed: int = 0, cache_dir: str | Path | None = None, retrain: bool = Fal
     if not retrain and key in _LOADED:
         return _LOADED[key]
     language = Language()
-    model, metrics = load_or_train(cfg, language, Path(cache_dir) if cache_dir else None, retrain=retrain, progress=progress)
+    model, metrics = load_or_train(
+        cfg, language, Path(cache_dir) if cache_dir else None, retrain=retrain, progress=progress
+    )
     testbed = Testbed(model, language, metrics, cfg)
     _LOADED[key] = testbed
     return testbed

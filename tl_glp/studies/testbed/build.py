@@ -29,9 +29,9 @@ from typing import Any
 import torch
 
 from tl_glp.core import _io
+from tl_glp.studies.testbed import Testbed
 from tl_glp.studies.testbed.language import Language
 from tl_glp.studies.testbed.lm import BUILD_THREADS, TESTBED_VERSION, LMConfig, train_lm
-from tl_glp.studies.testbed import Testbed
 from tl_glp.studies.testbed.quality import measure_quality
 
 QUALITY_DOCS = 600
@@ -43,8 +43,15 @@ def build_command(seed: int, steps: int | None, out: str | Path) -> str:
     return f"tl-glp testbed build --seed {seed}" + (f" --steps {steps}" if steps is not None else "") + f" --out {out}"
 
 
-def build(out: str | Path, seed: int = 0, steps: int | None = None, config: LMConfig | None = None, measure: bool = True,
-          quality_docs: int = QUALITY_DOCS, progress: bool = True) -> dict[str, Any]:
+def build(
+    out: str | Path,
+    seed: int = 0,
+    steps: int | None = None,
+    config: LMConfig | None = None,
+    measure: bool = True,
+    quality_docs: int = QUALITY_DOCS,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train the testbed model and write ``out/model.safetensors`` and ``out/manifest.json``.
 
     Args:
@@ -76,7 +83,7 @@ def build(out: str | Path, seed: int = 0, steps: int | None = None, config: LMCo
         "python_version": platform.python_version(),
         "machine": platform.machine(),
         "determinism": f"torch.use_deterministic_algorithms(True), {BUILD_THREADS} torch thread(s), fixed seeds: the same torch "
-                       "version on the same kind of CPU rebuilds bit-identical weights",
+        "version on the same kind of CPU rebuilds bit-identical weights",
         "metrics": metrics,
         "build_seconds": None,
         "load_average_at_start": load_at_start,
@@ -84,7 +91,6 @@ def build(out: str | Path, seed: int = 0, steps: int | None = None, config: LMCo
         "quality": None,
     }
     if measure:
-
         manifest["quality"] = measure_quality(Testbed(model, language, metrics, cfg), n_docs=quality_docs, oracle=True)
     manifest["build_seconds"] = time.perf_counter() - start
     _io.write_json(out / "manifest.json", manifest)

@@ -19,9 +19,20 @@ Example:
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from tl_glp.studies.testbed.language import END, NEGATIVE, NOUNS, POSITIVE, SHARED_NOUNS, TOPICS, VERBS, Document, Language
+from tl_glp.studies.testbed.language import (
+    END,
+    NEGATIVE,
+    NOUNS,
+    POSITIVE,
+    SHARED_NOUNS,
+    TOPICS,
+    VERBS,
+    Document,
+    Language,
+)
 
 Target = Callable[[Document, int], "str | None"]
 
@@ -69,16 +80,25 @@ def _cut_ok(name: str) -> Callable[[Document, int], bool]:
                     return polarity == doc.latents["sentiment"][i]
             return False
 
-        return lambda doc, i: doc.words[i] in ("was", "were", "is", "are") and i + 1 < len(doc.words) and doc.words[i + 1] != "not" and evidence(doc, i)
+        return lambda doc, i: (
+            doc.words[i] in ("was", "were", "is", "are")
+            and i + 1 < len(doc.words)
+            and doc.words[i + 1] != "not"
+            and evidence(doc, i)
+        )
     if name == "tense":
         return lambda doc, i: i >= 8  # past the first verb or copula
     if name == "topic":  # once a topic-specific noun or verb has appeared
-        specific = {w for t in TOPICS for w in list(NOUNS[t]) + list(NOUNS[t].values()) + [f for v in VERBS[t] for f in v]}
+        specific = {
+            w for t in TOPICS for w in list(NOUNS[t]) + list(NOUNS[t].values()) + [f for v in VERBS[t] for f in v]
+        }
         return lambda doc, i: i >= 4 and any(w in specific for w in doc.words[: i + 1])
     raise ValueError(f"no cut rule for latent {name!r}")
 
 
-SUBJECT_NOUNS = {n for t in TOPICS for sg, pl in NOUNS[t].items() for n in (sg, pl)} | {n for sg, pl in SHARED_NOUNS.items() for n in (sg, pl)}
+SUBJECT_NOUNS = {n for t in TOPICS for sg, pl in NOUNS[t].items() for n in (sg, pl)} | {
+    n for sg, pl in SHARED_NOUNS.items() for n in (sg, pl)
+}
 
 SPECS: dict[str, tuple[str, Target]] = {
     "sentiment": ("sentiment", _latent("sentiment", "positive")),

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Generator, Iterator
 
 TOPICS = ("animals", "food", "sports", "music")
 
@@ -97,7 +97,23 @@ class Language:
     @property
     def vocabulary(self) -> list[str]:
         """Every word of the language, in a fixed order (the tokenizer's ids follow it)."""
-        words: list[str] = ["the", "a", "some", "it", "they", "not", "did", "does", "do", "is", "are", "was", "were", "and", END]
+        words: list[str] = [
+            "the",
+            "a",
+            "some",
+            "it",
+            "they",
+            "not",
+            "did",
+            "does",
+            "do",
+            "is",
+            "are",
+            "was",
+            "were",
+            "and",
+            END,
+        ]
         for topic in TOPICS:
             for sg, pl in _nouns(topic).items():
                 words += [sg, pl]
@@ -203,7 +219,9 @@ class Language:
                 yield from self._after_determiner(state, det)
         yield {END: 1.0}
 
-    def _judgement(self, state: dict[str, str], plural: bool, copula_done: bool = False) -> Generator[dict[str, float], str, None]:
+    def _judgement(
+        self, state: dict[str, str], plural: bool, copula_done: bool = False
+    ) -> Generator[dict[str, float], str, None]:
         if not copula_done:
             yield {self._copula(state, plural): 1.0}
         own = POSITIVE if state["sentiment"] == "positive" else NEGATIVE
@@ -215,7 +233,9 @@ class Language:
     def _after_determiner(self, state: dict[str, str], det: str) -> Generator[dict[str, float], str, str]:
         """(ADJ) NOUN after a determiner ("a" singular, "some" plural, "the" either); returns the noun."""
         nouns = _nouns(state["topic"])
-        forms = list(nouns) if det == "a" else list(nouns.values()) if det == "some" else list(nouns) + list(nouns.values())
+        forms = (
+            list(nouns) if det == "a" else list(nouns.values()) if det == "some" else list(nouns) + list(nouns.values())
+        )
         sentiment_adj = POSITIVE if state["sentiment"] == "positive" else NEGATIVE
         dist = {a: P_ADJ * (1 - P_SENTIMENT_ADJ) / len(NEUTRAL_ADJ) for a in NEUTRAL_ADJ}
         dist.update({a: P_ADJ * P_SENTIMENT_ADJ / len(sentiment_adj) for a in sentiment_adj})

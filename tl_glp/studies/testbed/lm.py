@@ -13,10 +13,11 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -76,9 +77,19 @@ def build_model(cfg: LMConfig, tokenizer: Any) -> Any:
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     hooked_cfg = HookedTransformerConfig(
-        n_layers=cfg.n_layers, d_model=cfg.d_model, d_head=cfg.d_model // cfg.n_heads, n_heads=cfg.n_heads, d_mlp=cfg.d_mlp,
-        n_ctx=cfg.n_ctx, d_vocab=tokenizer.vocab_size, act_fn="gelu", normalization_type="LN", seed=cfg.seed,
-        model_name=MODEL_NAME, default_prepend_bos=True, positional_embedding_type="standard",
+        n_layers=cfg.n_layers,
+        d_model=cfg.d_model,
+        d_head=cfg.d_model // cfg.n_heads,
+        n_heads=cfg.n_heads,
+        d_mlp=cfg.d_mlp,
+        n_ctx=cfg.n_ctx,
+        d_vocab=tokenizer.vocab_size,
+        act_fn="gelu",
+        normalization_type="LN",
+        seed=cfg.seed,
+        model_name=MODEL_NAME,
+        default_prepend_bos=True,
+        positional_embedding_type="standard",
     )
     return HookedTransformer(hooked_cfg, tokenizer=tokenizer)
 
@@ -197,14 +208,18 @@ def load_shipped(cfg: LMConfig, language: Language, folder: Path = SHIPPED_DIR) 
         return None
     weights = folder / "model.safetensors"
     if _io.sha256_file(weights) != manifest["sha256"]:
-        raise ValueError(f"{weights} does not match the sha256 in {folder / 'manifest.json'}; reinstall tl-glp or rebuild with: {manifest['command']}")
+        raise ValueError(
+            f"{weights} does not match the sha256 in {folder / 'manifest.json'}; reinstall tl-glp or rebuild with: {manifest['command']}"
+        )
     model = build_model(cfg, build_tokenizer(language.vocabulary))
     model.load_state_dict(_io.read_tensors(weights))
     model.eval()
     return model, manifest["metrics"]
 
 
-def load_or_train(cfg: LMConfig, language: Language, cache_dir: Path | None = None, retrain: bool = False, progress: bool = True) -> tuple[Any, dict[str, float]]:
+def load_or_train(
+    cfg: LMConfig, language: Language, cache_dir: Path | None = None, retrain: bool = False, progress: bool = True
+) -> tuple[Any, dict[str, float]]:
     """The shipped model when ``cfg`` is the shipped configuration, else the cached model for
     ``cfg``, training (and caching) it if missing or unreadable. ``retrain`` ignores both."""
     if not retrain:

@@ -43,25 +43,38 @@ Example:
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from tl_glp.studies.testbed import language as _language
-from tl_glp.studies.testbed.language import END, NEGATIVE, NOUNS, POSITIVE, SHARED_VERBS, TOPICS, VERBS, Document, Language
-from tl_glp.training.metrics import roc_auc
 from tl_glp.probing.extract import last_token_activations
 from tl_glp.studies.testbed import MIDDLE_HOOK
+from tl_glp.studies.testbed import language as _language
 from tl_glp.studies.testbed.datasets import build_datasets
+from tl_glp.studies.testbed.language import (
+    END,
+    NEGATIVE,
+    NOUNS,
+    POSITIVE,
+    SHARED_VERBS,
+    TOPICS,
+    VERBS,
+    Document,
+    Language,
+)
 from tl_glp.studies.testbed.lm import encode_documents
+from tl_glp.training.metrics import roc_auc
 
 BARS = {"sentiment": 0.9, "tense": 0.9, "topic": 0.9, "probe": 0.95}
 """The quality bars of the testbed: next-word AUCs >= 0.9 and middle-layer probe AUCs >= 0.95."""
 
 COPULAS = ("was", "were", "is", "are")
 PAST = ("was", "were", "did") + tuple(v[2] for vs in list(VERBS.values()) + [SHARED_VERBS] for v in vs)
-PRESENT = ("is", "are", "does", "do") + tuple(f for vs in list(VERBS.values()) + [SHARED_VERBS] for v in vs for f in v[:2])
+PRESENT = ("is", "are", "does", "do") + tuple(
+    f for vs in list(VERBS.values()) + [SHARED_VERBS] for v in vs for f in v[:2]
+)
 
 
 def topic_words(topic: str) -> tuple[str, ...]:
@@ -82,7 +95,9 @@ def _sentences(doc: Document) -> list[tuple[int, int]]:
     return spans
 
 
-def _forced(language: Language, state: dict[str, str], last_number: str | None, words: Sequence[str]) -> list[dict[str, float]]:
+def _forced(
+    language: Language, state: dict[str, str], last_number: str | None, words: Sequence[str]
+) -> list[dict[str, float]]:
     """The distributions the grammar draws each of ``words`` from, given the latents in ``state``.
 
     Stops early (a shorter list) at the first word the grammar cannot produce under ``state``."""
@@ -134,7 +149,11 @@ def _hypotheses(language: Language) -> tuple[list[tuple[str, str, str, int, int 
         for s0 in ("positive", "negative"):
             for tense in ("past", "present"):
                 for n in n_range:
-                    flips = [(None, 1.0 - _language.P_FLIP)] + [(k, _language.P_FLIP / (n - 1)) for k in range(1, n)] if n > 1 else [(None, 1.0)]
+                    flips = (
+                        [(None, 1.0 - _language.P_FLIP)] + [(k, _language.P_FLIP / (n - 1)) for k in range(1, n)]
+                        if n > 1
+                        else [(None, 1.0)]
+                    )
                     for flip, p in flips:
                         hyps.append((topic, s0, tense, n, flip))
                         prior.append(p / (len(TOPICS) * 4 * len(n_range)))
@@ -209,14 +228,20 @@ def next_word_aucs(language: Language, docs: Sequence[Document], logprobs: Seque
     pos, neg, past, present = cols(POSITIVE), cols(NEGATIVE), cols(PAST), cols(PRESENT)
     own = {t: cols(topic_words(t)) for t in TOPICS}
     rest = {t: [c for u in TOPICS if u != t for c in own[u]] for t in TOPICS}
-    sentiment_adjs, topical, copulas = set(POSITIVE + NEGATIVE), {w for t in TOPICS for w in topic_words(t)}, set(COPULAS)
+    sentiment_adjs, topical, copulas = (
+        set(POSITIVE + NEGATIVE),
+        {w for t in TOPICS for w in topic_words(t)},
+        set(COPULAS),
+    )
     rows: dict[str, list[tuple[bool, float]]] = {"sentiment": [], "tense": [], **{f"topic_{t}": [] for t in TOPICS}}
     for doc, logp in zip(docs, logprobs):
         for i, dist in enumerate(true_distributions(language, doc)[: len(logp)]):
             lp = logp[i]
             if sentiment_adjs & dist.keys():
                 sign = -1.0 if i > 0 and doc.words[i - 1] == "not" else 1.0  # "not" + the opposite polarity
-                rows["sentiment"].append((doc.latents["sentiment"][i] == "positive", sign * (_lse(lp, pos) - _lse(lp, neg))))
+                rows["sentiment"].append(
+                    (doc.latents["sentiment"][i] == "positive", sign * (_lse(lp, pos) - _lse(lp, neg)))
+                )
             if copulas & dist.keys():
                 rows["tense"].append((doc.latents["tense"][i] == "past", _lse(lp, past) - _lse(lp, present)))
             if topical & dist.keys():
@@ -239,7 +264,9 @@ def mean_nll(docs: Sequence[Document], logprobs: Sequence[np.ndarray], language:
     return float(np.mean(total))
 
 
-def probe_aucs(model: Any, datasets: dict[str, Any], hook: str, seed: int = 0, train_share: float = 0.7, l2: float = 1e-3) -> dict[str, float]:
+def probe_aucs(
+    model: Any, datasets: dict[str, Any], hook: str, seed: int = 0, train_share: float = 0.7, l2: float = 1e-3
+) -> dict[str, float]:
     """Held-out ROC-AUC of an L2 logistic regression on ``hook``'s last-token activations, per
     dataset (``DataFrame(prompt, target)`` with targets ``yes``/``no``)."""
 
@@ -269,7 +296,9 @@ def probe_aucs(model: Any, datasets: dict[str, Any], hook: str, seed: int = 0, t
 
 
 # ---------------------------------------------------------------------------------- entry point
-def measure_quality(testbed: Any, n_docs: int = 400, seed: int = 12_345, oracle: bool = False, probe_rows: int | None = None) -> dict[str, float]:
+def measure_quality(
+    testbed: Any, n_docs: int = 400, seed: int = 12_345, oracle: bool = False, probe_rows: int | None = None
+) -> dict[str, float]:
     """Every quality number of ``testbed`` (a :class:`~tl_glp.studies.testbed.Testbed`) on fresh documents.
 
     Keys: ``auc_sentiment``, ``auc_tense``, ``auc_topic`` (min over topics), ``auc_topic_mean``,
@@ -295,7 +324,9 @@ def measure_quality(testbed: Any, n_docs: int = 400, seed: int = 12_345, oracle:
     probes = probe_aucs(model, datasets, MIDDLE_HOOK, seed=seed)
     out.update({f"probe_{k}": v for k, v in probes.items()})
     out["probe_min"] = min(probes.values())
-    out["passes"] = float(all(out[f"auc_{k}"] >= BARS[k] for k in ("sentiment", "tense", "topic")) and out["probe_min"] >= BARS["probe"])
+    out["passes"] = float(
+        all(out[f"auc_{k}"] >= BARS[k] for k in ("sentiment", "tense", "topic")) and out["probe_min"] >= BARS["probe"]
+    )
     out["quality_seconds"] = time.perf_counter() - start
     return out
 
@@ -309,6 +340,8 @@ def format_quality(q: dict[str, float]) -> str:
         kind = key.removeprefix("auc_").removeprefix("probe_")
         bar = BARS.get(kind) if key.startswith("auc_") else BARS["probe"] if key.startswith("probe_") else None
         oracle = q.get(f"oracle_{key}")
-        lines.append(f"{key:<24}{value:>9.4f}{'' if bar is None else f'>={bar:.2f}':>8}{'' if oracle is None else f'{oracle:.4f}':>9}")
+        lines.append(
+            f"{key:<24}{value:>9.4f}{'' if bar is None else f'>={bar:.2f}':>8}{'' if oracle is None else f'{oracle:.4f}':>9}"
+        )
     lines.append(f"{'all bars met':<24}{'yes' if q.get('passes') else 'NO':>9}")
     return "\n".join(lines)

@@ -22,10 +22,11 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from tl_glp.studies.testbed.language import NEGATIVE, POSITIVE, Language
 from tl_glp.studies.scaling import SteeringTask
+from tl_glp.studies.testbed.language import NEGATIVE, POSITIVE, Language
 
 
 def judgement_prefixes(docs: list[Any], sentiment: str) -> list[str]:
@@ -70,6 +71,13 @@ def sentiment_steering_task(language: Language, n_prompts: int = 24, seed: int =
     concept score, grammaticality as fluency."""
 
     docs = list(language.documents(n_direction_docs, seed=seed + 2))
-    return SteeringTask(prompts=steering_prompts(language, n_prompts, seed=seed + 3), positive=judgement_prefixes(docs, "positive"),
-                        negative=judgement_prefixes(docs, "negative"), direction_positions="last", concept=concept_scorer(language),
-                        scorers=[grammatical_scorer(language)], fluency="grammatical", name="positive sentiment (testbed ground truth)")
+    return SteeringTask(
+        prompts=steering_prompts(language, n_prompts, seed=seed + 3),
+        positive=judgement_prefixes(docs, "positive"),
+        negative=judgement_prefixes(docs, "negative"),
+        direction_positions="last",
+        concept=concept_scorer(language),
+        scorers=[grammatical_scorer(language)],
+        fluency="grammatical",
+        name="positive sentiment (testbed ground truth)",
+    )
