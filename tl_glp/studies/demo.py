@@ -155,19 +155,19 @@ class DemoSettings:
     seed: int = 0
     """Seed of the data order, prior, SAE, noise and bootstraps (the testbed model stays the shipped one)."""
     # --- steering head to head (tl_glp.studies.steering_map; issue 20) ---
-    map_prompts: int = 24
+    map_prompts: int = 12
     """Prompts of the steering head-to-head (every projector x positions x strength); 0 leaves the section out."""
     map_strengths: tuple[float, ...] = (0.5, 1.0, 1.25, 1.5, 1.75, 2.0)
     """Its strengths r: finer between 1 and 2, where plain steering's grammar breaks on the testbed."""
-    map_positions: str = "last,all"
+    map_positions: str = "last"
     """Comma-separated positions it steers (each a front of its own)."""
     map_new_tokens: int = 12
     """Tokens generated per continuation in the head-to-head."""
     map_pca_k: int = 16
     """Principal components the PCA projector keeps."""
-    map_diagnose: int = 100
+    map_diagnose: int = 60
     """Held-out document prefixes the projection diagnosis measures (last token)."""
-    map_probe_prefixes: int = 1500
+    map_probe_prefixes: int = 800
     """Prefixes the ground-truth latent probes of the diagnosis train on."""
 
     @classmethod
@@ -234,6 +234,10 @@ class DemoSettings:
             probe_top_k=512,
             manifold_rows=300,
             gt_docs=400,
+            map_prompts=24,
+            map_positions="last,all",
+            map_diagnose=200,
+            map_probe_prefixes=1500,
         )
 
 
