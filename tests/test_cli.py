@@ -126,12 +126,14 @@ def test_help_shows_the_library_defaults(capsys):
     assert "--batch-size INT Global batch size" in train and f"(default: {TrainConfig().batch_size})" in train
     demo = _help("demo", capsys)
     assert re.search(
-        rf"--prior-steps INT Training steps of the prior\. \(default: {DemoSettings().prior_steps}\)", demo
+        rf"--prior-steps INT Prior training steps \(``?full\(\)``?: 5000\)\. \(default: {DemoSettings().prior_steps}\)",
+        demo,
     )
     assert "DemoSettings.prior_steps" not in demo
     quick = _help("demo", capsys, "--quick")  # --quick shows the sizes it starts from
     assert re.search(
-        rf"--prior-steps INT Training steps of the prior\. \(default: {DemoSettings.quick().prior_steps}\)", quick
+        rf"--prior-steps INT Prior training steps \(``?full\(\)``?: 5000\)\. \(default: {DemoSettings.quick().prior_steps}\)",
+        quick,
     )
     scaling = _help("scaling", capsys)
     assert f"(default: {' '.join(str(d) for d in ScalingSettings().depths)})" in scaling
