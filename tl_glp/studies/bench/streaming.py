@@ -85,7 +85,7 @@ def bench_streaming(quick: bool = False) -> dict[str, float]:
     }
     print("bench streaming: single process", {k: round(v, 3) for k, v in out.items()}, flush=True)
     out.update(_two_ranks(quick))
-    print("bench streaming: two ranks done", flush=True)
+    print("bench streaming: 1 vs 2 ranks", {k: round(v, 3) for k, v in out.items() if "rank" in k}, flush=True)
     for n in ([100_000, 400_000] if quick else [1_000_000, 4_000_000]):
         out[f"stream_peak_rss_mb_{n // 1000}k_rows"] = _stream_rss(n)
     keys = [k for k in out if k.startswith("stream_peak_rss")]
