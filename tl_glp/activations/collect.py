@@ -16,18 +16,19 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tl_glp.core._tokens import model_device, right_padded_tokens
-from tl_glp.core import _compat, _dist
 from tl_glp.activations.sources import ActivationSource, InMemoryActivations
 from tl_glp.activations.store import ActivationStore, StoreWriter, _read_manifest, merge_rank_stores
+from tl_glp.core import _compat, _dist
+from tl_glp.core._tokens import model_device, right_padded_tokens
 
 
 @dataclass

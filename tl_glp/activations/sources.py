@@ -22,15 +22,16 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from tl_glp.core.stats import RunningStats
 from tl_glp.core._compat import model_processing
+from tl_glp.core.stats import RunningStats
 
 
 class Batch(NamedTuple):

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tl_glp.core import _io
 from tl_glp.activations.sources import ActivationSource, _check_finite
+from tl_glp.core import _io
 from tl_glp.core.stats import RunningStats
 
 MANIFEST = "manifest.json"

@@ -19,9 +19,10 @@ import shutil
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,15 +30,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from tl_glp.activations.sources import ActivationSource, Batch, as_source
+from tl_glp.core import _io
+from tl_glp.core._plot import pyplot, save_figure
 from tl_glp.core.flow import add_noise, draw_noise_and_times, velocity_target
+from tl_glp.core.prior import GenerativePrior
 from tl_glp.training import checkpoint as ckpt
 from tl_glp.training import distributed as dist
 from tl_glp.training.config import TrainConfig
 from tl_glp.training.metrics import frechet_distance
 from tl_glp.training.schedule import lr_factor
-from tl_glp.core._plot import pyplot, save_figure
-from tl_glp.core import _io
-from tl_glp.core.prior import GenerativePrior
 
 METRICS_FILE = "metrics.jsonl"
 
