@@ -192,3 +192,15 @@ def test_sigkill_then_resume_trains_on_the_same_examples_in_the_same_order(tmp_p
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     cfg = json.loads((tmp_path / "killed" / "cfg.json").read_text())
     assert cfg["statistics"]["kind"] == "streaming warm-up" and cfg["statistics"]["rows"] == 1024
+
+
+def test_a_stream_that_ends_just_after_the_last_step_does_not_hang(tiny_model):
+    """The reader thread runs ahead; its 'ran out of documents' error must not block the end of training."""
+    texts = random_sentences(80, seed=10, length=8)
+    stream = StreamingActivations(tiny_model, texts, HOOK, buffer_rows=64, warmup_rows=32, val_rows=0, forward_batch=8)
+    n_batches = sum(1 for _ in stream.iter_batches(16))
+    prior = GenerativePrior.from_activations(stream, n_blocks=1)
+    result = train(
+        prior, stream, TrainConfig(batch_size=16, max_steps=n_batches - 2, prefetch=2, progress=False, eval_every=0)
+    )
+    assert result.steps == n_batches - 2  # the reader fills the queue (2) and then hits the end

@@ -458,19 +458,23 @@ def _prefetch(stream: Iterator[Any], depth: int) -> Iterator[Any]:
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(item: Any) -> bool:
+        """Queue ``item`` unless the consumer has stopped (then never block: it will not read again)."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work() -> None:
         try:
             for item in stream:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-        except BaseException as err:  # surfaced in the consumer
-            q.put(err)
+        except BaseException as err:  # surfaced in the consumer, if it still reads
+            put(err)
 
     thread = threading.Thread(target=work, daemon=True, name="tl-glp-prefetch")
     thread.start()
