@@ -113,5 +113,10 @@ def test_sae_training_is_deterministic_across_runs_and_thread_counts():
 def test_two_quick_demo_runs_give_identical_numbers(testbed, tmp_path):
     first = run_demo(tmp_path / "a", quick=True, progress=False).numbers
     second = run_demo(tmp_path / "b", quick=True, progress=False).numbers
-    first.pop("seconds"), second.pop("seconds")
-    assert first == second
+
+    def comparable(numbers: dict) -> str:
+        """Wall times dropped; NaN (a gain the quick sizes cannot estimate) compares equal to NaN."""
+        kept = {k: v for k, v in numbers.items() if not k.endswith("seconds")}
+        return json.dumps(kept, sort_keys=True, default=str)
+
+    assert "seconds" in first and comparable(first) == comparable(second)
