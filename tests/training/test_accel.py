@@ -120,3 +120,28 @@ def test_an_unknown_compile_mode_is_refused_with_the_choices():
         TrainConfig(compile="fast")
     with pytest.raises(ValueError, match="Unknown compile mode"):
         accel.compile_module(nn.Linear(2, 2), "turbo")
+
+
+def test_prefetch_depth_reads_ahead_only_where_a_thread_does_not_steal_the_steps_cores(tmp_path, monkeypatch):
+    from tl_glp.training import trainer
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+    memory = as_source(_data()[:, None])
+
+    class Stream:
+        is_streaming = True
+
+    store = object()  # any source that is neither in memory nor a stream: reads from disk
+    assert [accel.prefetch_depth(None, cpu, s) for s in (memory, Stream(), store)] == [0, 0, 2]
+    assert [accel.prefetch_depth(None, cuda, s) for s in (memory, Stream(), store)] == [2, 2, 2]
+    assert accel.prefetch_depth(5, cpu, memory) == 5 and accel.prefetch_depth(0, cuda, store) == 0
+    with pytest.raises(ValueError, match="prefetch must be >= 0"):
+        accel.prefetch_depth(-1, cpu, memory)
+    # the trainer asks for exactly that depth
+    depths = []
+    real = trainer._prefetch
+    monkeypatch.setattr(trainer, "_prefetch", lambda stream, depth: depths.append(depth) or real(stream, depth))
+    data = _data()
+    train(_fresh_prior(data), data, CFG.replace(prefetch=None))
+    train(_fresh_prior(data), data, CFG.replace(prefetch=3))
+    assert depths == [0, 3]

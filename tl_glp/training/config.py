@@ -105,8 +105,10 @@ class TrainConfig:
     """Copy batches into pinned host memory in the prefetch thread so host-to-device copies run
     asynchronously; ``None``: on when training on CUDA (never on CPU, where there is no copy)."""
 
-    prefetch: int = 2
-    """Batches read ahead in a background thread (keeps disk reads off the critical path)."""
+    prefetch: int | None = None
+    """Batches read ahead in a background thread (0: none). ``None``: 2 on CUDA and for on-disk stores
+    (keeps reads off the critical path), 0 for in-memory and streaming sources on CPU, where the thread
+    would compete with the training step for the same cores (see ``training.accel.prefetch_depth``)."""
 
     progress: bool = True
     """Show a tqdm bar with the loss and samples/s."""

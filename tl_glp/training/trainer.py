@@ -172,10 +172,11 @@ def train(
     loss_module = accel.compile_module(loss_module, cfg.compile, cfg.compile_backend)
     wandb_run = _wandb(cfg, rank)
 
+    depth = accel.prefetch_depth(cfg.prefetch, device, src)
     if streaming:
         stream_state = state["stream"][rank] if "stream" in state else None
         batches = _prefetch(
-            accel.pinned(_stream_batches(src, cfg, stream_state, rank, world), device, cfg.pin_memory), cfg.prefetch
+            accel.pinned(_stream_batches(src, cfg, stream_state, rank, world), device, cfg.pin_memory), depth
         )
     else:
         batches = _prefetch(
@@ -184,7 +185,7 @@ def train(
                 device,
                 cfg.pin_memory,
             ),
-            cfg.prefetch,
+            depth,
         )  # pinned in the prefetch thread
     local = cfg.batch_size // world
     mine = slice(rank * local, (rank + 1) * local)
