@@ -8,13 +8,19 @@ Measured side by side (medians of repeated runs on the same machine):
 - ``stream_rows_per_s``: ``train(prior, StreamingActivations(...))``, and its ratio to the bound
   (the target is >= 0.9: the buffer and the reader thread add little);
 - ``collect_then_train_rows_per_s``: ``collect_activations`` into memory, then ``train``;
-- 2 gloo processes vs 1 on the CPU: collection to a store and training on it (rows/s);
+- 2 gloo processes vs 1 on the CPU: collection to a store and training on it (rows/s), medians of
+  ``repeats`` spawns each, after one untimed warm-up collection in every process;
 - peak RSS of a streaming run over two corpus lengths (in subprocesses): flat in the corpus length.
+
+Training rates are the training loop's own time (``TrainResult.seconds["steps"]``): the stream's
+one-off warm-up (the normaliser's statistics, read before the loop) is reported on its own as
+``stream_warmup_s``, as collect-then-train's statistics are part of its collection.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,20 +84,38 @@ def bench_streaming(quick: bool = False) -> dict[str, float]:
 
     rows = collect_activations(model, tokens, HOOK, context_size=seq, batch_size=32, progress=False)
 
-    def train_only() -> None:
-        train(fresh_prior(), rows, cfg)
+    def train_only() -> float:
+        return train(fresh_prior(), rows, cfg).seconds["steps"]
 
-    def streamed() -> None:
-        train(fresh_prior(), make_stream(), cfg)
+    warmups: list[float] = []
 
-    def collect_then_train() -> None:
+    def streamed() -> float:
+        source = make_stream()
+        tick = time.perf_counter()
+        _ = source.validation  # the one-off warm-up: validation rows and the normaliser's statistics
+        warmups.append(time.perf_counter() - tick)
+        return train(fresh_prior(), source, cfg).seconds["steps"]
+
+    def collect_then_train() -> float:
+        tick = time.perf_counter()
         acts = collect_activations(model, tokens, HOOK, context_size=seq, batch_size=32, progress=False)
-        train(fresh_prior(), acts, cfg)
+        return time.perf_counter() - tick + train(fresh_prior(), acts, cfg).seconds["steps"]
 
-    t_forward = timeit(forward, repeats=repeats) / len(rows)  # seconds per row
-    t_train = timeit(train_only, repeats=repeats) / n_rows
-    t_stream = timeit(streamed, repeats=repeats) / n_rows
-    t_both = timeit(collect_then_train, repeats=repeats) / n_rows
+    def interleaved() -> dict[str, float]:
+        """The four runs in turn, ``repeats`` rounds after one warm-up round; medians (seconds)."""
+        fns = {"forward": lambda: timeit(forward, repeats=1, warmup=0), "train": train_only}
+        fns |= {"stream": streamed, "both": collect_then_train}
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        for round_ in range(repeats + 1):
+            for key, fn in fns.items():
+                seconds = fn()
+                if round_:
+                    times[key].append(seconds)
+        return {k: statistics.median(v) for k, v in times.items()}
+
+    med = interleaved()
+    t_forward = med["forward"] / len(rows)  # seconds per row
+    t_train, t_stream, t_both = med["train"] / n_rows, med["stream"] / n_rows, med["both"] / n_rows
     bound = 1.0 / (t_forward + t_train)
     out: dict[str, float] = {
         "forward_rows_per_s": 1 / t_forward,
@@ -101,6 +125,7 @@ def bench_streaming(quick: bool = False) -> dict[str, float]:
         "collect_then_train_rows_per_s": 1 / t_both,
         "ratio_stream_vs_bound": (1 / t_stream) / bound,
         "ratio_stream_vs_collect_then_train": t_both / t_stream,
+        "stream_warmup_s": statistics.median(warmups),
     }
     print("bench streaming: single process", {k: round(v, 3) for k, v in out.items()}, flush=True)
     out.update(_two_ranks(quick))
@@ -118,30 +143,27 @@ def bench_streaming(quick: bool = False) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- one process vs two
-def _two_ranks(quick: bool) -> dict[str, float]:
+def _two_ranks(quick: bool, repeats: int = 3) -> dict[str, float]:
+    """1 vs 2 gloo processes, ``repeats`` spawns of each in turn; medians of the rates."""
     import torch.multiprocessing as mp
 
     n_docs, steps = (128, 8) if quick else (1024, 64)
-    out: dict[str, float] = {}
+    rates: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for world in (1, 2):
-            result = Path(tmp) / f"times_{world}"
-            mp.spawn(
-                _rank_worker,
-                args=(
-                    world,
-                    str(Path(tmp) / f"init_{world}"),
-                    str(Path(tmp) / f"store_{world}"),
-                    str(result),
-                    n_docs,
-                    steps,
-                ),
-                nprocs=world,
-                join=True,
-            )
-            collect_s, train_s, rows = (float(x) for x in result.read_text().split())
-            out[f"collect_{world}rank_tok_per_s"] = rows / collect_s
-            out[f"train_{world}rank_rows_per_s"] = steps * 1024 / train_s
+        for rep in range(repeats):
+            for world in (1, 2):
+                run = Path(tmp) / f"{world}_{rep}"
+                run.mkdir()
+                mp.spawn(
+                    _rank_worker,
+                    args=(world, str(run / "init"), str(run / "store"), str(run / "times"), n_docs, steps),
+                    nprocs=world,
+                    join=True,
+                )
+                collect_s, train_s, rows = (float(x) for x in (run / "times").read_text().split())
+                rates.setdefault(f"collect_{world}rank_tok_per_s", []).append(rows / collect_s)
+                rates.setdefault(f"train_{world}rank_rows_per_s", []).append(steps * 1024 / train_s)
+    out = {k: statistics.median(v) for k, v in rates.items()}
     out["ratio_collect_2rank_vs_1"] = out["collect_2rank_tok_per_s"] / out["collect_1rank_tok_per_s"]
     out["ratio_train_2rank_vs_1"] = out["train_2rank_rows_per_s"] / out["train_1rank_rows_per_s"]
     return out
@@ -157,6 +179,8 @@ def _rank_worker(rank: int, world: int, init_file: str, store: str, result: str,
     try:
         model = bench_model(d_model=128, n_layers=2, d_vocab=2000)
         tokens = torch.randint(10, 2000, (n_docs, 128), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            model(tokens[:32], stop_at_layer=2)  # untimed: first-call costs (allocator, kernels) stay out
         _sync(world)
         start = time.perf_counter()
         source = collect_activations(model, tokens, HOOK, out=store, batch_size=32, context_size=128, progress=False)
