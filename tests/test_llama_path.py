@@ -18,6 +18,7 @@ Everything here is plumbing on the real code path at tiny sizes.
 
 from __future__ import annotations
 
+import json
 import random
 import warnings
 
@@ -315,6 +316,10 @@ def test_demo_command_on_a_local_folder(llama_dir, tmp_path):
     report = (out / "report.md").read_text()
     assert "Llama-3.2-1B" in report and HOOK in report
     assert (out / "probing.csv").is_file() and (out / "steering.csv").is_file()
+    # the steering head to head runs on a real model too: every projector vs plain, NLL fluency
+    assert "Steering head to head" in report and (out / "steering_map.csv").is_file()
+    numbers = json.loads((out / "numbers.json").read_text())
+    assert {f"map_gain_nll_{p}" for p in ("prior", "sae", "sae+error", "pca k=16", "gaussian cap")} <= set(numbers)
 
 
 def test_demo_dataset_arguments_with_csv_files():

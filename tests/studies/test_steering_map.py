@@ -89,3 +89,55 @@ def test_testbed_steering_map_tables_numbers_and_files(testbed, tmp_path):
     assert doc.text.startswith(prompts[0]) and labels["sentiment"][0] == (
         doc.latents["sentiment"][len(prompts[0].split()) - 1] == "positive"
     )
+
+
+def test_text_prefixes_cut_each_text_to_three_to_twelve_words():
+    from tl_glp.studies.steering_map import text_prefixes
+
+    texts = [" ".join(f"w{i}_{j}" for j in range(2 + i % 15)) for i in range(40)]
+    prompts = text_prefixes(texts, 10, seed=3)
+    long_enough = [t for t in texts if len(t.split()) >= 3]
+    assert len(prompts) == 10 and prompts == text_prefixes(texts, 10, seed=3)
+    for prompt, text in zip(prompts, long_enough):
+        assert text.startswith(prompt) and 3 <= len(prompt.split()) <= min(12, len(text.split()))
+    assert text_prefixes(["a b", "c"], 3) == []
+
+
+def test_model_steering_map_needs_no_ground_truth(testbed, tmp_path):
+    """The real-model path (what `tl-glp demo --model gpt2` runs) on the testbed's model used as any model:
+    plain text only, the concept read along the direction, NLL fluency, a probe-free diagnosis."""
+    from tl_glp import GenerativePrior, collect_activations
+    from tl_glp.studies.steering_map import model_steering_map
+    from tl_glp.studies.testbed import MIDDLE_HOOK
+
+    texts = testbed.language.sample_texts(80, seed=1)
+    acts = collect_activations(testbed.model, texts[:40], MIDDLE_HOOK, progress=False)
+    torch.manual_seed(0)
+    prior = GenerativePrior.from_activations(acts, n_blocks=1)
+    direction = torch.randn(acts.d_input, generator=torch.Generator().manual_seed(0))
+    m = model_steering_map(
+        testbed.model,
+        prior,
+        acts[0 : len(acts)],
+        None,
+        direction,
+        texts[40:],
+        hook_name=MIDDLE_HOOK,
+        out_dir=tmp_path,
+        n_prompts=4,
+        strengths=(1.0,),
+        positions=("last",),
+        max_new_tokens=3,
+        pca_k=4,
+        n_diagnose=6,
+        n_boot=20,
+        progress=False,
+    )
+    assert set(m.gains) == {"nll"} and "grammatical" not in m.sweep.columns
+    assert set(m.gains["nll"].method) == {"prior", "pca k=4", "gaussian cap"}  # no SAE given: no SAE round trips
+    assert set(m.sweep.method) == {"none", "plain", "prior", "pca k=4", "gaussian cap"}
+    assert m.sweep.concept.notna().all() and m.flips is None
+    summary = m.diagnosis.summary()
+    assert set(summary.projector) >= {"prior", "pca k=4", "gaussian cap"} and summary.kl.notna().all()
+    assert (tmp_path / "steering_map.csv").is_file() and "map_gain_nll_prior" in m.numbers
+    assert "Steering head to head" in m.markdown

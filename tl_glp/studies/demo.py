@@ -9,8 +9,9 @@ as ``[k/8]`` with the seconds elapsed (every longer step inside shows a bar or a
    against held-out activations and a moment-matched Gaussian, an SAE trained with SAE-Lens on the same
    activations, and delta LM loss of the prior's projection vs the SAE's reconstruction;
 4. steering: plain vs prior-guided sentiment steering scored with ground truth;
-5. steering head to head (testbed only): every way back to the manifold (prior, SAE round trip, PCA, Gaussian cap)
-   against plain steering, and what each projection changes;
+5. steering head to head: every way back to the manifold (prior, SAE round trip, PCA, Gaussian cap) against
+   plain steering, and what each projection changes (on the testbed with ground-truth concept, grammar and
+   latent probes; on a real model with the concept along the direction and NLL fluency);
 6. probing: 1-D probes on meta-neurons vs raw, MLP, PCA and SAE features;
 7. ground-truth monosemanticity of single units (testbed only);
 8. off-manifold detection: how well each score tells natural from steered or shuffled activations.
@@ -21,7 +22,7 @@ It writes ``report.md``, ``numbers.json``, CSVs and PNG figures to the output fo
 
 With ``--model`` (a Hugging Face id, or a local folder written by ``save_pretrained``), ``--hook``,
 ``--sae`` (``RELEASE:SAE_ID``, or a local folder for ``SAE.load_from_disk``) and ``--dataset`` the
-same steps run on a real model (stages 5 and 7 left out: ``[k/6]``). With a local model folder, a local SAE
+same steps run on a real model (stage 7 left out: ``[k/7]``). With a local model folder, a local SAE
 folder and CSV datasets (``prompt``, ``target``; their prompts then also serve as the text corpus) it
 runs offline; for anything large it wants a GPU.
 """
@@ -51,7 +52,7 @@ from tl_glp.studies.interpret_run import ground_truth_section
 from tl_glp.studies.reporting import markdown_table as _md_table
 from tl_glp.studies.reporting import text_table as _text_table
 from tl_glp.studies.splits import held_out_split, other_document_rows
-from tl_glp.studies.steering_map import testbed_steering_map
+from tl_glp.studies.steering_map import model_steering_map, testbed_steering_map
 from tl_glp.studies.testbed import MIDDLE_HOOK, load
 from tl_glp.studies.testbed.tasks import concept_scorer, grammatical_scorer, judgement_prefixes, steering_prompts
 from tl_glp.training.config import TrainConfig
@@ -70,7 +71,7 @@ STAGES = (
 )
 """The demo's stages in order, as its progress lines number them (``[k/N]``); on a real model (no ground truth)
 the monosemanticity stage is left out and N is one less."""
-TESTBED_ONLY_STAGES = ("steering head to head", "ground-truth monosemanticity")
+TESTBED_ONLY_STAGES = ("ground-truth monosemanticity",)
 
 
 class _Progress:
@@ -278,6 +279,8 @@ def run_demo(
     clock = time.perf_counter()
     torch.manual_seed(cfg.seed)
     stages = STAGES if model_name == "testbed" else tuple(s for s in STAGES if s not in TESTBED_ONLY_STAGES)
+    if cfg.map_prompts <= 0:
+        stages = tuple(s for s in stages if s != "steering head to head")
     say = _Progress(stages, progress)
 
     # 1. the model ------------------------------------------------------------------------------
@@ -446,16 +449,11 @@ def run_demo(
     result.tables["steering_examples"] = examples[["prompt", "method", "r", "continuation"]]
 
     # 4b. steering head to head (tl_glp.studies.steering_map) -- begin --------------------------------------------
-    if testbed is not None:
+    if cfg.map_prompts > 0:
         say.stage(
             "steering head to head", f"{cfg.map_prompts} prompts x {len(cfg.map_strengths)} strengths x every projector"
         )
-        steering_map = testbed_steering_map(
-            testbed,
-            prior,
-            train_rows,
-            sae_model,
-            direction,
+        map_args: dict[str, Any] = dict(
             hook_name=hook,
             out_dir=out,
             n_prompts=cfg.map_prompts,
@@ -463,11 +461,16 @@ def run_demo(
             positions=[p.strip() for p in cfg.map_positions.split(",") if p.strip()],
             max_new_tokens=cfg.map_new_tokens,
             pca_k=cfg.map_pca_k,
-            n_probe_prefixes=cfg.map_probe_prefixes,
             n_diagnose=cfg.map_diagnose,
             seed=cfg.seed,
             progress=progress,
         )
+        if testbed is not None:  # ground truth: concept, grammar, probes of every latent
+            steering_map = testbed_steering_map(
+                testbed, prior, train_rows, sae_model, direction, n_probe_prefixes=cfg.map_probe_prefixes, **map_args
+            )
+        else:  # the same sweep and diagnosis on prefixes of held-out text, concept along the direction, NLL fluency
+            steering_map = model_steering_map(model, prior, train_rows, sae_model, direction, eval_texts, **map_args)
         result.numbers.update(steering_map.numbers)
         result.tables["steering_map_md"] = steering_map.markdown
         result.figures += steering_map.figures

@@ -288,6 +288,85 @@ def testbed_prefixes(language: Any, n: int, seed: int) -> tuple[list[str], dict[
     return prompts, labels
 
 
+def text_prefixes(texts: Sequence[str], n: int, *, min_words: int = 3, max_words: int = 12, seed: int = 0) -> list[str]:
+    """``n`` prompts cut from ``texts``: each text's first k words, k drawn in ``[min_words, max_words]``
+    (seeded; texts shorter than ``min_words`` words are skipped). What a real model's map steers and
+    diagnoses when no ground truth says where a concept lives.
+
+    >>> text_prefixes(["one two three four five", "a b", "x y z w"], 5, max_words=3)
+    ['one two three', 'x y z']
+    """
+    rng = random.Random(seed)
+    out = []
+    for text in texts:
+        words = text.split()
+        if len(words) < min_words:
+            continue
+        out.append(" ".join(words[: rng.randint(min_words, min(max_words, len(words)))]))
+        if len(out) == n:
+            break
+    return out
+
+
+def model_steering_map(
+    model: Any,
+    prior: GenerativePrior,
+    natural: Float[Tensor, "n d"],
+    sae: Any,
+    direction: Float[Tensor, " d_model"],
+    texts: Sequence[str],
+    *,
+    hook_name: str,
+    out_dir: str | Path,
+    n_prompts: int = 24,
+    strengths: Sequence[float] = MAP_STRENGTHS,
+    positions: Sequence[Positions] = ("last", "all"),
+    max_new_tokens: int = 12,
+    pca_k: int = 16,
+    n_diagnose: int = 200,
+    seed: int = 0,
+    n_boot: int = 1000,
+    progress: bool = True,
+) -> SteeringMap:
+    """:func:`steering_map` on any model (what ``tl-glp demo --model gpt2`` runs): prompts and
+    diagnosis prefixes cut from held-out ``texts`` (:func:`text_prefixes`), the concept read by
+    the default :class:`~tl_glp.steering.scorers.DirectionScorer` (the unsteered model's
+    activations along ``direction``), fluency as the unsteered model's NLL, and no probes (no
+    ground truth): the diagnosis reports distance moved, share kept along the direction, the
+    noised input's norm ratio and denoising score, and the next-token KL.
+
+    Example (a tiny random model, an untrained prior, one strength)::
+
+        m = model_steering_map(model, prior, rows, None, w, texts, hook_name=hook, out_dir="map",
+                               n_prompts=4, strengths=(1.0,), positions=("last",), n_diagnose=8)
+        m.gains["nll"]  # each projector vs plain at matched concept
+    """
+    prompts = text_prefixes(texts, n_prompts, seed=seed + 3)
+    rest = list(texts)[len(prompts) :]
+    diag_prompts = text_prefixes(rest, n_diagnose, seed=seed + 6)
+    if len(prompts) < 2:
+        raise ValueError(
+            f"model_steering_map: only {len(prompts)} of the {len(texts)} texts have 3 or more words; pass more text."
+        )
+    return steering_map(
+        model,
+        prior,
+        direction,
+        prompts,
+        standard_projectors(prior, natural, sae, pca_k=pca_k),
+        hook_name=hook_name,
+        out_dir=out_dir,
+        strengths=strengths,
+        positions=positions,
+        max_new_tokens=max_new_tokens,
+        fluencies=("nll",),
+        diagnose_prompts=diag_prompts,
+        seed=seed,
+        n_boot=n_boot,
+        progress=progress,
+    )
+
+
 def testbed_probes(model: Any, language: Any, hook_name: str, n: int = 1500, seed: int = 0) -> dict[str, LinearProbe]:
     """Linear probes of every ground-truth latent, trained on the last token of ``n`` prefixes."""
     prompts, labels = testbed_prefixes(language, n, seed)
