@@ -52,14 +52,14 @@ def test_load_sae_from_a_local_folder_and_bad_specs(tmp_path):
 
 
 def test_demo_sorts_dataset_arguments_into_corpus_and_probing_sets():
-    from tl_glp.studies.demo import _split_dataset_args
+    from tl_glp.studies.demo import split_dataset_args
 
-    assert _split_dataset_args(None) == ("NeelNanda/pile-10k", "all")
-    assert _split_dataset_args(["HuggingFaceFW/fineweb", "5_hist_fig_ismale"]) == (
+    assert split_dataset_args(None) == ("NeelNanda/pile-10k", "all")
+    assert split_dataset_args(["HuggingFaceFW/fineweb", "5_hist_fig_ismale"]) == (
         "HuggingFaceFW/fineweb",
         ["5_hist_fig_ismale"],
     )
-    assert _split_dataset_args(["all"])[1] == "all"
+    assert split_dataset_args(["all"])[1] == "all"
 
 
 def test_compare_delta_lm_loss_pairs_documents_and_matches_delta_lm_loss(tiny_model):

@@ -323,11 +323,11 @@ def test_demo_command_on_a_local_folder(llama_dir, tmp_path):
 
 
 def test_demo_dataset_arguments_with_csv_files():
-    from tl_glp.studies.demo import _split_dataset_args
+    from tl_glp.studies.demo import split_dataset_args
 
-    assert _split_dataset_args(["data/has_dog.csv"]) == (
+    assert split_dataset_args(["data/has_dog.csv"]) == (
         None,
         ["data/has_dog.csv"],
     )  # offline: the CSV prompts are the corpus
-    assert _split_dataset_args(["HuggingFaceFW/fineweb", "a.csv"]) == ("HuggingFaceFW/fineweb", ["a.csv"])
-    assert _split_dataset_args(["5_hist_fig_ismale", "a.csv.zst"]) == (None, ["5_hist_fig_ismale", "a.csv.zst"])
+    assert split_dataset_args(["HuggingFaceFW/fineweb", "a.csv"]) == ("HuggingFaceFW/fineweb", ["a.csv"])
+    assert split_dataset_args(["5_hist_fig_ismale", "a.csv.zst"]) == (None, ["5_hist_fig_ismale", "a.csv.zst"])

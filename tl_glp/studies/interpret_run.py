@@ -205,7 +205,7 @@ def ground_truth_section(
     numbers = {f"gt_values_detected_{s}": share[s] for s in sources}
     numbers.update({f"gt_mean_best_auc_{s}": float(report.aucs[s].max(dim=1).values.mean()) for s in sources})
     lines = [
-        "## 6. Looking inside: ground-truth monosemanticity",
+        "## 7. Looking inside: ground-truth monosemanticity",
         "",
         f"Every token of {len(documents)} held-out documents ({report.n_tokens} tokens) carries known latents. For every unit of every "
         "source, the per-token ROC-AUC with which it alone detects each latent value (signed units may use either tail); "

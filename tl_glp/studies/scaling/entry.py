@@ -7,7 +7,7 @@ from typing import Any
 
 from tl_glp.core import _compat
 from tl_glp.probing import load_dataset, sae_probes_datasets
-from tl_glp.studies.demo import DEMO_NEGATIVE, DEMO_POSITIVE, _corpus_texts, _split_dataset_args
+from tl_glp.studies.demo.corpus import DEMO_NEGATIVE, DEMO_POSITIVE, corpus_texts, split_dataset_args
 from tl_glp.studies.scaling.study import ScalingSettings, SteeringTask, run_scaling_study
 from tl_glp.studies.testbed import MIDDLE_HOOK, load
 from tl_glp.studies.testbed.tasks import sentiment_steering_task
@@ -41,10 +41,10 @@ def run_named_study(
     else:
         lm, name = _compat.load_model(model, device=device, bridge=bridge), model
         hook = hook or f"blocks.{lm.cfg.n_layers // 2}.hook_resid_post"
-        corpus, probes = _split_dataset_args(dataset)
+        corpus, probes = split_dataset_args(dataset)
         if probes == "all":
             probes = sae_probes_datasets()
-        texts = _corpus_texts(corpus, probes, n_texts)
+        texts = corpus_texts(corpus, probes, n_texts)
         task = SteeringTask(
             prompts=["I think that", "The movie was", "Yesterday we", "My friend said"],
             positive=DEMO_POSITIVE,
