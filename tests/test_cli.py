@@ -344,3 +344,18 @@ def test_bench_gpu_and_streaming_are_commands(capsys):
     assert main(["bench", "gpu", "--help"]) == 0
     text = capsys.readouterr().out
     assert "--tiny" in text and "--out" in text
+
+
+def test_demo_help_loads_only_the_settings_not_the_pipeline():
+    """`tl-glp demo --help` (a newcomer's first command after the README's) answers without importing
+    the demo's stages, TransformerLens or SAE-Lens: the demo package loads its modules on first use."""
+    code = (
+        "import sys, tl_glp.cli, tl_glp.cli.demo; "
+        "heavy = [m for m in ('tl_glp.studies.demo.run', 'transformer_lens', 'sae_lens') if m in sys.modules]; "
+        "print(heavy); assert not heavy"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    from tl_glp.studies import demo
+
+    assert demo.run_demo.__module__ == "tl_glp.studies.demo.run" and "run_demo" in dir(demo)

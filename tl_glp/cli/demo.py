@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from tl_glp.cli._run import Flat, Quiet
-from tl_glp.studies.demo import DemoSettings, run_demo
+from tl_glp.studies.demo.settings import DemoSettings
 
 
 @dataclass
@@ -41,6 +41,8 @@ class DemoArgs:
 
 
 def demo(args: DemoArgs) -> int:
+    from tl_glp.studies.demo.run import run_demo  # here, not at the top: --help needs only the settings
+
     run_demo(
         args.out,
         model_name=args.model,

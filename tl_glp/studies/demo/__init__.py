@@ -27,27 +27,40 @@ folder and CSV datasets (``prompt``, ``target``; their prompts then also serve a
 runs offline; for anything large it wants a GPU.
 """
 
-from tl_glp.studies.demo.corpus import DEMO_NEGATIVE, DEMO_POSITIVE, corpus_texts, split_dataset_args
-from tl_glp.studies.demo.report import library_versions, write_report
-from tl_glp.studies.demo.run import run_demo
-from tl_glp.studies.demo.settings import STAGES, TESTBED_ONLY_STAGES, DemoResult, DemoSettings
-from tl_glp.studies.demo.verdicts import PRACTICAL_MARGINS, conclusions, read_verdict, steering_table, summary_text
+import importlib
+from typing import Any
 
-__all__ = [
-    "DEMO_NEGATIVE",
-    "DEMO_POSITIVE",
-    "PRACTICAL_MARGINS",
-    "STAGES",
-    "TESTBED_ONLY_STAGES",
-    "DemoResult",
-    "DemoSettings",
-    "conclusions",
-    "corpus_texts",
-    "library_versions",
-    "read_verdict",
-    "run_demo",
-    "split_dataset_args",
-    "steering_table",
-    "summary_text",
-    "write_report",
-]
+_EXPORTS = {
+    "DEMO_NEGATIVE": "corpus",
+    "DEMO_POSITIVE": "corpus",
+    "corpus_texts": "corpus",
+    "split_dataset_args": "corpus",
+    "library_versions": "report",
+    "write_report": "report",
+    "run_demo": "run",
+    "STAGES": "settings",
+    "TESTBED_ONLY_STAGES": "settings",
+    "DemoResult": "settings",
+    "DemoSettings": "settings",
+    "PRACTICAL_MARGINS": "verdicts",
+    "conclusions": "verdicts",
+    "read_verdict": "verdicts",
+    "steering_table": "verdicts",
+    "summary_text": "verdicts",
+}
+"""Public name -> the module of this package that defines it. Loaded on first use, so that
+``tl-glp demo --help`` (which needs only :mod:`.settings`) does not import the whole pipeline."""
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
