@@ -141,3 +141,12 @@ def test_model_steering_map_needs_no_ground_truth(testbed, tmp_path):
     assert set(summary.projector) >= {"prior", "pca k=4", "gaussian cap"} and summary.kl.notna().all()
     assert (tmp_path / "steering_map.csv").is_file() and "map_gain_nll_prior" in m.numbers
     assert "Steering head to head" in m.markdown
+
+
+def test_model_steering_map_refuses_too_little_text(tmp_path):
+    from tl_glp.studies.steering_map import model_steering_map
+
+    with pytest.raises(ValueError, match="pass more text"):
+        model_steering_map(
+            None, None, None, None, None, ["a b", "c d", "one two three"], hook_name="h", out_dir=tmp_path
+        )

@@ -328,10 +328,10 @@ def model_steering_map(
     n_boot: int = 1000,
     progress: bool = True,
 ) -> SteeringMap:
-    """:func:`steering_map` on any model (what ``tl-glp demo --model gpt2`` runs): prompts and
-    diagnosis prefixes cut from held-out ``texts`` (:func:`text_prefixes`), the concept read by
-    the default :class:`~tl_glp.steering.scorers.DirectionScorer` (the unsteered model's
-    activations along ``direction``), fluency as the unsteered model's NLL, and no probes (no
+    """:func:`steering_map` on any model (what ``tl-glp demo --model gpt2`` runs): prompts cut from the
+    first half of held-out ``texts`` and diagnosis prefixes from the second (:func:`text_prefixes`),
+    the concept read by the default :class:`~tl_glp.steering.scorers.DirectionScorer` (the unsteered
+    model's activations along ``direction``), fluency as the unsteered model's NLL, and no probes (no
     ground truth): the diagnosis reports distance moved, share kept along the direction, the
     noised input's norm ratio and denoising score, and the next-token KL.
 
@@ -341,12 +341,13 @@ def model_steering_map(
                                n_prompts=4, strengths=(1.0,), positions=("last",), n_diagnose=8)
         m.gains["nll"]  # each projector vs plain at matched concept
     """
-    prompts = text_prefixes(texts, n_prompts, seed=seed + 3)
-    rest = list(texts)[len(prompts) :]
-    diag_prompts = text_prefixes(rest, n_diagnose, seed=seed + 6)
-    if len(prompts) < 2:
+    half = len(texts) // 2  # prompts from the first half, diagnosis prefixes from the second: never the same text
+    prompts = text_prefixes(list(texts)[:half], n_prompts, seed=seed + 3)
+    diag_prompts = text_prefixes(list(texts)[half:], n_diagnose, seed=seed + 6)
+    if len(prompts) < 2 or not diag_prompts:
         raise ValueError(
-            f"model_steering_map: only {len(prompts)} of the {len(texts)} texts have 3 or more words; pass more text."
+            f"model_steering_map: {len(texts)} texts gave {len(prompts)} prompts and {len(diag_prompts)} diagnosis "
+            "prefixes (each needs a text of 3 or more words; prompts come from the first half): pass more text."
         )
     return steering_map(
         model,
