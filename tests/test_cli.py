@@ -171,6 +171,11 @@ def test_options_reach_the_library_dataclasses():
         "demo", command("demo"), ["--quick", "--prior-steps", "7", "--seed", "3"]
     )  # a flag beside --quick wins
     assert quick.quick and quick.settings == dataclasses.replace(DemoSettings.quick(), prior_steps=7, seed=3)
+    full = parse("demo", command("demo"), ["--full", "--seed", "2"])  # the README's full-size run, behind a flag
+    assert full.full and full.settings == dataclasses.replace(DemoSettings.full(), seed=2)
+    with pytest.raises(SystemExit) as exited:
+        parse("demo", command("demo"), ["--quick", "--full"])
+    assert exited.value.code == 2
     for depths in (["--depths", "1,2"], ["--depths", "1", "2"], ["--set", "depths=1,2"]):
         assert parse("scaling", command("scaling"), depths).settings == ScalingSettings(depths=(1, 2))
     assert parse("scaling", command("scaling"), ["--quick"]).settings == ScalingSettings.quick()

@@ -147,16 +147,19 @@ def _is_number(token: str) -> bool:
 def parse(name: str, fn: Callable[[Any], int | None], argv: list[str], description: str = "") -> Any:
     """``argv`` parsed into the dataclass that ``fn``'s ``args`` parameter is typed with.
 
-    ``--set FIELD=VALUE`` and comma lists are expanded first (:func:`expand`). ``--quick`` anywhere in
-    ``argv`` makes the dataclass's ``quick_defaults()`` the defaults (``--help`` then shows them), so an
-    explicit flag still wins over a quick size. Raises ``SystemExit`` after ``--help`` (0) or for bad
+    ``--set FIELD=VALUE`` and comma lists are expanded first (:func:`expand`). ``--quick`` (or ``--full``)
+    anywhere in ``argv`` makes the dataclass's ``quick_defaults()`` (``full_defaults()``) the defaults
+    (``--help`` then shows them), so an explicit flag still wins over a preset size. Raises ``SystemExit`` after ``--help`` (0) or for bad
     input (2, after a message that says which option was wrong and why)."""
     cls = typing.get_type_hints(fn)["args"]
     try:
         argv = expand(argv, cls)
     except ValueError as err:
         raise SystemExit(fail(f"tl-glp {name}: {err}")) from None
-    default = cls.quick_defaults() if "--quick" in argv and hasattr(cls, "quick_defaults") else None
+    presets = [p for p in ("quick", "full") if f"--{p}" in argv and hasattr(cls, f"{p}_defaults")]
+    if len(presets) > 1:
+        raise SystemExit(fail(f"tl-glp {name}: --quick and --full exclude each other; pass one of them."))
+    default = getattr(cls, f"{presets[0]}_defaults")() if presets else None
     doc = inspect.getdoc(cls) or ""
     if doc.startswith(cls.__name__ + "("):  # the signature dataclasses write when a class has no docstring
         doc = ""

@@ -12,12 +12,16 @@ from tl_glp.studies.demo.settings import DemoSettings
 @dataclass
 class DemoArgs:
     """Sizes are flags (--prior-steps 300); --set FIELD=VALUE works too. --quick starts from the reduced sizes
-    (a smoke run of every step; --help --quick shows them); flags given beside it still win."""
+    (a smoke run of every step; --help --quick shows them), --full from the full-size run behind the README's
+    tables (--help --full shows them); flags given beside either still win."""
 
     out: str = "demo_out"
     """Output folder for report.md and figures."""
     quick: bool = False
     """Reduced sizes (a smoke run of every step, ~1 minute once the testbed is cached)."""
+    full: bool = False
+    """The full-size run behind the README's tables (DemoSettings.full(): 5000 prior steps, 10,000 samples per
+    side; 12-35 minutes on 2 CPU cores, against about 4 for the default)."""
     model: str = "testbed"
     """'testbed' (offline), a Hugging Face model id such as gpt2, or a local model folder (save_pretrained layout)."""
     hook: str | None = None
@@ -38,6 +42,10 @@ class DemoArgs:
     @classmethod
     def quick_defaults(cls) -> DemoArgs:
         return cls(settings=DemoSettings.quick())  # quick stays False here: --quick, present in argv, sets it
+
+    @classmethod
+    def full_defaults(cls) -> DemoArgs:
+        return cls(settings=DemoSettings.full())  # the same for --full
 
 
 def demo(args: DemoArgs) -> int:
