@@ -150,3 +150,31 @@ def test_model_steering_map_refuses_too_little_text(tmp_path):
         model_steering_map(
             None, None, None, None, None, ["a b", "c d", "one two three"], hook_name="h", out_dir=tmp_path
         )
+
+
+def test_run_testbed_map_writes_the_map_and_its_numbers_end_to_end(tmp_path):
+    """The README's larger map, at toy sizes: activations, prior, SAE, direction, sweep, diagnosis, files."""
+    import json
+
+    from tl_glp.studies.steering_map import run_testbed_map
+
+    m = run_testbed_map(
+        tmp_path,
+        seed=1,
+        n_docs=80,
+        prior_steps=3,
+        sae_steps=3,
+        n_prompts=2,
+        strengths=(1.0,),
+        positions=("last",),
+        max_new_tokens=2,
+        n_probe_prefixes=200,
+        n_diagnose=6,
+    )
+    numbers = json.loads((tmp_path / "numbers.json").read_text())
+    assert numbers["seed"] == 1 and numbers["prior_steps"] == 3 and numbers["seconds_map"] > 0
+    assert {f"map_gain_grammatical_{p}" for p in ("prior", "sae", "sae+error", "pca k=16", "gaussian cap")} <= set(
+        numbers
+    )
+    assert (tmp_path / "map.md").read_text() == m.markdown and (tmp_path / "prior" / "model.safetensors").is_file()
+    assert set(m.sweep.method) == {"none", "plain", "prior", "sae", "sae+error", "pca k=16", "gaussian cap"}
