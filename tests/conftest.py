@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import save_file
 
 from tl_glp.core import _compat
@@ -166,7 +165,128 @@ def testbed():
     return load(progress=False)
 
 
-def write_published(folder, d_input=6, n_blocks=2, n_llm_layers=None, layers=(3,), seed=0, epoch=None):
+def authors_config_yaml(
+    *,
+    d_input: int,
+    d_model: int,
+    d_mlp: int,
+    n_layers: int,
+    layers,
+    multi_layer_n_layers: int | None = None,
+    model_name: str = "meta-llama/Llama-3.2-1B",
+    resolved: bool = False,
+) -> str:
+    """``config.yaml`` exactly as the authors' ``glp_train.py`` writes it (their configs, merged into their
+    ``TrainConfig`` dataclass, then ``OmegaConf.save``): every ``TrainConfig`` field first in declaration
+    order, then the YAML's own keys, comments dropped, interpolations left in place.
+
+    Single-layer: ``configs/train_llama1b_static.yaml``. Multi-layer (``multi_layer_n_layers`` set):
+    ``configs/train_llama1b_dynamic_multilayer.yaml``. ``resolved=True``: a newer ``glp_train.py``
+    that saves with ``resolve=True`` (single-layer only); OmegaConf then writes the ``Path``-typed
+    ``output_path`` with a Python tag. With the real sizes (2048, 4096, 8192, 3, [7]) the text is
+    byte-identical to OmegaConf 2.4's output (checked when this was written; OmegaConf is not a
+    dependency, so the test suite cannot rerun that check).
+    """
+    multi = multi_layer_n_layers is not None
+    layer_lines = "".join(f"    - {int(layer)}\n" for layer in layers)
+    run_name = (
+        "glp-llama1b-d${glp_kwargs.denoiser_config.n_layers}-dynamic_multilayer-1B"
+        if multi
+        else "glp-llama1b-d${glp_kwargs.denoiser_config.n_layers}_static-1M"
+    )
+    if multi:
+        data = (
+            "train_dataset:\n"
+            + "".join(f"- ${{dataset_root}}/layer_{int(layer):02d}\n" for layer in layers)
+            + "rep_statistic: ${dataset_root}/rep_statistics.pt\n"
+        )
+    else:
+        data = "train_dataset: ${save_root}/data/llama1b-layer07-fineweb-1M\nrep_statistic: ${train_dataset}/rep_statistics.pt\n"
+    text = (
+        f"model_name: {model_name}\n"
+        "glp_kwargs:\n"
+        "  normalizer_config:\n"
+        "    rep_statistic: ${rep_statistic}\n"
+        "  denoiser_config:\n"
+        f"    d_input: {d_input}\n"
+        f"    d_model: {d_model}\n"
+        f"    d_mlp: {d_mlp}\n"
+        f"    n_layers: {n_layers}\n"
+        f"    multi_layer_n_layers: {multi_layer_n_layers if multi else 'null'}\n"
+        "  tracedict_config:\n"
+        "    layer_prefix: model.layers\n"
+        "    layers:\n"
+        f"{layer_lines}"
+        "    retain: output\n"
+        "shuffle: true\n"
+        f"{data}"
+        f"dynamic_dataset: {'true' if multi else 'false'}\n"
+        "use_bf16: true\n"
+        "num_epochs: 1\n"
+        f"epoch_size: {1000000000 if multi else 'null'}\n"
+        "batch_size: 4096\n"
+        "learning_rate: 5.0e-05\n"
+        "lr_scheduler:\n"
+        "  scheduler_cls: cosine_scheduler_with_warmup\n"
+        "  warmup_ratio: 0.01\n"
+        "  initial_factor: 0.01\n"
+        "  final_factor: 0.1\n"
+        "gradient_accumulation_steps: 1\n"
+        "gradient_clipping_threshold: 1.0\n"
+        "log_every_n_steps: 10\n"
+        f"save_every_n_steps: {7812 if multi else 'null'}\n"
+        "save_epochs:\n"
+        "- 1\n"
+        "save_opt_state: true\n"
+        "output_path: ${save_root}/runs/${run_name}\n"
+        "wandb_enabled: true\n"
+        "wandb_entity: null\n"
+        "wandb_project: glp\n"
+        "wandb_run_name: ${run_name}\n"
+        "save_root: .\n"
+        f"run_name: {run_name}\n"
+        + ("dataset_root: ${save_root}/data/llama1b-multi-dynamic-fineweb-1B\n" if multi else "")
+    )
+    if resolved:
+        if multi:
+            raise ValueError("resolved=True is only written for the single-layer config")
+        name = f"glp-llama1b-d{n_layers}_static-1M"
+        stats = "./data/llama1b-layer07-fineweb-1M/rep_statistics.pt"
+        text = (
+            text.replace("${rep_statistic}", stats)
+            .replace("${save_root}/data/llama1b-layer07-fineweb-1M\n", "./data/llama1b-layer07-fineweb-1M\n")
+            .replace("${train_dataset}/rep_statistics.pt", stats)
+            .replace(
+                "output_path: ${save_root}/runs/${run_name}\n",
+                f"output_path: !!python/object/apply:pathlib.PosixPath\n- runs/{name}\n",
+            )
+            .replace("${run_name}", name)
+            .replace(run_name, name)
+        )
+    return text
+
+
+def write_published(
+    folder,
+    d_input=6,
+    n_blocks=2,
+    n_llm_layers=None,
+    layers=(3,),
+    seed=0,
+    epoch=None,
+    model_name="meta-llama/Llama-3.2-1B",
+    resolved=False,
+):
+    """A run folder as the authors' ``glp_train.py`` leaves it, at tiny sizes; returns (weights, statistics).
+
+    What their code writes: ``config.yaml`` (:func:`authors_config_yaml`); ``final.safetensors``, the
+    denoiser's ``state_dict`` (``model.`` prefix); ``rep_statistics.pt``, their ``Normalizer``'s
+    buffers (``torch.save({"mean": self.mean, "var": self.var})``: ``[d_input]`` for one layer,
+    ``[n_layers, d_input]`` stacked for several); ``optimizer_state.pt`` and ``scheduler_state.pt``
+    (``save_opt_state: true``), pickles this package must never open. ``epoch=K`` also writes
+    ``checkpoints/epoch_K.safetensors`` and ``checkpoints/rep_statistics.pt`` (their
+    ``save_epochs``), and perturbs ``final`` so the two checkpoints differ.
+    """
     g = torch.Generator().manual_seed(seed)
     d_model, d_mlp = 2 * d_input, 4 * d_input
     shapes = {
@@ -182,9 +302,9 @@ def write_published(folder, d_input=6, n_blocks=2, n_llm_layers=None, layers=(3,
             f"model.layers.{i}.{k}": s
             for k, s in [
                 ("up_proj", (d_mlp, d_model)),
+                ("down_proj", (d_model, d_mlp)),
                 ("gate_proj", (d_mlp, d_model)),
                 ("time_proj", (d_mlp, d_model)),
-                ("down_proj", (d_model, d_mlp)),
             ]
         }
     w = {}
@@ -194,27 +314,33 @@ def write_published(folder, d_input=6, n_blocks=2, n_llm_layers=None, layers=(3,
     for ln in ["model.ln"] + [f"model.layers.{i}.ln" for i in range(n_blocks)]:
         w[f"{ln}.weight"] = 1 + 0.1 * torch.randn(d_model, generator=g)
         w[f"{ln}.bias"] = 0.1 * torch.randn(d_model, generator=g)
+    rows = (n_llm_layers,) if n_llm_layers else ()
+    normalizer = torch.nn.Module()  # their Normalizer: mean and var registered as buffers, saved as such
+    normalizer.mean = torch.nn.Buffer(torch.randn(*rows, d_input, generator=g))
+    normalizer.var = torch.nn.Buffer(torch.rand(*rows, d_input, generator=g) + 0.5)
+    stats = {"mean": normalizer.mean, "var": normalizer.var}
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "final.safetensors" if epoch is None else folder / "checkpoints" / f"epoch_{epoch}.safetensors"
-    target.parent.mkdir(exist_ok=True)
-    save_file(w, str(target))
-    rows = (n_llm_layers,) if n_llm_layers else (1,)
-    stats = {"mean": torch.randn(*rows, d_input, generator=g), "var": torch.rand(*rows, d_input, generator=g) + 0.5}
-    torch.save(stats, folder / "rep_statistics.pt")  # the foreign format we import (read back with weights_only=True)
-    config = {
-        "model_name": "meta-llama/Llama-3.2-1B",
-        "run_name": "glp-test-${glp_kwargs.denoiser_config.n_layers}",
-        "glp_kwargs": {
-            "normalizer_config": {"rep_statistic": "${dataset_root}/rep_statistics.pt"},
-            "denoiser_config": {
-                "d_input": d_input,
-                "d_model": d_model,
-                "d_mlp": d_mlp,
-                "n_layers": n_blocks,
-                "multi_layer_n_layers": n_llm_layers,
-            },
-            "tracedict_config": {"layer_prefix": "model.layers", "layers": list(layers), "retain": "output"},
-        },
-    }
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    return w, stats
+    targets = [(folder, "final", w)]
+    if epoch is not None:
+        final = {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in w.items()}
+        targets = [(folder / "checkpoints", f"epoch_{epoch}", w), (folder, "final", final)]
+    for where, name, weights in targets:
+        where.mkdir(parents=True, exist_ok=True)
+        save_file(weights, str(where / f"{name}.safetensors"))
+        torch.save(
+            stats, where / "rep_statistics.pt"
+        )  # the foreign format we import (read back with weights_only=True)
+    for pickle_name in ("optimizer_state.pt", "scheduler_state.pt"):
+        torch.save({"state": {}, "param_groups": [{"lr": 5e-5, "betas": (0.9, 0.999)}]}, folder / pickle_name)
+    config = authors_config_yaml(
+        d_input=d_input,
+        d_model=d_model,
+        d_mlp=d_mlp,
+        n_layers=n_blocks,
+        layers=layers,
+        multi_layer_n_layers=n_llm_layers,
+        model_name=model_name,
+        resolved=resolved,
+    )
+    (folder / "config.yaml").write_text(config)
+    return w, {k: v.detach().clone() for k, v in stats.items()}

@@ -25,7 +25,6 @@ import warnings
 import pandas as pd
 import pytest
 import torch
-import yaml
 from conftest import WORDS, random_sentences, write_published
 
 import tl_glp
@@ -106,11 +105,7 @@ def layer_outputs(hf_model, tokens):
 
 
 def published_prior_for(folder, model_name="meta-llama/Llama-3.2-1B", layer=LAYER, seed=0):
-    write_published(folder, d_input=D_MODEL, n_blocks=1, layers=(layer,), seed=seed)
-    cfg_path = folder / "config.yaml"
-    raw = yaml.safe_load(cfg_path.read_text())
-    raw["model_name"] = model_name
-    cfg_path.write_text(yaml.safe_dump(raw))
+    write_published(folder, d_input=D_MODEL, n_blocks=1, layers=(layer,), seed=seed, model_name=model_name)
     return GenerativePrior.from_pretrained(folder)
 
 

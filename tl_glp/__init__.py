@@ -25,6 +25,7 @@ _EXPORTS = {
     "PriorConfig": "tl_glp.core.config",
     "GenerativePrior": "tl_glp.core.prior",
     "ProjectionConfig": "tl_glp.core.projection",
+    "real_tokens": "tl_glp.core.padding",
     "run_probing": "tl_glp.probing.runner",
     "diff_of_means": "tl_glp.steering.directions",
     "sae_direction": "tl_glp.steering.directions",

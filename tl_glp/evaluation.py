@@ -17,7 +17,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tl_glp.core import _compat
+from tl_glp.core import _compat, padding
 from tl_glp.core._tokens import model_device, right_padded_tokens
 
 
@@ -59,7 +59,9 @@ def document_losses(
     for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
         tokens, lengths = right_padded_tokens(model, texts[start : start + batch_size], context_size)
         hooks = [(hook_name, hook_fn)] if hook_fn is not None else []
-        logits = model.run_with_hooks(tokens.to(device), fwd_hooks=hooks)
+        real = torch.arange(tokens.shape[1])[None] < lengths[:, None]
+        with padding.real_tokens(real):  # the hook never edits or counts the right padding
+            logits = model.run_with_hooks(tokens.to(device), fwd_hooks=hooks)
         loss = torch.nn.functional.cross_entropy(
             logits[:, :-1].transpose(1, 2).float(), tokens[:, 1:].to(logits.device), reduction="none"
         )

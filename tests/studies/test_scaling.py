@@ -280,6 +280,88 @@ def test_reduced_study_writes_report_and_resumes_without_recomputing(study_input
         )
 
 
+# --------------------------------------------------------------------------- resuming under the held-out rule
+class _ReachedTheData(Exception):
+    """Raised where the study would collect activations: the folder was accepted."""
+
+
+def _open_study(out, monkeypatch, settings=TINY):
+    """Run the study up to its data: refused (ValueError) or accepted (_ReachedTheData)."""
+    from tl_glp.studies.scaling import SteeringTask, run_scaling_study, study
+
+    def reached(*args, **kwargs):
+        raise _ReachedTheData
+
+    monkeypatch.setattr(study, "_activations", reached)
+    task = SteeringTask(prompts=["the dog"], direction=torch.ones(4))
+    with pytest.raises(_ReachedTheData):
+        run_scaling_study(
+            object(),
+            "blocks.1.hook_resid_post",
+            [f"text {i}" for i in range(40)],
+            [],
+            task,
+            out,
+            settings=settings,
+            model_name="tiny",
+            progress=False,
+        )
+
+
+def test_a_folder_resumes_only_under_the_held_out_rule_that_made_it(tmp_path, monkeypatch):
+    import json
+
+    from tl_glp.studies import splits
+    from tl_glp.studies.scaling import study
+
+    out = tmp_path / "study"
+    _open_study(out, monkeypatch)
+    _open_study(out, monkeypatch)  # the same rule: resumes
+
+    def first_quarter_held_out(rows, n_held, seed):  # another split function altogether
+        return splits.held_out_split(rows.flip(0), n_held, seed)
+
+    with monkeypatch.context() as m:
+        m.setattr(study, "held_out_split", first_quarter_held_out)
+        with pytest.raises(
+            ValueError, match=r"split tl_glp\.studies\.splits\.held_out_split -> .*first_quarter_held_out"
+        ):
+            _open_study(out, monkeypatch)
+
+    record = json.loads((out / "study.json").read_text())["held_out"]
+    assert record == {"split": "tl_glp.studies.splits.held_out_split", "version": 1, "held_out_rows": 1024, "seed": 0}
+    with monkeypatch.context() as m:  # a tl-glp whose held_out_split chooses other rows (rule version 2)
+        m.setattr(splits, "HELD_OUT_VERSION", 2)
+        with pytest.raises(
+            ValueError,
+            match=r"held_out differ \(held_out: version 1 -> 2\).*another output folder.*"
+            r"held_out_split version 1 with held_out_rows=1024, seed=0",
+        ):
+            _open_study(out, monkeypatch)
+    _open_study(out, monkeypatch)  # and back under its own rule it still resumes
+
+
+def test_a_folder_from_before_the_rule_was_recorded(tmp_path, monkeypatch):
+    """study.json without a held-out record: made by version 1 of the rule (the only one there was)."""
+    import json
+
+    from tl_glp.studies import splits
+
+    out = tmp_path / "study"
+    _open_study(out, monkeypatch)
+    path = out / "study.json"
+    old = json.loads(path.read_text())
+    del old["held_out"]
+    path.write_text(json.dumps(old))
+    with monkeypatch.context() as m:
+        m.setattr(splits, "HELD_OUT_VERSION", 2)
+        with pytest.raises(ValueError, match=r"version 1 -> 2"):
+            _open_study(out, monkeypatch)
+    assert "held_out" not in json.loads(path.read_text())  # a refused folder is left as it was
+    _open_study(out, monkeypatch)
+    assert json.loads(path.read_text())["held_out"]["version"] == 1  # accepted, and the rule recorded
+
+
 def test_checkpoint_steps_are_geometric():
     s = ScalingSettings(max_samples=512 * 160, batch_size=512, n_checkpoints=5, checkpoint_ratio=2.0)
     assert s.checkpoint_steps() == [10, 20, 40, 80, 160]

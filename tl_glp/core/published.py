@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import torch
 import yaml
 
-from tl_glp.core import _io
+from tl_glp.core import _io, _yaml_config
 from tl_glp.core.config import PriorConfig
 
 PUBLISHED_CONFIG = "config.yaml"
@@ -68,34 +68,66 @@ def _epoch_name(checkpoint: str | int) -> str:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    """``config.yaml``'s data, read the way OmegaConf wrote it (interpolations still unresolved)."""
     cfg_path = path / PUBLISHED_CONFIG
     try:
-        raw = yaml.safe_load(cfg_path.read_text())
+        raw = _yaml_config.load_config(cfg_path.read_text())
     except yaml.YAMLError as err:
         raise ValueError(f"{cfg_path} is not valid YAML ({err}).") from err
     return raw if isinstance(raw, dict) else {}
 
 
+def _setting(raw: dict[str, Any], key: str, cfg_path: Path) -> Any:
+    """Config value ``key`` with its ``${...}`` interpolations resolved (``None`` when absent)."""
+    try:
+        return _yaml_config.resolve(raw, key, default=None)
+    except _yaml_config.InterpolationError as err:
+        raise ValueError(f"{cfg_path}: {err}") from err
+
+
+def _int(value: Any, key: str, cfg_path: Path) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{cfg_path}: {key} is {value!r}, not an integer.") from None
+
+
 def read_published_config(path: Path) -> PriorConfig:
-    """The :class:`PriorConfig` described by a published ``config.yaml``."""
+    """The :class:`PriorConfig` described by a published ``config.yaml``.
+
+    The file is the authors' training config as ``OmegaConf.save`` wrote it: every field of their
+    ``TrainConfig`` plus their YAML's own keys, with ``${...}`` interpolations resolved or not. The
+    fields read here are resolved within the file (a value that cannot be, such as
+    ``${oc.env:...}``, is an error that names the key); all other fields are left alone.
+    """
     cfg_path = path / PUBLISHED_CONFIG
     raw = _read_yaml(path)
-    glp = raw.get("glp_kwargs") or {}
-    den = glp.get("denoiser_config")
-    if not den or "d_input" not in den:
-        raise ValueError(f"{cfg_path} has no glp_kwargs.denoiser_config.d_input: not a published GLP config.")
-    trace = glp.get("tracedict_config") or {}
-    layers = trace.get("layers") or []
-    site = "hook_resid_pre" if trace.get("retain") == "input" else "hook_resid_post"
-    d_input = int(den["d_input"])
+    den = "glp_kwargs.denoiser_config"
+    d_input = _setting(raw, f"{den}.d_input", cfg_path)
+    n_layers = _setting(raw, f"{den}.n_layers", cfg_path)
+    if d_input is None or n_layers is None:
+        raise ValueError(
+            f"{cfg_path} has no {den}.d_input or {den}.n_layers: not a published GLP config "
+            "(the authors' glp_train.py writes both)."
+        )
+    d_input = _int(d_input, f"{den}.d_input", cfg_path)
+    d_model, d_mlp, n_llm_layers = (
+        _setting(raw, f"{den}.{k}", cfg_path) for k in ("d_model", "d_mlp", "multi_layer_n_layers")
+    )
+    layers = _setting(raw, "glp_kwargs.tracedict_config.layers", cfg_path) or []
+    if not isinstance(layers, list):
+        layers = [layers]
+    retain = _setting(raw, "glp_kwargs.tracedict_config.retain", cfg_path)
+    site = "hook_resid_pre" if retain == "input" else "hook_resid_post"
+    model_name = _setting(raw, "model_name", cfg_path)
     return PriorConfig(
         d_input=d_input,
-        d_hidden=int(den.get("d_model") or 2 * d_input),
-        d_mlp=int(den.get("d_mlp") or 4 * d_input),
-        n_blocks=int(den["n_layers"]),
-        n_llm_layers=den.get("multi_layer_n_layers"),
-        hook_names=[f"blocks.{int(layer)}.{site}" for layer in layers],
-        model_name=raw.get("model_name"),
+        d_hidden=_int(d_model, f"{den}.d_model", cfg_path) if d_model else 2 * d_input,
+        d_mlp=_int(d_mlp, f"{den}.d_mlp", cfg_path) if d_mlp else 4 * d_input,
+        n_blocks=_int(n_layers, f"{den}.n_layers", cfg_path),
+        n_llm_layers=None if n_llm_layers is None else _int(n_llm_layers, f"{den}.multi_layer_n_layers", cfg_path),
+        hook_names=[f"blocks.{_int(layer, 'glp_kwargs.tracedict_config.layers', cfg_path)}.{site}" for layer in layers],
+        model_name=str(model_name) if model_name else None,
         model_processing="unprocessed",
     )
 
@@ -114,46 +146,56 @@ def convert_state_dict(published: dict[str, torch.Tensor]) -> dict[str, torch.Te
 def statistics_path(path: Path) -> Path:
     """The normaliser statistics file of the published prior in folder ``path``.
 
-    ``config.yaml``'s ``glp_kwargs.normalizer_config.rep_statistic`` names it. The authors wrote
-    paths of their own machines there (``/data/.../rep_statistics.pt`` or
-    ``${dataset_root}/rep_statistics.pt``), so the file is only ever looked for *inside* the
-    checkpoint folder: a relative path is taken from the folder, and any other path (absolute,
-    interpolated, from another machine) by its file name in the folder. Without the setting the
-    file is ``rep_statistics.pt``. Nothing outside the folder is read.
+    The authors' ``GLP.save_pretrained`` always writes the normaliser's statistics beside the
+    weights as ``rep_statistics.pt``, and their ``load_glp`` reads that file: it sets the
+    config's top-level ``rep_statistic`` to ``<folder>/rep_statistics.pt`` and resolves the
+    config, so ``glp_kwargs.normalizer_config.rep_statistic: ${rep_statistic}`` (what their
+    training config holds) points there. This does the same: the statistics are
+    ``<folder>/rep_statistics.pt`` unless ``normalizer_config.rep_statistic`` names a file that
+    is inside the folder, in order of preference
+
+    1. the setting, resolved, as a path inside the folder (relative to it, or absolute);
+    2. a file of the setting's name in the folder (a path of the authors' machine, such as
+       ``/data/llama1b/layer_07/stats.pt``, whose file was copied beside the weights);
+    3. ``rep_statistics.pt``.
+
+    A setting that cannot be resolved (``${oc.env:...}``) is ignored. Nothing outside the folder
+    is read.
 
     Example (a relative setting)::
 
         normalizer_config: {rep_statistic: stats/rep_statistics.pt}   # -> <folder>/stats/rep_statistics.pt
     """
     folder = path.resolve()
-    norm = (_read_yaml(path).get("glp_kwargs") or {}).get("normalizer_config") or {}
-    setting = norm.get("rep_statistic") if isinstance(norm, dict) else None
-    if not setting:
-        if (path / PUBLISHED_STATS).is_file():
-            return path / PUBLISHED_STATS
-        raise FileNotFoundError(
-            f"Published prior at {path} has no {PUBLISHED_STATS} (the normaliser statistics), "
-            "and its config.yaml names no glp_kwargs.normalizer_config.rep_statistic."
+    raw = _read_yaml(path)
+    glp = raw.get("glp_kwargs")
+    norm = glp.get("normalizer_config") if isinstance(glp, dict) else None
+    written = norm.get("rep_statistic") if isinstance(norm, dict) else None
+    try:  # as their load_glp does: the top-level rep_statistic is the folder's own file
+        setting = _yaml_config.resolve(
+            {**raw, "rep_statistic": PUBLISHED_STATS}, "glp_kwargs.normalizer_config.rep_statistic", default=None
         )
-    setting = str(setting)
-    tried = []
-    as_path = Path(setting)
-    if not as_path.is_absolute() and "$" not in setting:
-        candidate = (path / as_path).resolve()
+    except _yaml_config.InterpolationError:
+        setting = None
+    tried: list[Path] = []
+    if isinstance(setting, str) and setting.strip():
+        as_path = Path(setting.strip())
+        candidate = (folder / as_path).resolve()  # an absolute as_path replaces folder
         if candidate.is_relative_to(folder):
             tried.append(candidate)
-    if as_path.name:
-        tried.append(folder / as_path.name)
-    if as_path.is_absolute() and Path(setting).resolve().is_relative_to(folder):
-        tried.insert(0, Path(setting).resolve())
+        if as_path.name:
+            tried.append(folder / as_path.name)
+    tried.append(folder / PUBLISHED_STATS)
+    tried = list(dict.fromkeys(tried))
     for candidate in tried:
         if candidate.is_file():
             return candidate
+    described = f"is {written!r}" + (f" (resolved: {setting!r})" if setting not in (None, written) else "")
     raise FileNotFoundError(
-        f"Published prior at {path}: config.yaml's glp_kwargs.normalizer_config.rep_statistic is {setting!r}, and no such "
-        f"file is in the checkpoint folder (looked for {[str(c) for c in dict.fromkeys(tried)]}). Put the statistics file "
-        f"({as_path.name or PUBLISHED_STATS}, a dict with 'mean' and 'var') into {path}, or set rep_statistic to its path "
-        "relative to that folder."
+        f"Published prior at {path}: config.yaml's glp_kwargs.normalizer_config.rep_statistic {described}, and no "
+        f"normaliser statistics are in the checkpoint folder (looked for {[str(c) for c in tried]}). The authors save "
+        f"them as {PUBLISHED_STATS} beside the weights: put that file (a dict with 'mean' and 'var') into {path}, or "
+        "set rep_statistic to its path relative to that folder."
     )
 
 

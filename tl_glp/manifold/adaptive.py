@@ -8,7 +8,8 @@
   calibrated on natural activations to a false-positive rate.
 - :class:`AdaptiveProjector`: a projector (:mod:`tl_glp.steering.projectors`) that projects only
   the rows a rule flags; pass it as ``projector=`` to the steering and projection hooks, with
-  ``positions=rule.within``. ``projector.stats`` counts ``candidates`` and ``projected``.
+  ``positions=rule.within``. ``projector.stats`` counts ``candidates`` and ``projected``. The hooks
+  hand it only real tokens: padding (where known, :mod:`tl_glp.core.padding`) is never a candidate.
 
 Example:
     >>> import torch
@@ -36,6 +37,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tl_glp.core.padding import without_padding
 from tl_glp.core.positions import Positions, check_positions, hook_layer, position_mask
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.projection import ProjectionConfig
@@ -163,7 +165,7 @@ def score_recorder(
     ``positions`` (as the steering hooks' ``positions``) and returns ``None`` (no change).
 
     ``fn.records`` holds one ``[batch, pos]`` float tensor per forward call (NaN where not
-    recorded); ``fn.row_means()`` gives each batch row's mean over all calls (e.g. the mean score
+    recorded, padding included: :mod:`tl_glp.core.padding`); ``fn.row_means()`` gives each batch row's mean over all calls (e.g. the mean score
     of the steered positions of a generation) and ``fn.reset()`` clears them.
 
     Example::
@@ -186,7 +188,7 @@ def score_recorder(
             )
         batch, seq, _ = activation.shape
         out = torch.full((batch, seq), float("nan"))
-        mask = position_mask(positions, batch, seq, activation.device)
+        mask = without_padding(position_mask(positions, batch, seq, activation.device), batch, seq, activation.device)
         if mask is not None and bool(mask.any()):
             values = manifold_score(
                 prior, activation[mask].detach().float(), score, layer=hook_layer(prior, hook), **score_kwargs

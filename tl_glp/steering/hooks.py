@@ -11,6 +11,13 @@ prompt token at prefill, then every new token during cached ``model.generate``; 
 batches each row's real last token; a ``TransformerBridge`` whose ``generate`` re-runs the whole
 sequence still steers the newest token), a ``slice`` or a boolean mask.
 
+Padding (:mod:`tl_glp.core.padding`): padding positions are never steered, projected or counted,
+and ``"last"`` is each row's last real token, wherever the padding is known: inside
+``tl_glp.real_tokens(mask)``, in this package's right-padded runners (delta LM loss),
+and, for hooks attached with :func:`patch` / :func:`steer`, from the model call's
+``attention_mask=`` (TransformerLens's ``generate`` passes one for left-padded prompts) or from
+the token ids when the tokenizer's pad id is distinct from BOS and EOS.
+
 Projection: with ``prior=`` the edited positions are replaced by the prior's projection under
 ``projection=`` (a :class:`~tl_glp.ProjectionConfig`; default: the reference, t_start 0.5). A
 seeded projection draws fresh noise at every call from one generator seeded when the hook is made,
@@ -46,7 +53,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from tl_glp.core import _compat
+from tl_glp.core import _compat, padding
 from tl_glp.core._tokens import model_device
 from tl_glp.core.positions import Positions, check_positions, hook_layer, position_mask
 from tl_glp.core.prior import GenerativePrior
@@ -103,7 +110,7 @@ def steering_hook(
                 prior_device(prior), activation.device, f"the activations at {getattr(hook, 'name', 'this hook')}"
             )
         batch, seq, _ = activation.shape
-        mask = position_mask(positions, batch, seq, activation.device)
+        mask = _selected(positions, batch, seq, activation.device)
         if mask is None:
             return activation
         alphas = _row_alphas(alpha_t, batch, activation.device)
@@ -155,11 +162,13 @@ def projection_hook(
 class SteeringHandle:
     """What :func:`patch` returns: ``.remove()`` takes the hook off (idempotent)."""
 
-    def __init__(self, token: Any, hook_name: str, fn: HookFn) -> None:
-        self._token, self.hook_name, self.fn = token, hook_name, fn
+    def __init__(self, token: Any, hook_name: str, fn: HookFn, follower: Any = None) -> None:
+        self._token, self.hook_name, self.fn, self._follower = token, hook_name, fn, follower
 
     def remove(self) -> None:
         _compat.detach_hook(self._token)
+        if self._follower is not None:
+            self._follower.remove()
 
     def __enter__(self) -> SteeringHandle:
         return self
@@ -187,7 +196,8 @@ def patch(
     fn = steering_hook(direction, alpha, prior=prior, **kwargs)
     name = _resolve_hook_name(model, fn.prior, hook_name)  # type: ignore[attr-defined]
     _check_attachable(model, name, fn.direction, fn.prior)  # type: ignore[attr-defined]
-    return SteeringHandle(_compat.attach_hook(model, name, fn), name, fn)
+    token = _compat.attach_hook(model, name, fn)
+    return SteeringHandle(token, name, fn, padding.follow_padding(model))
 
 
 @contextmanager
@@ -216,6 +226,19 @@ def steer(
 
 
 # --------------------------------------------------------------------------- helpers
+def _selected(positions: Positions, batch: int, seq: int, device: torch.device) -> Tensor | None:
+    """The positions to edit in this call: ``positions`` less padding, with ``"last"`` each row's last
+    real token when the padding is known (:mod:`tl_glp.core.padding`). None: nothing to edit."""
+    mask = position_mask(positions, batch, seq, device)
+    if isinstance(positions, str) and positions == "last":
+        real = padding.real_token_mask(batch, seq, device)
+        if real is None:
+            return mask
+        last = padding.last_real(real)
+        return last if bool(last.any()) else None
+    return padding.without_padding(mask, batch, seq, device)
+
+
 def _resolve_hook_name(model: Any, prior: GenerativePrior | None, hook_name: str | None) -> str:
     if hook_name is None:
         if prior is None or prior.cfg.hook_name is None:

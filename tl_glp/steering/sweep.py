@@ -20,7 +20,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tl_glp.core import _compat
+from tl_glp.core import _compat, padding
 from tl_glp.core._plot import pyplot, save_figure
 from tl_glp.core._tokens import model_device
 from tl_glp.core.positions import Positions, check_positions
@@ -294,9 +294,11 @@ def _recording(model: Any, hook_name: str, rec: Any) -> Iterator[None]:
         yield
         return
     token = _compat.attach_hook(model, hook_name, rec)
+    follower = padding.follow_padding(model)  # the recorder skips the prompts' left padding
     try:
         yield
     finally:
+        follower.remove()
         _compat.detach_hook(token)
 
 

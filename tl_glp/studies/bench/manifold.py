@@ -189,7 +189,7 @@ def bench_project(
     adaptive = _per_doc_losses(model, eval_texts, hook, fn) - base
     share = projector.stats["projected"] / max(
         1, projector.stats["candidates"]
-    )  # candidates include right-padding positions
+    )  # candidates: real tokens only (document_losses declares its right padding)
     d, lo, hi = _ci(adaptive)
     dd, plo, phi = _ci(adaptive - losses["reference"])
     rows.append(

@@ -10,7 +10,7 @@ continues from the newest checkpoint and finished evaluations are read back, not
 
 Layout of the study folder::
 
-    study.json                 settings and data fingerprint (a changed setting is refused)
+    study.json                 settings, data and held-out rule fingerprint (a change is refused)
     data/activations.safetensors   training and held-out activations (collected once)
     saes/k{K}/                 SAE-Lens SAEs (``SAE.load_from_disk``)
     references.json            lower bounds, Gaussian, SAEs' delta LM loss, raw probes, clean loss
@@ -49,7 +49,7 @@ from tl_glp.probing import RawActivations, last_token_activations, load_dataset,
 from tl_glp.saes import sae_reconstruction_hook, train_sae
 from tl_glp.steering import diff_of_means, steering_sweep
 from tl_glp.studies.scaling import evals, report
-from tl_glp.studies.splits import held_out_split, other_document_rows
+from tl_glp.studies.splits import held_out_rule, held_out_split, other_document_rows
 from tl_glp.training.config import TrainConfig
 from tl_glp.training.trainer import train
 
@@ -225,30 +225,54 @@ def _digest(items: Sequence[str]) -> str:
     return h.hexdigest()[:16]
 
 
+def _legacy_held_out(saved: dict[str, Any]) -> dict[str, Any]:
+    """The held-out rule of a folder written before study.json recorded it: every such folder was made by
+    version 1 of :func:`held_out_split`'s rule (it had not changed since the scaling study was written)."""
+    settings = saved.get("settings", {})
+    rule = held_out_rule(settings.get("held_out_rows"), settings.get("seed"))
+    return {**rule, "version": 1}
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k} {old.get(k)} -> {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+    )
+
+
 def _check_study(out: Path, fingerprint: dict[str, Any]) -> None:
     path = out / "study.json"
-    if path.is_file():
-        saved = _io.read_json(path)
-        if saved != json.loads(json.dumps(fingerprint)):
-            changed = sorted(
-                k for k in set(saved) | set(fingerprint) if saved.get(k) != json.loads(json.dumps(fingerprint.get(k)))
-            )
-            detail = ""
-            if "settings" in changed:
-                s_old, s_new = saved.get("settings", {}), json.loads(json.dumps(fingerprint["settings"]))
-                detail = (
-                    " (settings: "
-                    + ", ".join(
-                        f"{k} {s_old.get(k)} -> {s_new.get(k)}" for k in sorted(s_new) if s_old.get(k) != s_new.get(k)
-                    )
-                    + ")"
-                )
-            raise ValueError(
-                f"{out} holds a scaling study with other inputs: {', '.join(changed)} differ{detail}. "
-                "Its results cannot be mixed with these: pass another output folder, or delete this one to start over."
-            )
-    else:
+    fingerprint = json.loads(json.dumps(fingerprint))
+    if not path.is_file():
         _io.write_json(path, fingerprint)
+        return
+    saved = _io.read_json(path)
+    legacy = "held_out" not in saved and "held_out" in fingerprint
+    if legacy:
+        saved = {**saved, "held_out": _legacy_held_out(saved)}
+    if saved == fingerprint:
+        if legacy:
+            _io.write_json(path, fingerprint)  # record the rule now that it is known to be the same
+        return
+    changed = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
+    details = [
+        f"{key}: {_differences(saved.get(key) or {}, fingerprint[key])}"
+        for key in ("settings", "held_out")
+        if key in changed and isinstance(fingerprint.get(key), dict)
+    ]
+    detail = f" ({'; '.join(details)})" if details else ""
+    why = "Its results cannot be mixed with these"
+    fix = "pass another output folder, or delete this one to start over."
+    if "held_out" in changed:
+        why += " (its checkpoints were evaluated on held-out rows chosen by another rule)"
+        old = saved["held_out"]
+        fix = (
+            "pass another output folder to start a study under this held-out rule, or resume this one under the rule "
+            f"that made it ({old.get('split')} version {old.get('version')} with held_out_rows={old.get('held_out_rows')}, "
+            f"seed={old.get('seed')})."
+        )
+    raise ValueError(
+        f"{out} holds a scaling study with other inputs: {', '.join(changed)} differ{detail}. {why}: {fix}"
+    )
 
 
 class _Timer:
@@ -325,6 +349,7 @@ def run_scaling_study(
             "lm_texts": _digest(lm_texts),
             "probing": [_dataset_key(d) for d in probing_datasets],
             "steering": steering.fingerprint(),
+            "held_out": held_out_rule(cfg.held_out_rows, cfg.seed, held_out_split),
         },
     )
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
