@@ -177,6 +177,14 @@ def test_load_model_on_the_bridge(tiny, converted):
     assert "blocks.1.hook_resid_post" in _compat.hook_names_of(bridge)
 
 
+def test_an_official_name_of_other_widths_is_refused(converted):
+    if not _compat.has_hooked_transformer():
+        pytest.skip("TransformerLens 4 has no HookedTransformer; the bridge reads the folder's own config")
+    _, folder = converted  # Llama-3.2-1B's TransformerLens config (from TL's table, no download) vs a width-64 model
+    with pytest.raises(ValueError, match="d_model 2048 vs 64"):
+        _compat.load_model(str(folder), device="cpu", official_name="meta-llama/Llama-3.2-1B")
+
+
 def test_cli_model_flag_takes_a_gguf_path(tiny, converted, monkeypatch):
     from tl_glp.cli._run import ModelArgs, load_model
 

