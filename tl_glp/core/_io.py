@@ -114,6 +114,21 @@ def read_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         ) from err
 
 
+def default_cache_dir() -> Path:
+    """Where tl-glp keeps what it builds once and reuses: ``$TL_GLP_CACHE``, else ``~/.cache/tl_glp``.
+
+    The testbed model and the converted real models (``models/``) live here.
+
+    >>> import os
+    >>> old = os.environ.get("TL_GLP_CACHE")
+    >>> os.environ["TL_GLP_CACHE"] = "/data/cache"
+    >>> str(default_cache_dir())
+    '/data/cache'
+    >>> _ = os.environ.pop("TL_GLP_CACHE") if old is None else os.environ.update(TL_GLP_CACHE=old)
+    """
+    return Path(os.environ.get("TL_GLP_CACHE", Path.home() / ".cache" / "tl_glp"))
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
     digest = hashlib.sha256()

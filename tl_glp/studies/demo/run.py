@@ -11,11 +11,11 @@ import torch
 
 from tl_glp.activations.collect import collect_activations
 from tl_glp.activations.sources import InMemoryActivations
-from tl_glp.core import _compat
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.projection import ProjectionConfig
 from tl_glp.evaluation import compare_delta_lm_loss
 from tl_glp.manifold.detection import detect_off_manifold
+from tl_glp.models import load_model
 from tl_glp.probing import MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, load_dataset, run_probing
 from tl_glp.saes import load_sae, sae_reconstruction_hook, train_sae
 from tl_glp.steering import diff_of_means, matched_concept_gain, plot_pareto, projection_hook, steering_sweep
@@ -70,7 +70,8 @@ def run_demo(
 
     ``settings`` (sizes and steps) wins over ``quick`` (:meth:`DemoSettings.quick`) and ``full``
     (:meth:`DemoSettings.full`, the README's full-size run); ``bridge`` loads a real ``model_name``
-    through ``TransformerBridge`` (see :func:`tl_glp.core._compat.load_model`)."""
+    through ``TransformerBridge`` (see :func:`tl_glp.models.load_model`: registered names such as
+    ``smollm2-135m``, local ``.gguf`` files, folders and Hub ids)."""
 
     if quick and full:
         raise ValueError("run_demo: pass quick=True or full=True, not both.")
@@ -95,7 +96,7 @@ def run_demo(
         result.numbers["testbed_entropy_floor"] = testbed.metrics["entropy_floor"]
         texts = testbed.language.sample_texts(cfg.n_docs + cfg.lm_eval_docs, seed=cfg.seed + 1)
     else:
-        model = _compat.load_model(model_name, device=device, bridge=bridge)
+        model = load_model(model_name, device=device, bridge=bridge, progress=progress)
         if hook is None:
             hook = f"blocks.{model.cfg.n_layers // 2}.hook_resid_post"
         corpus, probe_args = split_dataset_args(datasets)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tl_glp.core import _compat
+from tl_glp.models import load_model
 from tl_glp.probing import load_dataset, sae_probes_datasets
 from tl_glp.studies.demo.corpus import DEMO_NEGATIVE, DEMO_POSITIVE, corpus_texts, split_dataset_args
 from tl_glp.studies.scaling.study import ScalingSettings, SteeringTask, run_scaling_study
@@ -39,7 +39,7 @@ def run_named_study(
         probes: Any = [load_dataset(frame, name=key) for key, frame in testbed.datasets.items()]
         task = sentiment_steering_task(testbed.language, n_prompts=12 if quick else 24, seed=settings.seed)
     else:
-        lm, name = _compat.load_model(model, device=device, bridge=bridge), model
+        lm, name = load_model(model, device=device, bridge=bridge, progress=progress), model
         hook = hook or f"blocks.{lm.cfg.n_layers // 2}.hook_resid_post"
         corpus, probes = split_dataset_args(dataset)
         if probes == "all":

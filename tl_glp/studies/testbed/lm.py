@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,9 +67,7 @@ def deterministic(threads: int = BUILD_THREADS) -> Iterator[None]:
         torch.use_deterministic_algorithms(old_det)
 
 
-def default_cache_dir() -> Path:
-    """``$TL_GLP_CACHE`` or ``~/.cache/tl_glp``."""
-    return Path(os.environ.get("TL_GLP_CACHE", Path.home() / ".cache" / "tl_glp"))
+default_cache_dir = _io.default_cache_dir  # ``$TL_GLP_CACHE`` or ``~/.cache/tl_glp``; one definition, in the core
 
 
 def build_model(cfg: LMConfig, tokenizer: Any) -> Any:

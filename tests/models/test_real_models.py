@@ -1,0 +1,63 @@
+"""The registered real models, end to end (slow): found in their installed packages, converted once into
+``$TL_GLP_CACHE`` (the first run takes minutes; later runs reuse the folder), loaded as TransformerLens models.
+
+Each test is skipped, with the command that installs the package, where the package is absent.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from tl_glp import models
+from tl_glp.core import _compat
+
+pytestmark = pytest.mark.slow
+
+
+def need(name: str) -> None:
+    pytest.importorskip("gguf", reason="needs the gguf package: pip install 'tl-glp[real]'")
+    if models.status(name) == "missing":
+        pytest.skip(f"{name} is not installed: {models.REGISTRY[name].install_command}")
+
+
+def greedy(model, prompt: str, n: int) -> str:
+    """``n`` greedy tokens after ``prompt``, decoded (a loop of plain forwards: the same on HookedTransformer and bridge)."""
+    tokens = model.to_tokens(prompt)
+    start = tokens.shape[1]
+    with torch.no_grad():
+        for _ in range(n):
+            tokens = torch.cat([tokens, model(tokens)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return model.to_string(tokens[0, start:])
+
+
+def hf_logits(name: str, tokens: torch.Tensor) -> torch.Tensor:
+    from transformers import AutoModelForCausalLM
+
+    folder = models.converted_folder("", name=name)
+    with torch.no_grad():
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()(tokens).logits
+
+
+@pytest.mark.parametrize(
+    "name, tolerance, answer",
+    [("smollm2-135m", 6e-5, " Paris"), ("gemma3-270m", 1e-4, None)],
+)
+def test_a_registered_model_loads_by_name_and_matches_transformers(name, tolerance, answer):
+    need(name)
+    clock = time.perf_counter()
+    model = models.load_model(name, device="cpu", progress=False)
+    print(f"{name}: loaded in {time.perf_counter() - clock:.1f} s ({type(model).__name__})")
+    assert _compat.model_processing(model) == "unprocessed"
+    tokens = model.to_tokens("The capital of France is")
+    with torch.no_grad():
+        ours = model(tokens)
+    torch.testing.assert_close(ours, hf_logits(name, tokens), atol=tolerance, rtol=0)
+    text = greedy(model, "The capital of France is", 3)
+    if answer is not None:
+        assert text.startswith(answer), text
+    clock = time.perf_counter()
+    again = models.resolve_model(name, progress=False)  # the folder is reused: only the checksum is computed
+    assert time.perf_counter() - clock < 10 and models.read_manifest(again)["name"] == name
