@@ -46,14 +46,21 @@ class ModelArgs:
 
 
 def load_model(args: ModelArgs, progress: bool = True) -> Any:
-    """The offline testbed model, or a TransformerLens / Hugging Face model by name."""
+    """The offline testbed model, or a TransformerLens / Hugging Face model by name, on ``args.device``.
+
+    The device always carries an index (:func:`~tl_glp.core._dist.rank_device`): under torchrun
+    ``cuda:LOCAL_RANK``, because TransformerLens puts a model asked for plain ``"cuda"`` on GPU 0.
+    """
+    from tl_glp.core._dist import rank_device
+
+    device = str(rank_device(args.device))
     if args.model == "testbed":
         from tl_glp.studies.testbed import load
 
-        return load(progress=progress).model
+        return load(progress=progress).model.to(device)
     from tl_glp.core import _compat
 
-    return _compat.load_model(args.model, processed=args.processed, device=args.device, bridge=args.bridge)
+    return _compat.load_model(args.model, processed=args.processed, device=device, bridge=args.bridge)
 
 
 def fail(message: str) -> int:
