@@ -159,3 +159,27 @@ def test_the_training_loop_does_not_synchronise_with_the_device_each_step(monkey
     short = _conversions_in_tl_glp(monkeypatch, run(3))
     long = _conversions_in_tl_glp(monkeypatch, run(11))
     assert long == short, f"conversions that grow with the steps: {long - short}"
+
+
+def test_a_checkpoint_of_a_cuda_run_is_refused_on_the_cpu_with_a_clear_error(tmp_path):
+    """A CUDA generator's state (seed + offset, 16 bytes) does not fit a CPU generator: the old message was
+    torch's "RNG state is wrong size". The checkpoint below is what a CUDA run writes, faked on the CPU."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from tl_glp.training import checkpoint as ckpt
+
+    data = torch.randn(512, 4)
+    cfg = TrainConfig(batch_size=64, max_steps=4, checkpoint_every=2, eval_every=0, progress=False, plot=False)
+    train(GenerativePrior.from_activations(data, n_blocks=1), data, cfg, out_dir=tmp_path)
+    last = ckpt.list_checkpoints(tmp_path)[-1]
+    state = json.loads((last / ckpt.STATE_FILE).read_text())
+    (last / ckpt.STATE_FILE).write_text(json.dumps({**state, "generator_device": "cuda:0"}))
+    tensors = load_file(last / ckpt.OPTIMIZER_FILE)
+    save_file({**tensors, "rng.noise": torch.zeros(16, dtype=torch.uint8)}, last / ckpt.OPTIMIZER_FILE)
+    prior = GenerativePrior.from_activations(data, n_blocks=1)
+    before = {k: v.clone() for k, v in prior.state_dict().items()}
+    with pytest.raises(ValueError, match="noise generator was on cuda, but this run trains on cpu"):
+        train(prior, data, cfg.replace(device="cpu"), out_dir=tmp_path)
+    assert all(torch.equal(before[k], v) for k, v in prior.state_dict().items())  # refused before loading anything
