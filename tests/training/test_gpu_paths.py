@@ -183,3 +183,28 @@ def test_a_checkpoint_of_a_cuda_run_is_refused_on_the_cpu_with_a_clear_error(tmp
     with pytest.raises(ValueError, match="noise generator was on cuda, but this run trains on cpu"):
         train(prior, data, cfg.replace(device="cpu"), out_dir=tmp_path)
     assert all(torch.equal(before[k], v) for k, v in prior.state_dict().items())  # refused before loading anything
+
+
+def test_under_bf16_autocast_the_normaliser_and_the_loss_stay_float32(monkeypatch):
+    """The CUDA step's autocast, forced on the CPU: the statistics and the normalised batch are float32 and made
+    outside autocast; only the network's matrix products run in bf16, and the loss comes back float32."""
+    from tl_glp.core.normalizer import Normalizer
+    from tl_glp.training import accel
+
+    monkeypatch.setattr(accel, "use_autocast", lambda device, bf16: True)
+    seen = []
+    original = Normalizer.normalize
+
+    def normalize(self, x, rows=None):
+        out = original(self, x, rows)
+        seen.append((torch.is_autocast_enabled("cpu"), self.mean.dtype, self.var.dtype, out.dtype))
+        return out
+
+    monkeypatch.setattr(Normalizer, "normalize", normalize)
+    data = torch.randn(512, 8) * 50 + 1000  # a large mean: bf16 would round it
+    prior = GenerativePrior.from_activations(data, n_blocks=1)
+    losses = []
+    monkeypatch.setattr(prior, "flow_loss", lambda *a, f=prior.flow_loss: losses.append(f(*a)) or losses[-1])
+    train(prior, data, TrainConfig(batch_size=64, max_steps=2, progress=False, eval_every=0, val_fraction=0))
+    assert seen and all(s == (False, torch.float32, torch.float32, torch.float32) for s in seen)
+    assert [loss.dtype for loss in losses] == [torch.float32, torch.float32]

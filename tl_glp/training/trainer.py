@@ -100,7 +100,8 @@ def train(
 
     ``source`` may be a :class:`~tl_glp.activations.streaming.StreamingActivations`: the model runs
     over the documents as training consumes them (``cfg.max_steps`` is required; validation uses the
-    stream's held-out rows; under torchrun each process streams its own share of the documents).
+    stream's held-out rows; under torchrun each process streams its own share of the documents, and when
+    any process runs out all of them stop at that step with one :class:`StreamExhausted` error).
     Its checkpoints record each process's stream position; see that module for what a resume
     reproduces exactly.
     """
