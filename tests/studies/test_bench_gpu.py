@@ -8,7 +8,7 @@ import torch
 
 from tl_glp.studies.bench import gpu
 
-SECTIONS = ("train", "collect", "streaming", "steer", "probe_topk")
+SECTIONS = ("train", "collect", "streaming", "steer", "probe_topk", "ddp")
 
 
 def _numbers(section):
@@ -56,6 +56,7 @@ def test_tiny_run_covers_every_branch_with_finite_figures(tmp_path, capsys):
     assert steer["compiled_graphs"] == 2 and steer["recompiles_while_timed"] == 0  # one graph per schedule, reused
     assert stream["train_steps"] >= 1 and "host_syncs_in_train" not in stream  # counted on CUDA only
     assert result["probe_topk"]["n_meta_neurons"] == 2 * 4 * 64
+    assert "2 or more GPUs" in result["ddp"]["note"]  # one device: the several-GPU section says so and runs nothing
     assert "[bench gpu] steer" in capsys.readouterr().out
 
 
@@ -126,3 +127,14 @@ def test_the_8b_shaped_training_step_is_estimated_to_fit_an_80_gb_gpu():
     estimate = gpu.train_step_memory(cfg, 4096)
     assert 16 * 3.4e9 / 2**30 < estimate["states_gib"] < 16 * 3.5e9 / 2**30
     assert estimate["total_gib"] < gpu.MEMORY_SHARE * 79.1
+
+
+@pytest.mark.slow
+def test_the_several_gpu_section_runs_its_ranks_on_two_cpu_processes():
+    """The ``ddp`` section's worker, with gloo on the CPU: every rank ends with the same weights, and the stream
+    whose documents run out on rank 1 first stops both ranks with StreamExhausted (none left waiting)."""
+    out = gpu._ddp_section(torch.device("cpu"), processes=2)
+    assert out["backend"] == "gloo" and out["processes"] == 2 and out["rank_devices"] == "cpu cpu"
+    assert out["weights_equal_across_ranks"] == 1.0 and out["ddp_samples_per_s"] > 0
+    assert out["stream_end_same_step_on_all_ranks"] == 1.0, out["stream_end_rank0"]
+    assert "on rank(s) [1] of 2" in out["stream_end_rank0"]

@@ -93,14 +93,14 @@ def test_the_collect_cli_initialises_the_process_group_before_loading_the_model(
 def test_ddp_gets_the_device_index_and_no_per_step_buffer_broadcast(monkeypatch):
     seen = {}
 
-    def fake_ddp(module, **kwargs):
-        seen.update(kwargs)
+    def fake_ddp(module, device_ids=None, broadcast_buffers=True, forward_sync_buffers=True):
+        seen.update(device_ids=device_ids, per_step_buffer_sync=broadcast_buffers and forward_sync_buffers)
         return module
 
     monkeypatch.setattr(nn.parallel, "DistributedDataParallel", fake_ddp)
     module = nn.Linear(2, 2)
     assert trainer.data_parallel(module, torch.device("cuda", 3)) is module
-    assert seen == {"device_ids": [3], "broadcast_buffers": False}
+    assert seen == {"device_ids": [3], "per_step_buffer_sync": False}
     trainer.data_parallel(module, torch.device("cpu"))
     assert seen["device_ids"] is None
     with pytest.raises(ValueError, match="with an index"):

@@ -6,6 +6,7 @@ Under ``torchrun --nproc_per_node N``, call :func:`init_from_env` once (the CLI 
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Any
 
@@ -29,12 +30,13 @@ __all__ = [
 ]
 
 
-def init_from_env(device: str | torch.device | None = None) -> bool:
+def init_from_env(device: str | torch.device | None = None, timeout_s: float | None = None) -> bool:
     """Initialise the process group from torchrun's environment. Returns True when running distributed.
 
     ``device`` is what the run will compute on (``TrainConfig.device``; ``None``: CUDA when available).
     The backend is NCCL when that is CUDA (this process then uses GPU ``LOCAL_RANK``) and gloo otherwise
-    (NCCL cannot reduce CPU tensors). A no-op outside torchrun or when already initialised.
+    (NCCL cannot reduce CPU tensors). ``timeout_s``: how long a collective may wait for the other ranks
+    (``None``: PyTorch's default, 10 minutes for NCCL). A no-op outside torchrun or when already initialised.
     """
     if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return is_distributed()
@@ -47,7 +49,8 @@ def init_from_env(device: str | torch.device | None = None) -> bool:
                 "start at most one process per GPU (torchrun --nproc-per-node <= the number of GPUs)."
             )
         torch.cuda.set_device(dev)
-    torch_dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    timeout = {} if timeout_s is None else {"timeout": datetime.timedelta(seconds=timeout_s)}
+    torch_dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", **timeout)
     return True
 
 

@@ -12,6 +12,7 @@ Example (a few steps on random data, in memory):
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import queue
@@ -487,15 +488,17 @@ def _next_batch(batches: Iterator[Any], votes: Any) -> Any:
 def data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
     """``module`` in DistributedDataParallel on this rank's ``device`` (``device_ids=[index]`` on CUDA).
 
-    ``broadcast_buffers=False``: the only buffers are the normaliser's statistics, fixed during training;
-    DDP copies rank 0's parameters and buffers to every rank once, when it wraps the module, so the
-    per-step broadcast of the statistics (``n_llm_layers x d_input`` floats twice) would only cost time.
+    No per-step buffer broadcast (``forward_sync_buffers=False``; ``broadcast_buffers=False`` before PyTorch
+    2.13): the only buffers are the normaliser's statistics, fixed during training; DDP copies rank 0's
+    parameters and buffers to every rank once, when it wraps the module, so the per-step broadcast of the
+    statistics (``n_llm_layers x d_input`` floats twice) would only cost time.
     """
     if device.type == "cuda" and device.index is None:
         raise ValueError(f"DistributedDataParallel needs a CUDA device with an index, got {device}.")
-    return nn.parallel.DistributedDataParallel(
-        module, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
-    )
+    ddp = nn.parallel.DistributedDataParallel
+    params = inspect.signature(ddp).parameters
+    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    return ddp(module, device_ids=[device.index] if device.type == "cuda" else None, **no_sync)
 
 
 def _prefetch(stream: Iterator[Any], depth: int) -> Iterator[Any]:

@@ -23,6 +23,11 @@ Sections (each a dict in the JSON; a section that fails records its error and th
   compiled projection (:meth:`~tl_glp.core.prior.GenerativePrior.compile_projection`), plus the
   projection alone per token, compiled vs eager; the graphs compiled and the recompilations while timing.
 
+- ``ddp``: on a machine with 2 or more GPUs, one process per GPU (up to 8) with NCCL, as ``torchrun
+  --nproc-per-node N`` would start them: the device each rank computed on, samples/s of distributed training
+  from memory, whether every rank ends with the same weights, and a stream whose documents run out on one
+  rank first (every rank must stop at the same step with ``StreamExhausted``, none left waiting).
+
 Every section also reports ``peak_gib``, the most GPU memory it had allocated (``torch.cuda.max_memory_allocated``),
 next to the GPU's total (``device_memory_gib``), and ``section_seconds`` against the 8-minute target.
 - ``probe_topk``: meta-neuron extraction rows/s, 1-D probing seconds per dataset on all meta-neurons, and
@@ -213,6 +218,7 @@ def bench_gpu(
         ("streaming", lambda: _streaming_section(shapes["llama1b"], dev, tiny, result.get("train", {}))),
         ("steer", lambda: _steer_section(shapes["llama1b"], dev, tiny, compile_backend)),
         ("probe_topk", lambda: _probe_section(shapes["llama1b"], dev, tiny)),
+        ("ddp", lambda: _ddp_section(dev)),
     ]
     for name, run in sections:
         if time.perf_counter() - start > BUDGET_S:
@@ -610,6 +616,84 @@ def _probe_section(shape: dict[str, int], dev: torch.device, tiny: bool) -> dict
     out["top_activations_tok_per_s"] = n_docs * seq / t_topk
     out["ratio_top_activations_vs_bare"] = t_bare / t_topk
     return out
+
+
+# --------------------------------------------------------------------------- (f) several GPUs
+def _ddp_section(dev: torch.device, processes: int | None = None) -> dict[str, Any]:
+    """One process per GPU, up to 8 (``processes`` on the CPU: that many gloo processes, for the tests)."""
+    import json
+    import socket
+    import tempfile
+    from pathlib import Path
+
+    import torch.multiprocessing as mp
+
+    gpus = torch.cuda.device_count() if dev.type == "cuda" else 0
+    world = processes or min(gpus, 8)
+    if world < 2:
+        return {"gpus": float(gpus), "note": "needs 2 or more GPUs; nothing run"}
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_ddp_worker, args=(world, tmp, port, dev.type), nprocs=world, join=True)
+        ranks = [json.loads((Path(tmp) / f"rank{r}.json").read_text()) for r in range(world)]
+    first = ranks[0]
+    return {
+        "processes": float(world),
+        "backend": first["backend"],
+        "rank_devices": " ".join(r["device"] for r in ranks),
+        "ranks_on_their_own_gpu": float(all(r["device"] == f"cuda:{i}" for i, r in enumerate(ranks))),
+        "weights_equal_across_ranks": float(len({r["checksum"] for r in ranks}) == 1),
+        "ddp_samples_per_s": first["samples_per_s"],
+        # the ranks vote each step (a collective): all raising it means all stopped at the same step, none hung
+        "stream_end_same_step_on_all_ranks": float(all(r["stream_end"].startswith("StreamExhausted") for r in ranks)),
+        "stream_end_rank0": first["stream_end"],
+    }
+
+
+def _ddp_worker(rank: int, world: int, folder: str, port: int, device_type: str) -> None:
+    """One rank of :func:`_ddp_section` (a top-level function, so ``mp.spawn`` can start it)."""
+    import json
+    import os
+    from pathlib import Path
+
+    import torch.distributed as torch_dist
+
+    from tl_glp.training import distributed
+
+    os.environ.update({"LOCAL_RANK": str(rank), "RANK": str(rank), "WORLD_SIZE": str(world)})
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1 if device_type == "cpu" else torch.get_num_threads())
+    distributed.init_from_env(device_type, timeout_s=120.0)  # a hang fails the section in 2 minutes, not 10
+    out: dict[str, Any] = {"backend": torch_dist.get_backend()}
+    try:
+        dev = distributed.rank_device(device_type)
+        shape = TINY_SHAPES["llama1b"]
+        width, local, steps = (512, 1024, 30) if dev.type == "cuda" else (16, 32, 4)  # the CPU: the tests' sizes
+        data = torch.randn(65536, width, generator=torch.Generator().manual_seed(0))
+        prior = GenerativePrior.from_activations(data, n_blocks=3)
+        cfg = TrainConfig(batch_size=local * world, lr=1e-4, max_steps=steps, eval_every=0, progress=False)
+        result = train(prior, data, cfg.replace(val_fraction=0.0, log_every=steps))
+        out["device"] = str(prior.mean.device)
+        out["samples_per_s"] = result.steps * cfg.batch_size / result.seconds["steps"]  # global rows/s
+        out["checksum"] = round(float(sum(p.detach().double().sum() for p in prior.parameters())), 6)
+        model = llama_like_model(shape, dev, torch.bfloat16 if dev.type == "cuda" else torch.float32)
+        tokens = torch.randint(10, shape["vocab"], (4 + 8 * world + 1, 32), generator=torch.Generator().manual_seed(3))
+        stream = StreamingActivations(
+            model, tokens, f"blocks.{shape['layer']}.hook_resid_post", context_size=32, forward_batch=4,
+            buffer_rows=64, warmup_rows=64, val_rows=64,
+        )  # fmt: skip
+        # 8 training documents per rank and one more on rank 0: rank 0 has 2 more batches of 16 rows than the others
+        streamed = GenerativePrior.from_activations(stream, n_blocks=1)
+        try:
+            train(streamed, stream, TrainConfig(batch_size=16 * world, max_steps=10_000, eval_every=0, progress=False))
+            out["stream_end"] = "finished"
+        except Exception as err:  # noqa: BLE001  (what each rank saw is the figure)
+            out["stream_end"] = f"{type(err).__name__}: {err}"[:300]
+    finally:
+        (Path(folder) / f"rank{rank}.json").write_text(json.dumps(out))
+        torch_dist.destroy_process_group()
 
 
 # --------------------------------------------------------------------------- helpers
