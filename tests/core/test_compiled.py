@@ -8,6 +8,7 @@ import torch
 from tl_glp.core import compiled as compiled_mod
 from tl_glp.core.compiled import resolve_mode
 from tl_glp.core.config import PriorConfig
+from tl_glp.core.flow import projection_schedule
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.projection import ProjectionConfig
 
@@ -109,3 +110,26 @@ def test_inductor_compiled_projection_on_cpu_equals_eager_within_float32_roundin
     fast = prior.project(x, ProjectionConfig(seed=0))
     assert prior.compiled_projection.calls == 1
     assert torch.allclose(fast, eager, atol=1e-5, rtol=1e-5)
+
+
+def test_a_sweep_over_many_noise_levels_compiles_each_grid_instead_of_falling_back_to_eager():
+    """Dynamo caches graphs per code object, at most 8 (its recompile limit): when every grid shared one loop
+    function, the ninth noise level of a sweep and all later ones ran eager while ``calls`` counted them compiled."""
+    compiles = []
+
+    def counting_backend(graph, example_inputs):
+        compiles.append(len(example_inputs))
+        return graph.forward
+
+    prior, x = _prior(), torch.randn(3, 12)
+    configs = [ProjectionConfig(seed=0, t_start=0.05 + 0.08 * i, num_steps=10) for i in range(11)]
+    grids = {tuple(projection_schedule(c.t_start, c.num_steps)[0].tolist()) for c in configs}
+    assert len(grids) > 8  # more distinct grids (1 to 9 steps) than dynamo's recompile limit
+    eager = [prior.project(x, c) for c in configs]
+    prior.compile_projection("default", backend=counting_backend)
+    for c, expected in zip(configs, eager):
+        assert torch.equal(prior.project(x, c), expected)
+    assert len(compiles) == len(grids) and prior.compiled_projection.calls == len(configs)
+    for c in configs:  # a second pass reuses every graph
+        prior.project(x, c)
+    assert len(compiles) == len(grids)

@@ -151,6 +151,46 @@ def _as_stream_source(fed):
     return Fed()
 
 
+def _uneven_stream_worker(rank, world, init_file, out):
+    import datetime
+
+    import torch.distributed as dist
+
+    from tl_glp.activations.streaming import StreamingActivations
+
+    torch.set_num_threads(1)
+    # a short timeout: a rank left waiting in the gradient all-reduce fails the test instead of hanging it
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=20)
+    )
+    long_docs = random_sentences(400, seed=3, length=10)
+    texts = [doc if i % 2 == 0 else "dog" for i, doc in enumerate(long_docs)]  # rank 1's documents: one word each
+    try:
+        torch.manual_seed(0)
+        stream = StreamingActivations(
+            make_tiny_model(build_tokenizer(WORDS)), texts, HOOK, buffer_rows=64, warmup_rows=64, val_rows=0
+        )
+        prior = GenerativePrior.from_activations(stream, n_blocks=1, d_hidden=16, d_mlp=32)
+        try:
+            train(prior, stream, TrainConfig(batch_size=32, max_steps=500, progress=False, eval_every=0))
+            outcome = "finished"
+        except Exception as err:  # noqa: BLE001  (what each rank saw is the result)
+            outcome = f"{type(err).__name__}: {err}"
+        Path(f"{out}.{rank}").write_text(outcome)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_whose_streams_run_out_at_different_steps_all_stop_together_with_one_clear_error(tmp_path):
+    """Each rank streams its own documents; rank 1's are short and run out first. Every rank must stop at the
+    same step with the same error: one that stopped alone would leave the other waiting in the all-reduce."""
+    mp.spawn(_uneven_stream_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "out")), nprocs=2, join=True)
+    outcomes = [(tmp_path / f"out.{r}").read_text() for r in range(2)]
+    for outcome in outcomes:
+        assert outcome.startswith("StreamExhausted: The stream ran out of documents on rank(s) [1] of 2"), outcome
+    assert "This rank:" in outcomes[1] and "This rank:" not in outcomes[0]
+
+
 def _torchrun(out, delay, steps, port):
     cmd = [
         sys.executable,

@@ -47,14 +47,21 @@ class ModelArgs:
 
 
 def load_model(args: ModelArgs, progress: bool = True) -> Any:
-    """The offline testbed model, or a model by name through :func:`tl_glp.models.load_model`."""
+    """The offline testbed model, or a model by name through :func:`tl_glp.models.load_model`, on ``args.device``.
+
+    The device always carries an index (:func:`~tl_glp.core._dist.rank_device`): under torchrun
+    ``cuda:LOCAL_RANK``, because TransformerLens puts a model asked for plain ``"cuda"`` on GPU 0.
+    """
+    from tl_glp.core._dist import rank_device
+
+    device = str(rank_device(args.device))
     if args.model == "testbed":
         from tl_glp.studies.testbed import load
 
-        return load(progress=progress).model
+        return load(progress=progress).model.to(device)
     from tl_glp.models import load_model as load_by_name
 
-    return load_by_name(args.model, processed=args.processed, device=args.device, bridge=args.bridge, progress=progress)
+    return load_by_name(args.model, processed=args.processed, device=device, bridge=args.bridge, progress=progress)
 
 
 def fail(message: str) -> int:

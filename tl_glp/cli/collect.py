@@ -7,11 +7,13 @@ from typing import Annotated, Literal
 
 from tl_glp.activations.collect import HFText, collect_activations
 from tl_glp.cli._run import Flat, ModelArgs, Quiet, default_of, fail, load_model
+from tl_glp.training import distributed
 
 
 @dataclass
 class CollectArgs:
-    """Re-running the same command resumes after the last whole shard."""
+    """Re-running the same command resumes after the last whole shard. Under torchrun every process collects
+    every world_size-th document on its own GPU into OUT/rank_NNNNN, and rank 0 then writes one manifest over all."""
 
     hook: tuple[str, ...]
     """Hook name to collect, e.g. blocks.6.hook_resid_post; repeat for several (multi-layer priors)."""
@@ -44,6 +46,7 @@ class CollectArgs:
 
 
 def collect(args: CollectArgs) -> int:
+    distributed.init_from_env(args.model.device)  # under torchrun: each rank collects every world_size-th document
     model = load_model(args.model, progress=not args.quiet)
     if args.text_file:
         with open(args.text_file) as f:
@@ -69,5 +72,8 @@ def collect(args: CollectArgs) -> int:
         shard_rows=args.shard_rows,
         progress=not args.quiet,
     )
-    print(f"{args.out}: {len(store)} rows x {store.n_hooks} hook(s) x {store.d_input} dims in {store.n_shards} shards")
+    if distributed.rank() == 0:
+        print(
+            f"{args.out}: {len(store)} rows x {store.n_hooks} hook(s) x {store.d_input} dims in {store.n_shards} shards"
+        )
     return 0

@@ -102,7 +102,7 @@ def train(args: TrainArgs) -> int:
         return fail(
             "tl-glp train: pass either --activations STORE or --stream.hook NAME (streaming), not both or neither."
         )
-    distributed.init_from_env()
+    distributed.init_from_env(args.config.device)
     try:
         store = _source(args)
     except ValueError as err:

@@ -1,10 +1,12 @@
 """The few ``torch.distributed`` facts every layer needs: is this a torchrun process, which rank,
-how many; a barrier; gathering small JSON-able objects. Outside torchrun everything degrades to a
-single process (rank 0 of 1), so callers need no branches.
+how many, which device; a barrier; gathering small JSON-able objects. Outside torchrun everything
+degrades to a single process (rank 0 of 1), so callers need no branches.
 
 Example:
     >>> world_size(), rank(), gather_objects({"doc": 3})
     (1, 0, [{'doc': 3}])
+    >>> rank_device("cpu"), rank_device("cuda:2")
+    (device(type='cpu'), device(type='cuda', index=2))
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import torch
 import torch.distributed as torch_dist
 
 
@@ -31,6 +34,27 @@ def rank() -> int:
 def local_rank() -> int:
     """This process's index on its node (``LOCAL_RANK`` set by torchrun; 0 otherwise)."""
     return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def rank_device(requested: str | torch.device | None = None) -> torch.device:
+    """The device this process computes on, always with an index when it is CUDA.
+
+    ``None``: CUDA when available, else the CPU. A CUDA device without an index (``"cuda"``) becomes
+    ``cuda:LOCAL_RANK`` under torchrun (each process its own GPU) and the current CUDA device otherwise.
+    An index matters: TransformerLens places a model given ``"cuda"`` on ``cuda:0`` (its block placement
+    reads ``device.index or 0``), so under ``torchrun --nproc-per-node 8`` all eight processes would load
+    their model onto GPU 0; and DistributedDataParallel needs ``device_ids=[index]``.
+    """
+    if requested is None:
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(requested)
+    if device.type == "cuda" and device.index is None:
+        if "LOCAL_RANK" in os.environ:
+            index = local_rank()
+        else:
+            index = torch.cuda.current_device() if torch.cuda.is_available() else 0
+        device = torch.device("cuda", index)
+    return device
 
 
 def barrier() -> None:

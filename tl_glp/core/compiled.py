@@ -40,6 +40,7 @@ the eager one):
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -130,7 +131,8 @@ class CompiledIntegrator:
 def _unrolled(
     velocity: VelocityFn, times: tuple[float, ...], solver: Solver
 ) -> Callable[[Tensor, Tensor | None], Tensor]:
-    """The integration loop with the grid baked in as Python floats (constants of the traced graph)."""
+    """The integration loop with the grid baked in as Python floats (constants of the traced graph), as a
+    function with its own code object (:func:`_with_own_code`)."""
 
     def run(z: Tensor, depth: Tensor | None) -> Tensor:
         n = z.shape[0]
@@ -144,4 +146,17 @@ def _unrolled(
                 z = z + (0.5 * dt) * (v + v_next)
         return z
 
-    return run
+    return _with_own_code(run, f"projection_{solver}_{len(times) - 1}_steps")
+
+
+def _with_own_code(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """``fn`` with a private copy of its code object, named ``name``.
+
+    Dynamo keeps its compiled graphs in one cache per *code object*, with a limit on the entries
+    (``torch._dynamo.config.recompile_limit``, 8). Every grid's loop is the same ``run`` closure, so they
+    would all share one cache: a sweep over nine noise levels hit the limit, and every later grid silently
+    ran eager while still counted as compiled. A code object per grid gives each its own cache, where only
+    input shapes and dtypes add entries (and a second shape makes the graph dynamic).
+    """
+    code = fn.__code__.replace(co_name=name, co_qualname=name)
+    return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)

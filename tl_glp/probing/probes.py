@@ -394,7 +394,9 @@ def average_ranks(x: Float[Tensor, "n k"]) -> Float[Tensor, "n k"]:
 
 # --------------------------------------------------------------------------- helpers
 def _as_tensor(x) -> Tensor:
-    return x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+    """``x`` as a CPU tensor: the probes run on the CPU (float64, numpy folds), and features straight from
+    ``MetaNeurons`` or ``prior.encode`` on a GPU are CUDA tensors, which ``.numpy()`` refuses."""
+    return x.detach().cpu() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
 
 
 def _check_binary(y: Tensor, name: str) -> None:

@@ -54,9 +54,11 @@ def use_autocast(device: torch.device, bf16: bool | None) -> bool:
 
 
 def pin_batch(batch: Batch) -> Batch:
-    """``batch`` with its activations in pinned (page-locked) host memory (already pinned: unchanged)."""
+    """``batch`` with its activations and hook indices in pinned (page-locked) host memory (already pinned:
+    unchanged), so both ``.to(device, non_blocking=True)`` copies of the training step are asynchronous."""
     acts = batch.acts if batch.acts.is_pinned() else batch.acts.pin_memory()
-    return Batch(acts, batch.hook_idx)
+    hooks = batch.hook_idx if batch.hook_idx.is_pinned() else batch.hook_idx.pin_memory()
+    return Batch(acts, hooks)
 
 
 def pinned(stream: Iterator[Any], device: torch.device, enabled: bool | None = None) -> Iterator[Any]:

@@ -78,6 +78,13 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore weights, optimizer and RNG in place; return the saved training state."""
     state = _io.read_json(path / STATE_FILE)
+    saved_on = torch.device(state.get("generator_device", "cpu")).type
+    if saved_on != generator.device.type:
+        raise ValueError(
+            f"{path} was written by a run whose noise generator was on {saved_on}, but this run trains on "
+            f"{generator.device.type}: CPU and CUDA draw different noise from the same seed, so it cannot continue "
+            f"that run. Resume on {saved_on} (TrainConfig.device), or pass resume=False to start over."
+        )
     prior.load_weights(_io.read_tensors(path / "model.safetensors", device=prior.mean.device), source=path)
     tensors = _io.read_tensors(path / OPTIMIZER_FILE)
     opt_state: dict[int, dict[str, torch.Tensor]] = {}

@@ -12,6 +12,7 @@ Example (a few steps on random data, in memory):
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import queue
@@ -100,7 +101,8 @@ def train(
 
     ``source`` may be a :class:`~tl_glp.activations.streaming.StreamingActivations`: the model runs
     over the documents as training consumes them (``cfg.max_steps`` is required; validation uses the
-    stream's held-out rows; under torchrun each process streams its own share of the documents).
+    stream's held-out rows; under torchrun each process streams its own share of the documents, and when
+    any process runs out all of them stop at that step with one :class:`StreamExhausted` error).
     Its checkpoints record each process's stream position; see that module for what a resume
     reproduces exactly.
     """
@@ -116,7 +118,9 @@ def train(
     world, rank = dist.world_size(), dist.rank()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must divide evenly over {world} processes.")
-    device = torch.device(cfg.device or (f"cuda:{dist.local_rank()}" if torch.cuda.is_available() else "cpu"))
+    device = dist.rank_device(cfg.device)  # "cuda" / None under torchrun: cuda:LOCAL_RANK
+    if device.type == "cuda" and world > 1:
+        torch.cuda.set_device(device)  # NCCL collectives (barrier, gathers) run on the current device
     use_bf16 = accel.use_autocast(device, cfg.bf16)
     prior.to(device).train()
     out = Path(out_dir) if out_dir is not None else None
@@ -166,9 +170,7 @@ def train(
         )
     loss_module: nn.Module = _LossModule(prior)
     if world > 1:
-        loss_module = nn.parallel.DistributedDataParallel(
-            loss_module, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        loss_module = data_parallel(loss_module, device)
     loss_module = accel.compile_module(loss_module, cfg.compile, cfg.compile_backend)
     wandb_run = _wandb(cfg, rank)
 
@@ -187,6 +189,8 @@ def train(
             ),
             depth,
         )  # pinned in the prefetch thread
+    votes = dist.cpu_group() if streaming and world > 1 else None  # ranks agree each step that all have a batch
+    layers_on_device = None if hook_layers is None else hook_layers.to(device)
     local = cfg.batch_size // world
     mine = slice(rank * local, (rank + 1) * local)
     bar = tqdm(total=total, initial=start_step, disable=not cfg.progress or rank != 0, desc="train", unit="step")
@@ -195,12 +199,14 @@ def train(
     seconds = {"setup": loop_start - call_start, "eval": 0.0, "checkpoint": 0.0}
     try:
         for step in range(start_step, total):
-            data_state, batch = next(batches)
+            data_state, batch = _next_batch(batches, votes)
             eps, t = draw_noise_and_times(cfg.batch_size, prior.cfg.d_input, generator, device)
             layers = (
-                None if hook_layers is None else hook_layers[batch.hook_idx].to(device)
+                None if layers_on_device is None else layers_on_device[batch.hook_idx.to(device, non_blocking=True)]
             )  # batches hold this rank's slice only
-            z0 = prior.normalize(batch.acts.to(device, non_blocking=True), layers)
+            # the normaliser itself, unchecked: prior.normalize's input checks would synchronise with the GPU
+            # every step (the data was checked finite when it was collected; the layers when the run started)
+            z0 = prior.normalizer.normalize(batch.acts.to(device, non_blocking=True), layers)
             factor = lr_factor(
                 step, total, warmup_frac=cfg.warmup_frac, start=cfg.warmup_start, final=cfg.final_lr_frac
             )
@@ -435,6 +441,10 @@ def _batch_stream(
         epoch, start = epoch + 1, 0
 
 
+class StreamExhausted(ValueError):
+    """A streamed run's documents ran out before ``TrainConfig.max_steps``."""
+
+
 def _stream_batches(
     src: Any, cfg: TrainConfig, state: dict[str, Any] | None, rank: int, world: int
 ) -> Iterator[tuple[dict[str, Any], Batch]]:
@@ -445,10 +455,50 @@ def _stream_batches(
     ):
         produced += 1
         yield {"stream": position}, Batch(batch.acts, batch.hook_idx)
-    raise ValueError(
+    raise StreamExhausted(
         f"The stream ran out of documents after {produced} more batches (rank {rank} of {world}); "
         f"max_steps={cfg.max_steps} needs more data, or lower max_steps."
     )
+
+
+def _next_batch(batches: Iterator[Any], votes: Any) -> Any:
+    """The next ``(data position, batch)``. With ``votes`` (a CPU process group: a streamed run under torchrun,
+    where each rank reads its own documents and may run out first) every rank says whether it has one, and
+    all raise together when any has not: a rank that stopped alone would leave the others waiting forever
+    in the gradient all-reduce."""
+    try:
+        item, error = next(batches), None
+    except StreamExhausted as err:
+        item, error = None, err
+    if votes is None:
+        if error is not None:
+            raise error
+        return item
+    have = dist.flags_of_all_ranks(item is not None, votes)
+    if not all(have):
+        empty = [r for r, ok in enumerate(have) if not ok]
+        raise StreamExhausted(
+            f"The stream ran out of documents on rank(s) {empty} of {len(have)} (each rank reads every "
+            f"{len(have)}-th document), so every rank stops here. Give the stream more documents or lower max_steps."
+            + (f" This rank: {error}" if error is not None else "")
+        )
+    return item
+
+
+def data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` in DistributedDataParallel on this rank's ``device`` (``device_ids=[index]`` on CUDA).
+
+    No per-step buffer broadcast (``forward_sync_buffers=False``; ``broadcast_buffers=False`` before PyTorch
+    2.13): the only buffers are the normaliser's statistics, fixed during training; DDP copies rank 0's
+    parameters and buffers to every rank once, when it wraps the module, so the per-step broadcast of the
+    statistics (``n_llm_layers x d_input`` floats twice) would only cost time.
+    """
+    if device.type == "cuda" and device.index is None:
+        raise ValueError(f"DistributedDataParallel needs a CUDA device with an index, got {device}.")
+    ddp = nn.parallel.DistributedDataParallel
+    params = inspect.signature(ddp).parameters
+    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    return ddp(module, device_ids=[device.index] if device.type == "cuda" else None, **no_sync)
 
 
 def _prefetch(stream: Iterator[Any], depth: int) -> Iterator[Any]:

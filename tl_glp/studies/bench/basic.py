@@ -54,10 +54,27 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, m: int, k: int, n: int
     return 2 * m * k * n / seconds
 
 
+FLOPS_COUNTED = (
+    "matrix products of the nn.Linear layers only (elementwise ops, norms and the optimizer are not counted): "
+    "forward 2*B*in*out per Linear; backward 2x forward (weight gradient + input gradient), so forward + "
+    "backward = 3x forward, except in_proj, time_embed.0 and layer_embed.0, whose inputs need no gradient (2x)"
+)
+"""How :func:`train_step_flops` counts, printed beside every achieved-TFLOP/s figure."""
+
+
 def train_step_flops(prior: GenerativePrior, batch: int) -> int:
-    """Matrix-multiply FLOPs of one forward + backward: per Linear 2*B*in*out forward, the same
-    for the weight gradient, and the same for the input gradient except where the input needs
-    none (``in_proj`` reads data, ``time_embed.0``/``layer_embed.0`` read a fixed embedding)."""
+    """Matrix-multiply FLOPs of one forward + backward (:data:`FLOPS_COUNTED`): per Linear 2*B*in*out
+    forward, the same for the weight gradient, and the same for the input gradient (3x forward in all)
+    except where the input needs none (``in_proj`` reads data, ``time_embed.0``/``layer_embed.0`` read a
+    fixed embedding: 2x forward).
+
+    Example (one Linear 8 -> 16 on 4 rows: 2*4*8*16 = 1024 forward FLOPs):
+        >>> from tl_glp.core.config import PriorConfig
+        >>> prior = GenerativePrior(PriorConfig(d_input=8, n_blocks=1, d_hidden=16, d_mlp=32))
+        >>> forward = sum(2 * 4 * m.in_features * m.out_features for m in prior.modules() if isinstance(m, nn.Linear))
+        >>> 2 * forward < train_step_flops(prior, 4) < 3 * forward
+        True
+    """
     no_input_grad = {"in_proj", "time_embed.0", "layer_embed.0"}
     total = 0
     for name, module in prior.named_modules():
