@@ -40,6 +40,11 @@ def test_demo_runs_end_to_end_in_quick_mode(testbed, tmp_path, capsys):
         "testbed_lm_loss",
     ):
         assert math.isfinite(numbers[key]), key
+    for name in ("prior", "lower_bound", "held_out_halves", "gaussian"):  # FD-infinity with its bootstrap CI
+        lo, hi = numbers[f"fd_{name}_ci"]
+        assert lo <= numbers[f"fd_{name}"] <= hi, name
+        assert f"{numbers[f'fd_{name}']:.3f} [{lo:.3f}, {hi:.3f}]" in printed, name
+    assert "| its 95% CI (bootstrap) | [" in report
     assert numbers["versions"]["torch"] == torch.__version__ and "sae-lens" in numbers["versions"]
     steering = result.tables["steering"]
     assert set(steering.method) == {"none", "plain", "prior"} and {"concept", "grammatical", "nll"} <= set(
@@ -73,6 +78,22 @@ def test_demo_runs_end_to_end_in_quick_mode(testbed, tmp_path, capsys):
         str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and stat.S_IMODE(p.stat().st_mode) != 0o644
     ]
     assert not unreadable, unreadable
+
+
+def test_demo_fd_numbers_carry_a_bootstrap_ci_for_every_reference():
+    from tl_glp.studies.demo.run import frechet_numbers
+
+    g = torch.Generator().manual_seed(0)
+    held = torch.randn(300, 5, generator=g)
+    refs = [("prior", torch.randn(300, 5, generator=g) + 0.5), ("gaussian", torch.randn(300, 5, generator=g))]
+    numbers = frechet_numbers(refs, held, n_boot=4, seed=0)
+    assert numbers["fd_boot"] == 4
+    for name in ("prior", "gaussian"):
+        lo, hi = numbers[f"fd_{name}_ci"]
+        assert lo < numbers[f"fd_{name}"] < hi and numbers[f"fd_{name}_se"] > 0
+        assert numbers[f"fd_{name}_at_n"] > 0
+    assert numbers["fd_prior_ci"][0] > numbers["fd_gaussian_ci"][1]  # a 0.5 shift in 5 dimensions: FD 1.25 vs 0
+    assert json.loads(json.dumps(numbers)) == numbers  # numbers.json holds it as it is
 
 
 def test_demo_docstring_lists_every_stage():

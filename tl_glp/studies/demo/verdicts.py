@@ -23,6 +23,20 @@ def steering_table(df: Any) -> Any:
     return table.reset_index()
 
 
+FD_REFERENCES = ("prior", "lower_bound", "held_out_halves", "gaussian")
+"""What the demo's FD-infinity compares with the held-out rows, in the report's column order."""
+
+
+def fd_ci(numbers: dict, name: str, digits: int = 3) -> str:
+    """``[low, high]`` of ``fd_<name>_ci`` (``n/a`` where a run recorded none).
+
+    >>> fd_ci({"fd_prior_ci": [30.25, 36.5]}, "prior"), fd_ci({}, "prior")
+    ('[30.250, 36.500]', 'n/a')
+    """
+    lo_hi = numbers.get(f"fd_{name}_ci")
+    return f"[{lo_hi[0]:.{digits}f}, {lo_hi[1]:.{digits}f}]" if lo_hi else "n/a"
+
+
 PRACTICAL_MARGINS = {"delta_lm_loss": 0.01, "grammatical": 0.05, "nll": 0.1, "probe_auc": 0.01}
 """The smallest difference each headline comparison treats as real, fixed before any run: delta LM
 loss 0.01 nats per token (0.6% of the testbed's clean loss; the paper's GLP-vs-SAE gap is 0.15),
@@ -129,8 +143,9 @@ def summary_text(result: DemoResult) -> str:
             f"testbed LM loss {n['testbed_lm_loss']:.3f} nats/token vs entropy floor (lower bound) {n['testbed_entropy_floor']:.3f}"
         )
     lines += [
-        f"Frechet distance (FD-infinity, {n['eval_samples']} samples per side): prior {n['fd_prior']:.3f} | lower bound (real rows, other documents) {n['fd_lower_bound']:.3f} | "
-        f"held-out halves {n['fd_held_out_halves']:.3f} | moment-matched Gaussian {n['fd_gaussian']:.3f}",
+        f"Frechet distance (FD-infinity [95% bootstrap CI], {n['eval_samples']} samples per side): "
+        f"prior {n['fd_prior']:.3f} {fd_ci(n, 'prior')} | lower bound (real rows, other documents) {n['fd_lower_bound']:.3f} {fd_ci(n, 'lower_bound')} | "
+        f"held-out halves {n['fd_held_out_halves']:.3f} {fd_ci(n, 'held_out_halves')} | moment-matched Gaussian {n['fd_gaussian']:.3f} {fd_ci(n, 'gaussian')}",
         f"classifier two-sample AUC vs held-out (0.5 = indistinguishable): prior {n['c2st_auc_prior']:.3f} | Gaussian {n['c2st_auc_gaussian']:.3f} | held-out {n['c2st_auc_held_out']:.3f}",
         f"delta LM loss (clean {n['lm_loss_clean']:.3f}): prior projection {n['delta_lm_loss_prior']:+.4f} [{n['delta_lm_loss_prior_ci'][0]:+.4f}, {n['delta_lm_loss_prior_ci'][1]:+.4f}] | "
         f"SAE reconstruction {n['delta_lm_loss_sae']:+.4f} [{n['delta_lm_loss_sae_ci'][0]:+.4f}, {n['delta_lm_loss_sae_ci'][1]:+.4f}] (SAE FVU {n['sae_fraction_variance_unexplained']:.3f})",
