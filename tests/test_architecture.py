@@ -72,3 +72,76 @@ def test_the_public_names_resolve_lazily():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) >= 25
+
+
+_CYCLES_SCRIPT = """
+import json, sys
+import grimp
+
+graph = grimp.build_graph(sys.argv[1], exclude_type_checking_imports=False, cache_dir=None)
+edges = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+index, low, stack, on_stack, groups = {}, {}, [], set(), []
+for start in sorted(edges):  # Tarjan's strongly connected components, iteratively
+    if start in index:
+        continue
+    work = [(start, 0)]
+    while work:
+        node, i = work.pop()
+        if i == 0:
+            index[node] = low[node] = len(index)
+            stack.append(node)
+            on_stack.add(node)
+        if i < len(edges[node]):
+            work.append((node, i + 1))
+            nxt = edges[node][i]
+            if nxt not in index:
+                work.append((nxt, 0))
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+            continue
+        if work:
+            low[work[-1][0]] = min(low[work[-1][0]], low[node])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+print(json.dumps(groups))
+"""
+
+
+def _import_cycles(root: Path) -> list[list[str]]:
+    """Strongly connected groups (more than one module) of the import graph of the ``tl_glp`` under
+    ``root``, counting the imports under ``if TYPE_CHECKING:`` too (lint-imports leaves those out,
+    so a type-only back edge would pass the contracts). Run apart, so the tree at ``root`` is the
+    one imported."""
+    import json
+
+    env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", _CYCLES_SCRIPT, "tl_glp"], cwd=root, capture_output=True, text=True, timeout=300, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_no_import_cycles_not_even_through_type_only_imports():
+    """No two modules of the package import each other, directly or around a loop, counting
+    ``TYPE_CHECKING`` imports (the top activations' records once did: topk <-> dashboard/explain)."""
+    assert _import_cycles(ROOT) == []
+
+
+def test_a_planted_type_only_back_edge_is_a_cycle(tmp_path):
+    shutil.copytree(PACKAGE, tmp_path / "tl_glp", ignore=shutil.ignore_patterns("__pycache__", "weights"))
+    types = tmp_path / "tl_glp" / "interpret" / "types.py"
+    types.write_text(
+        types.read_text()
+        + "\n\nfrom typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from tl_glp.interpret.dashboard import write_dashboards\n"
+    )
+    cycles = _import_cycles(tmp_path)
+    assert ["tl_glp.interpret.dashboard", "tl_glp.interpret.types"] in cycles

@@ -368,3 +368,86 @@ def test_demo_help_loads_only_the_settings_not_the_pipeline():
     from tl_glp.studies import demo
 
     assert demo.run_demo.__module__ == "tl_glp.studies.demo.run" and "run_demo" in dir(demo)
+
+
+HEAVY = ("torch", "transformer_lens", "sae_lens")
+
+_HELP_IMPORTS = """
+import contextlib, io, json, sys
+from tl_glp.cli import COMMANDS, main
+report = {}
+for name in COMMANDS:  # one process for all: a module one command imports is charged to the first that does
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = main([*name.split(), "--help"])
+    report[name] = [rc, sorted(m for m in HEAVY if m in sys.modules)]
+print(json.dumps(report))
+"""
+
+
+def test_every_command_help_loads_neither_torch_nor_transformer_lens_nor_sae_lens():
+    """`tl-glp <command> --help` builds the parser from the dataclasses alone: defaults read from the
+    library's source (default_of), the library itself imported only when the command runs."""
+    import json
+
+    code = f"HEAVY = {HEAVY!r}\n" + _HELP_IMPORTS
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report) == set(COMMANDS)
+    loaded = {name: heavy for name, (rc, heavy) in report.items() if heavy}
+    assert not loaded, f"--help imported {loaded}"
+    assert all(rc == 0 for rc, _ in report.values())
+
+
+def test_defaults_read_from_source_are_the_library_defaults():
+    """Every default a command reads by name (from the source, with ast) equals the one the imported
+    function, method or class declares (inspect)."""
+    import importlib
+
+    from tl_glp.cli import _run
+
+    for name in COMMANDS:
+        command(name)  # imports every command module, so every default_of has run
+    assert len(_run.DEFAULT_SOURCES) >= 25
+    for target, param in list(_run.DEFAULT_SOURCES):
+        module, _, qualname = target.partition(":")
+        obj = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        expected = inspect.signature(obj).parameters[param].default
+        assert default_of(target, param) == expected and expected is not inspect.Parameter.empty, (target, param)
+
+
+def test_default_of_follows_constants_and_refuses_what_it_cannot_read(tmp_path, monkeypatch):
+    pkg = tmp_path / "defaults_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "consts.py").write_text("WIDTH = 4 * 128\nKS: tuple = (1, 2, -4)\n")
+    (pkg / "lib.py").write_text(
+        "from .consts import KS, WIDTH as W\n"
+        "import os\n"
+        "def f(a, b=W, *, ks=KS, mode='x', n=2**10, path=os.getcwd(), none=None): ...\n"
+        "class C:\n"
+        "    def __init__(self, rows=W // 2): ...\n"
+        "    def method(self, steps=W + 1): ...\n"
+        "class D:\n"
+        "    size: int = 7\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lib = "defaults_pkg.lib"
+    assert default_of(f"{lib}:f", "b") == 512 and default_of(f"{lib}:f", "ks") == (1, 2, -4)
+    assert default_of(f"{lib}:f", "mode") == "x" and default_of(f"{lib}:f", "n") == 1024
+    assert default_of(f"{lib}:f", "none") is None
+    assert default_of(f"{lib}:C", "rows") == 256 and default_of(f"{lib}:C.method", "steps") == 513
+    assert default_of(f"{lib}:D", "size") == 7
+    assert "defaults_pkg.lib" not in sys.modules  # read, never imported
+    with pytest.raises(ValueError, match=r"parameter 'path'.*os.getcwd\(\).*not a literal"):
+        default_of(f"{lib}:f", "path")
+    with pytest.raises(ValueError, match="has no default"):
+        default_of(f"{lib}:f", "a")
+    with pytest.raises(ValueError, match="no parameter 'c'"):
+        default_of(f"{lib}:f", "c")
+    with pytest.raises(AttributeError, match="defines no 'g'"):
+        default_of(f"{lib}:g", "a")
+    with pytest.raises(ValueError, match="module:qualname"):
+        default_of(lib, "a")

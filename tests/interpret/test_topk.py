@@ -115,6 +115,15 @@ def test_meta_neurons_reproducible_and_reload(tiny_model, tiny_prior_and_acts, t
     assert back.doc_tokens == a.doc_tokens and back.vocab == a.vocab and back.token_sep == " "
     assert back.explanations == {3: "nouns"} and back.scores[3]["balanced_accuracy"] == 0.75
     assert [e.tokens for e in back.examples(2, "bottom")] == [e.tokens for e in a.examples(2, "bottom")]
+    assert type(back) is TopActivations and callable(back.to_html)  # loaded with its views
+
+
+def test_the_records_are_importable_from_where_they_were():
+    import tl_glp.interpret as interpret
+    from tl_glp.interpret import topk, types
+
+    assert topk.Example is types.Example is interpret.Example and topk.Tail is types.Tail is interpret.Tail
+    assert topk.TopActivations is interpret.TopActivations and issubclass(topk.TopActivations, types.TopActivationsData)
 
 
 def test_errors(tiny_model):

@@ -124,6 +124,69 @@ def test_ksparse_two_planted_features_beat_one():
     assert res[1].test_auc > 0.97 and res[1].test_auc > res[0].test_auc + 0.1
 
 
+def sae_probes_reference(Xtr, ytr, Xte, yte, ks, penalty="l1", seed=42):
+    """SAE-Probes' own code path for k-sparse probes (``run_sae_eval`` without the model or the
+    files): their ranking, then their ``find_best_reg`` on the top k, per k."""
+    from sae_probes.run_sae_evals import get_sorted_indices, mean_act_normalization
+    from sae_probes.utils_training import find_best_reg
+
+    order = get_sorted_indices(Xtr, ytr, mean_act_normalization)
+    out = []
+    for k in ks:
+        top = order[:k]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # their penalty="l1" spelling is deprecated from scikit-learn 1.8
+            metrics = find_best_reg(Xtr[:, top], ytr, Xte[:, top], yte, penalty=penalty, seed=seed).metrics
+        out.append((top.tolist(), metrics))
+    return out
+
+
+def assert_same_as_sae_probes(ours, theirs):
+    assert len(ours) == len(theirs)
+    for r, (features, m) in zip(ours, theirs):
+        assert r.features == features, r.k
+        assert r.val_auc == pytest.approx(m.val_auc, abs=1e-9), r.k
+        assert r.test_auc == pytest.approx(m.test_auc, abs=1e-9), r.k
+        assert r.test_acc == pytest.approx(m.test_acc, abs=1e-9), r.k
+        assert r.test_f1 == pytest.approx(m.test_f1, abs=1e-9), r.k
+
+
+def test_ksparse_is_sae_probes_protocol_on_a_sae_probes_dataset(sae_probes_features):
+    """Same float32 features, same split: our k-sparse probes pick the features, the C (on their
+    single held-out split, over their L1 path) and reach the metrics that SAE-Probes' own functions do."""
+    Xtr, ytr, Xte, yte = (t.float() if t.is_floating_point() else t for t in sae_probes_features["95_toxic_is"])
+    assert len(ytr) >= 128  # the single held-out split, not the small-data folds
+    ks = (1, 2, 8, 32)
+    ours = probe_ksparse(Xtr, ytr, Xte, yte, ks=ks, penalty="l1")
+    assert_same_as_sae_probes(ours, sae_probes_reference(Xtr, ytr, Xte, yte, ks))
+    assert all(r.C in probes.SAE_PROBES_CS for r in ours)
+
+
+@pytest.mark.parametrize("n_train", [100, 8, 3])
+@pytest.mark.parametrize("penalty", ["l1", "l2"])
+def test_ksparse_small_training_sets_follow_sae_probes(n_train, penalty):
+    """Below 128 training rows SAE-Probes validates on 6 shuffled stratified folds, below 13 on
+    every held-out pair, and with 3 rows or fewer it does not validate at all: ours does the same."""
+    g = torch.Generator().manual_seed(n_train)
+    X = torch.relu(torch.randn(n_train + 60, 12, generator=g))  # non-negative, like SAE features
+    y = (X[:, 0] - X[:, 1] + 0.5 * torch.randn(n_train + 60, generator=g) > 0).long()
+    y[:2] = torch.tensor([0, 1])  # both classes among the training rows
+    Xtr, ytr, Xte, yte = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+    ks = (3,)
+    ours = probe_ksparse(Xtr, ytr, Xte, yte, ks=ks, penalty=penalty)
+    assert_same_as_sae_probes(ours, sae_probes_reference(Xtr, ytr, Xte, yte, ks, penalty=penalty))
+
+
+def test_sae_probes_split_is_one_held_out_tail():
+    y = np.array([0, 1] * 400)
+    [(train, val)] = probes.sae_probes_splits(y)
+    assert val.tolist() == list(range(700, 800)) and train.tolist() == list(range(700))  # at most 100 rows
+    [(train, val)] = probes.sae_probes_splits(y[:300])
+    assert len(val) == 60 and val[0] == 240  # 20% when that is fewer
+    with pytest.raises(ValueError, match="one class"):
+        probes.sae_probes_splits(np.array([0, 1] * 100 + [1] * 60))
+
+
 def test_l1_is_l1_whatever_the_scikit_learn_spelling(monkeypatch):
     Xtr, ytr, Xte, yte = planted_pair(seed=1)
     small_C = (1e-2,)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import importlib.util
 import inspect
 import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import tyro
@@ -19,14 +23,171 @@ Quiet = Annotated[bool, tyro.conf.arg(aliases=("--no-progress",))]
 """``--quiet`` (alias ``--no-progress``): hide every progress bar."""
 
 
-def default_of(fn: Callable[..., Any], name: str) -> Any:
-    """The default value of parameter ``name`` of ``fn``: a default the library declares is read, not copied.
+DEFAULT_SOURCES: list[tuple[str, str]] = []
+"""Every ``(target, parameter)`` whose default a command reads by name (:func:`default_of`), in the
+order the command modules were imported: the test suite checks each against the imported object."""
 
+
+def default_of(target: str | Callable[..., Any], name: str) -> Any:
+    """The default of parameter ``name`` of ``target``: a default the library declares is read, not copied.
+
+    ``target`` is ``"module:qualname"``: a function (``"tl_glp.activations.collect:collect_activations"``),
+    a method (``"tl_glp.core.prior:GenerativePrior.from_activations"``) or a class (its ``__init__``, or
+    a dataclass field). The default is read from the module's source with :mod:`ast`, without
+    importing the module, so that ``tl-glp <command> --help`` builds its parser without loading torch,
+    TransformerLens or SAE-Lens. It must be a literal (numbers, strings, ``None``, tuples of them,
+    arithmetic on numbers) or a module-level constant that is one, followed through
+    ``from ... import``; anything else raises, naming the parameter. A callable ``target`` (already
+    imported) is read with :func:`inspect.signature`.
+
+    >>> default_of("tl_glp.activations.collect:collect_activations", "dtype")
+    'float32'
     >>> def f(a, b=3): ...
     >>> default_of(f, "b")
     3
     """
-    return inspect.signature(fn).parameters[name].default
+    if callable(target):
+        return inspect.signature(target).parameters[name].default
+    module, sep, qualname = target.partition(":")
+    if not sep or not module or not qualname:
+        raise ValueError(f"default_of({target!r}, ...): name the target as 'module:qualname'.")
+    node = _definition(module, qualname)
+    default = _parameter_default(node, name, target)
+    value = _evaluate(default, module, f"{target} parameter {name!r}")
+    if (target, name) not in DEFAULT_SOURCES:
+        DEFAULT_SOURCES.append((target, name))
+    return value
+
+
+def _module_path(module: str) -> Path:
+    """The source file of ``module``, found without importing it (only its top-level package's spec)."""
+    top, _, rest = module.partition(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None:
+        raise ModuleNotFoundError(f"default_of: no module named {top!r}.")
+    if not rest:
+        return Path(spec.origin or "")
+    base = Path(next(iter(spec.submodule_search_locations or [])))
+    candidate = base.joinpath(*rest.split("."))
+    for path in (candidate.with_suffix(".py"), candidate / "__init__.py"):
+        if path.is_file():
+            return path
+    raise ModuleNotFoundError(f"default_of: no source file for module {module!r} under {base}.")
+
+
+@functools.cache
+def _module_tree(module: str) -> ast.Module:
+    path = _module_path(module)
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _definition(module: str, qualname: str) -> ast.AST:
+    body: list[ast.stmt] = _module_tree(module).body
+    node: ast.AST | None = None
+    for part in qualname.split("."):
+        kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        node = next((n for n in body if isinstance(n, kinds) and n.name == part), None)
+        if node is None:
+            raise AttributeError(f"default_of: {module} defines no {qualname!r} (looking for {part!r}).")
+        body = node.body  # type: ignore[attr-defined]
+    assert node is not None
+    return node
+
+
+def _parameter_default(node: ast.AST, name: str, target: str) -> ast.expr:
+    if isinstance(node, ast.ClassDef):
+        init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+        if init is None:  # a dataclass: the field's default
+            for stmt in node.body:
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id == name:
+                    value = stmt.value
+                    if (
+                        isinstance(value, ast.Call)
+                        and getattr(value.func, "id", getattr(value.func, "attr", "")) == "field"
+                    ):
+                        value = next((k.value for k in value.keywords if k.arg == "default"), None)
+                    if value is None:
+                        raise ValueError(f"default_of: field {name!r} of {target} has no default.")
+                    return value
+            raise ValueError(f"default_of: {target} has no field {name!r}.")
+        node = init
+    assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    args = node.args
+    positional = [*args.posonlyargs, *args.args]
+    pairs = list(zip(positional, [None] * (len(positional) - len(args.defaults)) + list(args.defaults)))
+    pairs += list(zip(args.kwonlyargs, args.kw_defaults))
+    for arg, default in pairs:
+        if arg.arg == name:
+            if default is None:
+                raise ValueError(f"default_of: parameter {name!r} of {target} has no default.")
+            return default
+    raise ValueError(f"default_of: {target} has no parameter {name!r}.")
+
+
+_OPERATORS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.FloorDiv: lambda a, b: a // b,
+    ast.Pow: lambda a, b: a**b,
+    ast.LShift: lambda a, b: a << b,
+}
+
+
+def _evaluate(node: ast.expr, module: str, what: str, depth: int = 0) -> Any:
+    """The value of a literal default expression; module constants are looked up (``depth`` bounds the chain)."""
+    if depth > 8:
+        raise ValueError(f"default_of: {what} refers to constants more than 8 imports deep.")
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, (ast.Tuple, ast.List)):
+        items = [_evaluate(e, module, what, depth) for e in node.elts]
+        return tuple(items) if isinstance(node, ast.Tuple) else items
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _evaluate(node.operand, module, what, depth)
+        return -value if isinstance(node.op, ast.USub) else +value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _evaluate(node.left, module, what, depth), _evaluate(node.right, module, what, depth)
+        return _OPERATORS[type(node.op)](left, right)
+    if isinstance(node, ast.Name):
+        return _constant(module, node.id, what, depth + 1)
+    raise ValueError(
+        f"default_of: the default of {what} is {ast.unparse(node)!r}, not a literal; "
+        "make it a literal or a module-level constant, or give the option its own default."
+    )
+
+
+def _constant(module: str, name: str, what: str, depth: int) -> Any:
+    """The value of module-level ``name`` in ``module``: its last top-level assignment, or where it is imported from."""
+    found: ast.expr | None = None
+    origin: tuple[str, str] | None = None
+    for stmt in _module_tree(module).body:
+        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets):
+            found, origin = stmt.value, None
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id == name:
+            found, origin = stmt.value, None
+        elif isinstance(stmt, ast.ImportFrom):
+            for alias in stmt.names:
+                if (alias.asname or alias.name) == name:
+                    found, origin = None, (_absolute(module, stmt), alias.name)
+    if origin is not None:
+        if depth > 8:
+            raise ValueError(f"default_of: {what} refers to constants more than 8 imports deep.")
+        return _constant(origin[0], origin[1], what, depth + 1)
+    if found is None:
+        raise ValueError(f"default_of: the default of {what} names {name!r}, which {module} does not define.")
+    return _evaluate(found, module, what, depth)
+
+
+def _absolute(module: str, stmt: ast.ImportFrom) -> str:
+    if not stmt.level:
+        return stmt.module or ""
+    is_package = _module_path(module).name == "__init__.py"
+    parts = module.split(".")
+    base = parts if is_package else parts[:-1]
+    base = base[: len(base) - (stmt.level - 1)]
+    return ".".join(base + ([stmt.module] if stmt.module else []))
 
 
 @dataclass

@@ -3,29 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tl_glp.cli._run import default_of
-from tl_glp.studies import bench
-from tl_glp.studies.bench.gpu import bench_gpu
-from tl_glp.studies.bench.streaming import bench_streaming
+
+BENCH_PRIOR = "tl_glp.studies.bench.basic:bench_prior"
+BENCH_GPU = "tl_glp.studies.bench.gpu:bench_gpu"
+
+
+def _bench() -> Any:
+    """:mod:`tl_glp.studies.bench`, imported when a benchmark runs (``--help`` needs only the defaults)."""
+    from tl_glp.studies import bench
+
+    return bench
 
 
 @dataclass
 class PriorArgs:
     """Sizes of the prior whose training step and sampling are timed."""
 
-    d_input: int = default_of(bench.bench_prior, "d_input")
+    d_input: int = default_of(BENCH_PRIOR, "d_input")
     """Activation width (Llama-3.1-8B: 4096)."""
-    n_blocks: int = default_of(bench.bench_prior, "n_blocks")
+    n_blocks: int = default_of(BENCH_PRIOR, "n_blocks")
     """Denoiser blocks."""
-    batch: int = default_of(bench.bench_prior, "batch")
+    batch: int = default_of(BENCH_PRIOR, "batch")
     """Training batch."""
-    device: str | None = default_of(bench.bench_prior, "device")
+    device: str | None = default_of(BENCH_PRIOR, "device")
     """cpu or cuda (None: cuda if available)."""
 
 
 def prior(args: PriorArgs) -> int:
-    bench.bench_prior(args.d_input, args.n_blocks, args.batch, args.device)
+    _bench().bench_prior(args.d_input, args.n_blocks, args.batch, args.device)
     return 0
 
 
@@ -36,32 +44,32 @@ class QuickArgs:
 
 
 def collect(args: QuickArgs) -> int:
-    bench.bench_collect(quick=args.quick)
+    _bench().bench_collect(quick=args.quick)
     return 0
 
 
 def steer(args: QuickArgs) -> int:
-    bench.bench_steer(quick=args.quick)
+    _bench().bench_steer(quick=args.quick)
     return 0
 
 
 def probe(args: QuickArgs) -> int:
-    bench.bench_probe(quick=args.quick)
+    _bench().bench_probe(quick=args.quick)
     return 0
 
 
 def interpret(args: QuickArgs) -> int:
-    bench.bench_interpret(quick=args.quick)
+    _bench().bench_interpret(quick=args.quick)
     return 0
 
 
 def score(args: QuickArgs) -> int:
-    bench.bench_score(quick=args.quick)
+    _bench().bench_score(quick=args.quick)
     return 0
 
 
 def project(args: QuickArgs) -> int:
-    bench.bench_project(quick=args.quick)
+    _bench().bench_project(quick=args.quick)
     return 0
 
 
@@ -76,25 +84,29 @@ class TrainArgs:
 
 
 def train(args: TrainArgs) -> int:
-    bench.bench_train(quick=args.quick, study=args.study, scaling=args.scaling)
+    _bench().bench_train(quick=args.quick, study=args.study, scaling=args.scaling)
     return 0
 
 
 @dataclass
 class GpuArgs:
-    tiny: bool = default_of(bench_gpu, "tiny")
+    tiny: bool = default_of(BENCH_GPU, "tiny")
     """Every branch at toy sizes on the CPU (what the test suite runs)."""
-    out: str | None = default_of(bench_gpu, "out")
+    out: str | None = default_of(BENCH_GPU, "out")
     """Write the figures as JSON here (atomically, after every section)."""
-    device: str | None = default_of(bench_gpu, "device")
+    device: str | None = default_of(BENCH_GPU, "device")
     """cuda, cuda:1 ... (None: cuda if available)."""
 
 
 def gpu(args: GpuArgs) -> int:
+    from tl_glp.studies.bench.gpu import bench_gpu
+
     bench_gpu(tiny=args.tiny, out=args.out, device=args.device)
     return 0
 
 
 def streaming(args: QuickArgs) -> int:
+    from tl_glp.studies.bench.streaming import bench_streaming
+
     bench_streaming(quick=args.quick)
     return 0

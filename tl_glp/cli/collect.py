@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from tl_glp.activations.collect import HFText, collect_activations
 from tl_glp.cli._run import Flat, ModelArgs, Quiet, default_of, fail, load_model
-from tl_glp.training import distributed
+
+COLLECT = "tl_glp.activations.collect:collect_activations"
 
 
 @dataclass
@@ -31,21 +31,24 @@ class CollectArgs:
     """Text column."""
     text_file: str | None = None
     """A local text file, one document per line, instead of --dataset."""
-    context_size: int = default_of(collect_activations, "context_size")
+    context_size: int = default_of(COLLECT, "context_size")
     """Tokens per document, BOS included; longer ones are truncated."""
-    batch_size: int = default_of(collect_activations, "batch_size")
+    batch_size: int = default_of(COLLECT, "batch_size")
     """Documents per forward pass."""
-    max_tokens: int | None = default_of(collect_activations, "max_tokens")
+    max_tokens: int | None = default_of(COLLECT, "max_tokens")
     """Stop after this many activation rows (None: the whole dataset)."""
-    dtype: Literal["float32", "float16", "bfloat16"] = default_of(collect_activations, "dtype")
+    dtype: Literal["float32", "float16", "bfloat16"] = default_of(COLLECT, "dtype")
     """Storage dtype."""
-    shard_rows: int = default_of(collect_activations, "shard_rows")
+    shard_rows: int = default_of(COLLECT, "shard_rows")
     """Rows per shard."""
     quiet: Quiet = False
     """Hide the progress bars."""
 
 
 def collect(args: CollectArgs) -> int:
+    from tl_glp.activations.collect import HFText, collect_activations  # here: --help needs only the defaults
+    from tl_glp.training import distributed
+
     distributed.init_from_env(args.model.device)  # under torchrun: each rank collects every world_size-th document
     model = load_model(args.model, progress=not args.quiet)
     if args.text_file:

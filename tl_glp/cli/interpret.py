@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tl_glp.activations.collect import collect_activations
 from tl_glp.cli._run import Quiet, default_of
-from tl_glp.core.prior import GenerativePrior
-from tl_glp.probing import MetaNeurons, MLPNeurons, RawActivations, SAEFeatures
-from tl_glp.saes import load_sae, train_sae
-from tl_glp.studies.interpret_run import run_interpret
-from tl_glp.studies.testbed import MIDDLE_HOOK, load
-from tl_glp.training.config import TrainConfig
-from tl_glp.training.trainer import train
+
+RUN_INTERPRET = "tl_glp.studies.interpret_run:run_interpret"
 
 
 @dataclass
@@ -30,9 +24,9 @@ class InterpretArgs:
     """Documents for top activations."""
     gt_docs: int = 400
     """Held-out documents for the ground-truth score."""
-    k: int = default_of(run_interpret, "k")
+    k: int = default_of(RUN_INTERPRET, "k")
     """Top contexts kept per feature and tail."""
-    pages: int = default_of(run_interpret, "pages")
+    pages: int = default_of(RUN_INTERPRET, "pages")
     """Feature pages per source."""
     prior_steps: int = 1000
     """Training steps of the prior and the SAE when they are not given."""
@@ -53,6 +47,15 @@ class InterpretArgs:
 
 
 def interpret(args: InterpretArgs) -> int:
+    from tl_glp.activations.collect import collect_activations  # here, not at the top: --help needs only the defaults
+    from tl_glp.core.prior import GenerativePrior
+    from tl_glp.probing import MetaNeurons, MLPNeurons, RawActivations, SAEFeatures
+    from tl_glp.saes import load_sae, train_sae
+    from tl_glp.studies.interpret_run import run_interpret
+    from tl_glp.studies.testbed import MIDDLE_HOOK, load
+    from tl_glp.training.config import TrainConfig
+    from tl_glp.training.trainer import train
+
     progress = not args.quiet
     testbed = load(progress=progress)
     model, hook = testbed.model, MIDDLE_HOOK

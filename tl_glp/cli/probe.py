@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from tl_glp.cli._run import Flat, ModelArgs, Quiet, default_of, load_model
-from tl_glp.core._tokens import model_device
-from tl_glp.core.prior import GenerativePrior
-from tl_glp.probing import SAEFeatures, run_probing
-from tl_glp.saes import load_sae
+
+RUN_PROBING = "tl_glp.probing.runner:run_probing"
 
 
 @dataclass
@@ -22,18 +20,18 @@ class ProbeArgs:
     """Prior folder / published folder / hub id (needed for the 'meta' source)."""
     hook: str | None = None
     """Hook to probe (None: the prior's)."""
-    source: tuple[Literal["meta", "raw", "mlp", "pca", "random", "sae"], ...] = default_of(run_probing, "sources")
+    source: tuple[Literal["meta", "raw", "mlp", "pca", "random", "sae"], ...] = default_of(RUN_PROBING, "sources")
     """Feature source; repeat for several."""
     sae: str | None = None
     """SAE for the 'sae' source: a local SAE-Lens folder or RELEASE:SAE_ID (e.g. gpt2-small-res-jb:blocks.8.hook_resid_pre)."""
     dataset: tuple[str, ...] = ()
     """SAE-Probes dataset name or CSV with prompt,target; repeat; 'all' for the 113 (none given: the testbed's
     concept datasets for --model testbed, else all)."""
-    method: Literal["1d", "ksparse"] = default_of(run_probing, "method")
+    method: Literal["1d", "ksparse"] = default_of(RUN_PROBING, "method")
     """1-D probing or SAE-Probes' k-sparse protocol."""
-    backend: Literal["torch", "sklearn"] = default_of(run_probing, "backend")
+    backend: Literal["torch", "sklearn"] = default_of(RUN_PROBING, "backend")
     """1-D probe backend (torch: batched)."""
-    top_k: int = default_of(run_probing, "top_k")
+    top_k: int = default_of(RUN_PROBING, "top_k")
     """Candidate features per dataset."""
     no_controls: bool = False
     """Skip the shuffled-label controls."""
@@ -46,6 +44,11 @@ class ProbeArgs:
 
 
 def probe(args: ProbeArgs) -> int:
+    from tl_glp.core._tokens import model_device  # here, not at the top: --help needs only the defaults
+    from tl_glp.core.prior import GenerativePrior
+    from tl_glp.probing import SAEFeatures, run_probing
+    from tl_glp.saes import load_sae
+
     model = load_model(args.model, progress=not args.quiet)
     device = args.model.device or str(model_device(model))
     prior = GenerativePrior.from_pretrained(args.prior, device=device) if args.prior else None

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from tl_glp.cli._run import Flat, Quiet
-from tl_glp.studies.scaling import ScalingSettings
-from tl_glp.studies.scaling.entry import run_named_study
+from tl_glp.studies.scaling.settings import ScalingSettings
 
 
 @dataclass
@@ -41,6 +40,8 @@ class ScalingArgs:
 
 
 def scaling(args: ScalingArgs) -> int:
+    from tl_glp.studies.scaling.entry import run_named_study  # here, not at the top: --help needs only the settings
+
     result = run_named_study(
         args.out,
         args.settings,

@@ -6,11 +6,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from tl_glp.cli._run import Flat, ModelArgs, Quiet, default_of, fail, load_model
-from tl_glp.core._io import read_tensors
-from tl_glp.core._tokens import model_device
-from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.projection import ProjectionConfig
-from tl_glp.steering import diff_of_means, steering_sweep
+
+SWEEP = "tl_glp.steering.sweep:steering_sweep"
 
 
 @dataclass
@@ -32,13 +30,13 @@ class SteerArgs:
     """Strengths as multiples of the activation norm (--r 0.5 1 2, or 0.5,1,2)."""
     hook: str | None = None
     """Hook to steer at (None: the prior's own)."""
-    positions: Literal["last", "all"] = default_of(steering_sweep, "positions")
+    positions: Literal["last", "all"] = default_of(SWEEP, "positions")
     """Positions edited: 'last' (the last prompt token, then every generated one) or 'all'."""
-    max_new_tokens: int = default_of(steering_sweep, "max_new_tokens")
+    max_new_tokens: int = default_of(SWEEP, "max_new_tokens")
     """Tokens to generate."""
-    seed: int = default_of(steering_sweep, "seed")
+    seed: int = default_of(SWEEP, "seed")
     """Seed of the sampling and of the projection noise (each strength and batch of prompts gets its own)."""
-    projection: ProjectionConfig = ProjectionConfig()
+    projection: ProjectionConfig = field(kw_only=True)  # no instance here: its fields' own defaults fill it
     """How prior-guided steering projects the steered activation back onto the manifold (its label names the rows)."""
     csv: str | None = None
     """Also write the full table (with scores) to this CSV."""
@@ -47,6 +45,11 @@ class SteerArgs:
 
 
 def steer(args: SteerArgs) -> int:
+    from tl_glp.core._io import read_tensors  # here, not at the top: --help needs only the defaults
+    from tl_glp.core._tokens import model_device
+    from tl_glp.core.prior import GenerativePrior
+    from tl_glp.steering import diff_of_means, steering_sweep
+
     if not args.direction and not (args.positive and args.negative):
         return fail("tl-glp steer: give --direction FILE, or --positive and --negative texts.")
     model = load_model(args.model, progress=not args.quiet)

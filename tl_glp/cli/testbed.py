@@ -5,18 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tl_glp.cli._run import Quiet, default_of
-from tl_glp.studies.testbed import load
-from tl_glp.studies.testbed.build import build as build_testbed
-from tl_glp.studies.testbed.quality import format_quality, measure_quality
 
 
 @dataclass
 class BuildArgs:
     """Exits 1 when the built model misses a quality bar."""
 
-    seed: int = default_of(build_testbed, "seed")
+    seed: int = default_of("tl_glp.studies.testbed.build:build", "seed")
     """Training seed (0: the shipped model's)."""
-    steps: int | None = default_of(build_testbed, "steps")
+    steps: int | None = default_of("tl_glp.studies.testbed.build:build", "steps")
     """Training steps (None: the LMConfig default, as shipped)."""
     out: str = "testbed_build"
     """Output folder (the shipped files live in tl_glp/studies/testbed/weights)."""
@@ -25,6 +22,9 @@ class BuildArgs:
 
 
 def build(args: BuildArgs) -> int:
+    from tl_glp.studies.testbed.build import build as build_testbed  # here: --help needs only the defaults
+    from tl_glp.studies.testbed.quality import format_quality
+
     manifest = build_testbed(args.out, seed=args.seed, steps=args.steps, progress=not args.quiet)
     print(format_quality(manifest["quality"]))
     print(
@@ -38,7 +38,7 @@ def build(args: BuildArgs) -> int:
 class QualityArgs:
     """Exits 1 when the model misses a quality bar."""
 
-    seed: int = default_of(load, "seed")
+    seed: int = default_of("tl_glp.studies.testbed:load", "seed")
     """Which testbed to load (0: the shipped model; another seed is trained on first use and cached)."""
     docs: int = 600
     """Held-out documents for the next-word AUCs and the loss."""
@@ -49,6 +49,9 @@ class QualityArgs:
 
 
 def quality(args: QualityArgs) -> int:
+    from tl_glp.studies.testbed import load
+    from tl_glp.studies.testbed.quality import format_quality, measure_quality
+
     result = measure_quality(load(seed=args.seed, progress=not args.quiet), n_docs=args.docs, oracle=args.oracle)
     print(format_quality(result))
     return 0 if result["passes"] else 1

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from tl_glp.activations.collect import HFText
-from tl_glp.activations.store import ActivationStore
-from tl_glp.activations.streaming import StreamingActivations
 from tl_glp.cli._run import Flat, ModelArgs, default_of, fail, load_model
-from tl_glp.core.prior import GenerativePrior
-from tl_glp.training import distributed
 from tl_glp.training.config import TrainConfig
-from tl_glp.training.trainer import train as train_prior
+
+if TYPE_CHECKING:
+    from tl_glp.activations.store import ActivationStore
+    from tl_glp.activations.streaming import StreamingActivations
+
+STREAMING = "tl_glp.activations.streaming:StreamingActivations"
 
 
 @dataclass
@@ -31,15 +31,15 @@ class StreamArgs:
     """Dataset configuration name (e.g. sample-10BT)."""
     text_file: str | None = None
     """A local text file, one document per line, instead of --stream.dataset."""
-    context_size: int = default_of(StreamingActivations, "context_size")
+    context_size: int = default_of(STREAMING, "context_size")
     """Tokens per document, BOS included."""
-    forward_batch: int = default_of(StreamingActivations, "forward_batch")
+    forward_batch: int = default_of(STREAMING, "forward_batch")
     """Documents per forward pass of the model."""
-    buffer_rows: int = default_of(StreamingActivations, "buffer_rows")
+    buffer_rows: int = default_of(STREAMING, "buffer_rows")
     """Rows of the shuffle buffer."""
-    warmup_rows: int = default_of(StreamingActivations, "warmup_rows")
+    warmup_rows: int = default_of(STREAMING, "warmup_rows")
     """Rows whose statistics fit the normaliser (recorded in the prior's config)."""
-    val_rows: int = default_of(StreamingActivations, "val_rows")
+    val_rows: int = default_of(STREAMING, "val_rows")
     """Validation rows, taken from the first documents."""
 
 
@@ -53,7 +53,7 @@ class TrainArgs:
     activations: str | None = None
     """An ActivationStore folder written by tl-glp collect (or stream with --stream.hook)."""
     stream: StreamArgs = field(default_factory=StreamArgs)
-    n_blocks: int = default_of(GenerativePrior.from_activations, "n_blocks")
+    n_blocks: int = default_of("tl_glp.core.prior:GenerativePrior.from_activations", "n_blocks")
     """Denoiser blocks (published priors: 3, 6, 12, 24)."""
     d_hidden: int | None = None
     """Denoiser width (None: PriorConfig's default, 2 x d_input)."""
@@ -69,6 +69,10 @@ class TrainArgs:
 
 
 def _source(args: TrainArgs) -> ActivationStore | StreamingActivations:
+    from tl_glp.activations.collect import HFText
+    from tl_glp.activations.store import ActivationStore
+    from tl_glp.activations.streaming import StreamingActivations
+
     st = args.stream
     if not st.hook:
         return ActivationStore.open(args.activations)  # type: ignore[arg-type]
@@ -98,6 +102,10 @@ def _source(args: TrainArgs) -> ActivationStore | StreamingActivations:
 
 
 def train(args: TrainArgs) -> int:
+    from tl_glp.core.prior import GenerativePrior  # here, not at the top: --help needs only the defaults
+    from tl_glp.training import distributed
+    from tl_glp.training.trainer import train as train_prior
+
     if bool(args.activations) == bool(args.stream.hook):
         return fail(
             "tl-glp train: pass either --activations STORE or --stream.hook NAME (streaming), not both or neither."

@@ -22,8 +22,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
-from tl_glp.core.flow import evaluations, projection_schedule
-
 SCHEDULES = ("reference", "one_step", "euler:K", "heun:K")
 """The projection schedules: the reference grid, one clean-estimate step, K Euler or K Heun steps."""
 
@@ -47,6 +45,8 @@ class ProjectionConfig:
     at every call from one generator seeded once (a new hook with the same seed repeats the sequence)."""
 
     def __post_init__(self) -> None:
+        from tl_glp.core.flow import projection_schedule  # torch: the class itself stays light (CLI --help reads it)
+
         if not isinstance(self.t_start, (int, float)) or not 0.0 <= float(self.t_start) <= 1.0:
             raise ValueError(f"t_start must be in [0, 1] (paper time: 1 = pure noise), got {self.t_start!r}.")
         if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) or self.num_steps < 1:
@@ -65,6 +65,8 @@ class ProjectionConfig:
     @property
     def evaluations(self) -> int:
         """Network evaluations per projected activation (0 for ``t_start = 0``)."""
+        from tl_glp.core.flow import evaluations, projection_schedule
+
         if self.t_start == 0:
             return 0
         grid, solver = projection_schedule(float(self.t_start), self.num_steps, self.schedule)

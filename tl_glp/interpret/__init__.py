@@ -18,7 +18,8 @@ from tl_glp.interpret.ground_truth import (
     latent_aucs,
     monosemanticity,
 )
-from tl_glp.interpret.topk import Example, Tail, TopActivations, top_activations
+from tl_glp.interpret.topk import TopActivations, top_activations
+from tl_glp.interpret.types import Example, Tail, TopActivationsData
 
 __all__ = [
     "DetectionScore",
@@ -26,6 +27,7 @@ __all__ = [
     "MonosemanticityReport",
     "Tail",
     "TopActivations",
+    "TopActivationsData",
     "explain",
     "ground_truth",
     "is_signed",

@@ -21,15 +21,12 @@ import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from tl_glp.core import _io
 from tl_glp.interpret.histogram import histogram_edges
-
-if TYPE_CHECKING:
-    from tl_glp.interpret.topk import Example, TopActivations
+from tl_glp.interpret.types import Example, TopActivationsData
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em;color:#222;max-width:1100px}
@@ -120,7 +117,7 @@ def histogram_svg(counts: Sequence[int], width: int = 520, height: int = 110) ->
     return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">{"".join(bars)}{"".join(labels)}</svg>'
 
 
-def feature_page(res: TopActivations, feature: int, n_examples: int | None = None, note: str = "") -> str:
+def feature_page(res: TopActivationsData, feature: int, n_examples: int | None = None, note: str = "") -> str:
     """The HTML of one feature's page (``note``: a line of text shown under the statistics)."""
     top = res.examples(feature, "top", n_examples)
     bottom = res.examples(feature, "bottom", n_examples) if res.signed else []
@@ -166,7 +163,7 @@ def feature_page(res: TopActivations, feature: int, n_examples: int | None = Non
 
 
 def write_dashboards(
-    res: TopActivations,
+    res: TopActivationsData,
     folder: str | Path,
     *,
     order_by: str = "max",
@@ -178,7 +175,7 @@ def write_dashboards(
 ) -> Path:
     """Write ``feature_{i}.html`` for the chosen features and ``index.html`` sorted by ``order_by``.
 
-    ``order_by`` is any :meth:`TopActivations.score` name (``max``, ``density``, ``std``,
+    ``order_by`` is any :meth:`~tl_glp.interpret.types.TopActivationsData.score` name (``max``, ``density``, ``std``,
     ``balanced_accuracy``, ``auc``); features without a score sort last. ``features`` picks them
     explicitly; otherwise the first ``max_features`` in the sort order get pages. ``notes`` adds a
     line of text to chosen features' pages. Returns the path of ``index.html``.

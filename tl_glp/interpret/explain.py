@@ -32,12 +32,11 @@ from tqdm.auto import tqdm
 
 from tl_glp.core import _io
 from tl_glp.interpret.histogram import histogram_edges
+from tl_glp.interpret.types import Example, TopActivationsData
 from tl_glp.probing.probes import auc_columns
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from tl_glp.interpret.topk import Example, TopActivations
 
 Judge = Callable[[str], str]
 
@@ -78,7 +77,7 @@ def _clean(answer: str) -> str:
 
 
 def explain(
-    results: TopActivations,
+    results: TopActivationsData,
     judge: Judge,
     *,
     features: Sequence[int] | None = None,
@@ -118,7 +117,7 @@ class DetectionScore:
 
 
 def score_explanations(
-    results: TopActivations,
+    results: TopActivationsData,
     explanations: dict[int, str] | None,
     judge: Judge,
     *,
@@ -191,7 +190,7 @@ def score_explanations(
 
 
 def neuronpedia_records(
-    results: TopActivations,
+    results: TopActivationsData,
     *,
     model_id: str = "",
     source_id: str | None = None,
@@ -252,7 +251,7 @@ def neuronpedia_records(
     return out
 
 
-def to_neuronpedia(results: TopActivations, path: str | Path, *, per_file: int = 1024, **kwargs: Any) -> Path:
+def to_neuronpedia(results: TopActivationsData, path: str | Path, *, per_file: int = 1024, **kwargs: Any) -> Path:
     """Write :func:`neuronpedia_records` as ``batch-{i}.json`` files of ``per_file`` features into
     the folder ``path`` (atomically). Returns the folder."""
     folder = Path(path)

@@ -5,7 +5,7 @@ from typing import Any
 from tl_glp.probing.adapters import MetaNeuronSAE
 from tl_glp.probing.datasets import ProbingDataset, load_dataset, sae_probes_datasets
 from tl_glp.probing.extract import last_token_activations
-from tl_glp.probing.probes import C_GRID, KSparseResult, ProbeResult, probe_1d, probe_ksparse
+from tl_glp.probing.probes import C_GRID, SAE_PROBES_CS, KSparseResult, ProbeResult, probe_1d, probe_ksparse
 from tl_glp.probing.results import ProbingResults, bootstrap_ci
 from tl_glp.probing.runner import run_probing
 from tl_glp.probing.sources import (
@@ -32,6 +32,7 @@ __all__ = [
     "RandomProjection",
     "RawActivations",
     "SAEFeatures",
+    "SAE_PROBES_CS",
     "SAE_PROBES_DATASETS",
     "bootstrap_ci",
     "last_token_activations",

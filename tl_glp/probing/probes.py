@@ -25,6 +25,12 @@ Two backends give the same answer:
   picks the first ``C`` of the grid. It differs from scikit-learn only where lbfgs stops short of
   the optimum on a feature that barely covaries with the label (rare, and < 0.01 AUC).
 
+k-sparse probing (:func:`probe_ksparse`) follows SAE-Probes' own protocol, not the 1-D one, so its
+numbers compare with SAE-Probes' published k-sparse results: mean-activation-normalised ranking,
+unscaled features, their ``C`` grid (:data:`SAE_PROBES_CS`) chosen on a single held-out split
+(:func:`sae_probes_splits`) with their L1 (saga) logistic regression, then a refit on the shuffled
+training rows.
+
 Example:
     >>> import torch
     >>> g = torch.Generator().manual_seed(0)
@@ -58,6 +64,9 @@ C_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 SPARSE_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 """The ``k`` values of SAE-Probes' k-sparse protocol."""
 
+SAE_PROBES_CS = tuple(float(c) for c in np.logspace(5, -5, 10))
+"""The ``C`` grid of SAE-Probes' k-sparse protocol (``np.logspace(5, -5, 10)``, largest first)."""
+
 N_FOLDS = 5
 """``LogisticRegressionCV(cv=5)``: five unshuffled stratified folds."""
 
@@ -76,8 +85,9 @@ class ProbeResult:
 
 @dataclass
 class KSparseResult:
-    """A k-sparse probe: the ``k`` features used, CV AUC, test AUC, the chosen ``C`` and the
-    refitted model's weights on those features (standardised units; L1 sets some to exactly 0)."""
+    """A k-sparse probe: the ``k`` features used (best first), the held-out validation AUC at the
+    chosen ``C``, test AUC, the chosen ``C``, the refitted model's weights on those features (in the
+    features' own units; L1 sets some to exactly 0), test accuracy and weighted F1."""
 
     k: int
     features: list[int]
@@ -85,6 +95,8 @@ class KSparseResult:
     test_auc: float
     C: float
     coef: list[float] = field(default_factory=list, repr=False)
+    test_acc: float = float("nan")
+    test_f1: float = float("nan")
 
 
 def rank_by_mean_difference(X: Float[Tensor, "n d"], y: Int[Tensor, " n"]) -> Int[Tensor, " d"]:
@@ -156,6 +168,38 @@ def probe_1d(
     return ProbeResult(int(candidates[j]), float(val[j]), float(test_auc), C, candidates.tolist())
 
 
+def sae_probes_splits(y: Int[Tensor, " n"] | np.ndarray, seed: int = 42) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The validation rows SAE-Probes' k-sparse protocol chooses ``C`` on, as ``(train, validation)`` pairs.
+
+    With 128 or more training rows it is a *single held-out split*: the last
+    ``min(int(0.2 * n), 100)`` rows (in the given order; the training split is already shuffled)
+    validate, the rest train. Smaller training sets use ``StratifiedKFold(6, shuffle=True,
+    random_state=seed)`` (13-127 rows) or every pair of rows held out (``LeavePOut(2)``, 12 rows or
+    fewer), keeping only the splits whose validation rows hold both classes.
+
+    Example:
+        >>> [(len(tr), int(va[0]), int(va[-1])) for tr, va in sae_probes_splits(np.array([0, 1] * 300))]
+        [(500, 500, 599)]
+        >>> len(sae_probes_splits(np.array([0, 1] * 30)))
+        6
+    """
+    from sklearn.model_selection import LeavePOut, StratifiedKFold
+
+    y = np.asarray(y)
+    n = len(y)
+    if n >= 128:
+        n_val = min(int(0.2 * n), 100)
+        train, val = np.arange(n - n_val), np.arange(n - n_val, n)
+        if len(np.unique(y[val])) < 2:
+            raise ValueError(
+                f"The held-out validation rows (the last {n_val} of {n} training rows) hold one class only; "
+                "shuffle the training rows first (SAE-Probes' splits are shuffled)."
+            )
+        return [(train, val)]
+    splitter = LeavePOut(2) if n <= 12 else StratifiedKFold(n_splits=6, shuffle=True, random_state=seed)
+    return [(tr, va) for tr, va in splitter.split(np.zeros((n, 1)), y) if len(np.unique(y[va])) == 2]
+
+
 def probe_ksparse(
     X_train: Float[Tensor, "n_train d"],
     y_train: Int[Tensor, " n_train"],
@@ -164,19 +208,29 @@ def probe_ksparse(
     *,
     ks: Sequence[int] = SPARSE_KS,
     penalty: str = "l1",
-    Cs: Sequence[float] = C_GRID,
-    n_folds: int = N_FOLDS,
+    Cs: Sequence[float] = SAE_PROBES_CS,
     seed: int = 42,
     normalize: bool = True,
 ) -> list[KSparseResult]:
-    """SAE-Probes' k-sparse protocol, one result per ``k``.
+    """SAE-Probes' k-sparse protocol (its ``run_sae_eval`` + ``find_best_reg``), one result per ``k``.
 
-    For each ``k``: the top-``k`` features by class-mean difference (ranked after SAE-Probes'
-    mean-activation normalisation when ``normalize``), standardised, and one logistic regression
-    with ``penalty`` ``"l1"`` (saga) or ``"l2"`` (lbfgs); ``C`` is the first with the best mean AUC
-    over :func:`cv_folds`, then the model is refitted on all training rows. The L1 penalty is a
-    real L1 penalty on every scikit-learn version (see :func:`logistic_penalty_kwargs`), so the
-    refitted ``coef`` can hold exact zeros.
+    1. Rank every feature by ``|mean(class 1) - mean(class 0)|`` on the training rows, after
+       dividing each feature by its mean non-zero ``|activation|`` when ``normalize`` (their
+       ``mean_act_normalization``); keep the top ``k``.
+    2. For each ``C`` in ``Cs`` (``1e5`` down to ``1e-5``, ten values), fit a logistic regression on
+       the *unscaled* features (``penalty="l1"``: their L1 path, saga; ``"l2"``: lbfgs; both with
+       ``random_state=seed``, ``max_iter=1000``) on the training part of :func:`sae_probes_splits`
+       (a single held-out split for 128+ rows) and score ROC-AUC on its validation rows (0.5 for a
+       fold with one class). ``C`` is the first with the best mean score (the largest ``C`` on ties),
+       and that score is ``val_auc``.
+    3. Refit at that ``C`` on all training rows, shuffled by ``np.random.RandomState(seed)``, and
+       report test ROC-AUC, accuracy and weighted F1.
+
+    The ranking runs in the features' own dtype (SAE-Probes ranks float32 tensors) and the fits in
+    float64 (scikit-learn converts their tensors so), so the same inputs give their numbers.
+    With 3 training rows or fewer there is nothing to validate on: ``C = 1`` and ``val_auc`` is the
+    training AUC, as in SAE-Probes. Saga stops at ``max_iter`` for the largest ``C`` on most data;
+    SAE-Probes silences that ``ConvergenceWarning``, and so does this function.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -186,47 +240,73 @@ def probe_ksparse(
         >>> [r.k for r in res], sorted(res[1].features), res[1].test_auc > res[0].test_auc + 0.05
         ([1, 2], [0, 1], True)
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
     if penalty not in ("l1", "l2"):
-        raise ValueError("penalty must be 'l1' or 'l2'")
-    X_train, X_test = _as_tensor(X_train).double(), _as_tensor(X_test).double()
+        raise ValueError(f"penalty must be 'l1' (SAE-Probes' L1 path) or 'l2', got {penalty!r}.")
+    X_train, X_test = _as_tensor(X_train), _as_tensor(X_test)
     y_train, y_test = _as_tensor(y_train).long(), _as_tensor(y_test).long()
     _check_binary(y_train, "y_train")
-    ranked_on = _mean_act_normalization(X_train) if normalize else X_train
-    order = rank_by_mean_difference(ranked_on, y_train)
-    folds = cv_folds(y_train.numpy(), n_folds)
+    _check_binary(y_test, "y_test")
+    if X_train.shape[1] != X_test.shape[1]:
+        raise ValueError(f"X_train has {X_train.shape[1]} features but X_test has {X_test.shape[1]}.")
+    order = rank_by_mean_difference(_mean_act_normalization(X_train) if normalize else X_train, y_train)
+    # ranked in the features' dtype (torch, like SAE-Probes); fitted in float64, as scikit-learn
+    # converts SAE-Probes' torch tensors (it sees no numpy dtype on them and takes float64)
+    xtr_all, xte_all = X_train.detach().cpu().double().numpy(), X_test.detach().cpu().double().numpy()
     ytr, yte = y_train.numpy(), y_test.numpy()
-    l1_ratio = 1.0 if penalty == "l1" else 0.0
-    solver = "saga" if penalty == "l1" else "lbfgs"
+    n = len(ytr)
+    splits = sae_probes_splits(ytr, seed) if n > 3 else []
+    shuffle = np.random.RandomState(seed).permutation(n)
 
-    def model(C: float):
-        clf = LogisticRegression(
-            C=C, solver=solver, max_iter=1000, random_state=seed, **logistic_penalty_kwargs(l1_ratio)
-        )
-        return make_pipeline(StandardScaler(), clf)
+    def model(C: float) -> Any:
+        return _sae_probes_logistic(C, penalty, seed)
+
+    def split_auc(x: np.ndarray, C: float, tr: np.ndarray, va: np.ndarray) -> float:
+        if len(np.unique(ytr[tr])) < 2:
+            return 0.5
+        return float(roc_auc_score(ytr[va], model(C).fit(x[tr], ytr[tr]).predict_proba(x[va])[:, 1]))
 
     results = []
     for k in ks:
         if k > X_train.shape[1]:
             break
         cols = order[:k].numpy()
-        xtr, xte = X_train[:, cols].numpy(), X_test[:, cols].numpy()
-        scores = []
-        for C in Cs:
-            aucs = [
-                roc_auc_score(ytr[va], model(C).fit(xtr[tr], ytr[tr]).predict_proba(xtr[va])[:, 1]) for tr, va in folds
-            ]
-            scores.append(float(np.mean(aucs)))
-        best = int(np.argmax(scores))
-        final = model(Cs[best]).fit(xtr, ytr)
-        test_auc = float(roc_auc_score(yte, final.predict_proba(xte)[:, 1]))
-        coef = final[-1].coef_.ravel().tolist()
-        results.append(KSparseResult(k, cols.tolist(), scores[best], test_auc, float(Cs[best]), coef))
+        xtr, xte = xtr_all[:, cols], xte_all[:, cols]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=ConvergenceWarning)
+            if splits:
+                scores = [float(np.mean([split_auc(xtr, C, tr, va) for tr, va in splits])) for C in Cs]
+                best_C = float(Cs[int(np.argmax(scores))])
+            else:
+                best_C = 1.0
+            final = model(best_C).fit(xtr[shuffle], ytr[shuffle])
+        proba = final.predict_proba(xte)[:, 1]
+        pred = final.predict(xte)
+        val_auc = max(scores) if splits else float(roc_auc_score(ytr, final.predict_proba(xtr)[:, 1]))
+        results.append(
+            KSparseResult(
+                k,
+                cols.tolist(),
+                float(val_auc),
+                float(roc_auc_score(yte, proba)),
+                best_C,
+                final.coef_.ravel().tolist(),
+                test_acc=float(accuracy_score(yte, pred)),
+                test_f1=float(f1_score(yte, pred, average="weighted")),
+            )
+        )
     return results
+
+
+def _sae_probes_logistic(C: float, penalty: str, seed: int) -> Any:
+    """SAE-Probes' model: L1 with saga, or scikit-learn's default L2 (lbfgs); ``max_iter=1000``."""
+    from sklearn.linear_model import LogisticRegression
+
+    solver = "saga" if penalty == "l1" else "lbfgs"
+    kwargs = logistic_penalty_kwargs(1.0 if penalty == "l1" else 0.0)
+    return LogisticRegression(C=C, solver=solver, random_state=seed, max_iter=1000, **kwargs)
 
 
 # --------------------------------------------------------------------------- scikit-learn versions

@@ -74,7 +74,8 @@ def run_probing(
         sources: :class:`FeatureSource` objects or names (``"meta"``, ``"raw"``, ``"mlp"``, ``"pca"``, ``"random"``).
         datasets: SAE-Probes names, DataFrames/CSV paths with ``prompt``/``target``, or ``"all"`` (the 113).
         hook_name: the probed hook (default: the prior's).
-        method: ``"1d"`` (best single feature) or ``"ksparse"`` (SAE-Probes' k-sparse protocol).
+        method: ``"1d"`` (best single feature) or ``"ksparse"`` (SAE-Probes' k-sparse protocol: its
+            single held-out split and L1 path, see :func:`~tl_glp.probing.probe_ksparse`).
         backend: ``"torch"`` (batched, fast) or ``"sklearn"`` (reference) for 1-D probing.
         controls: also probe every source on labels shuffled across the dataset (a permutation
             null: the test AUC a feature reaches by chance).
@@ -141,6 +142,14 @@ def _probe_source(
         else:
             for r in probe_ksparse(X_train, y_train, X_test, y_test, ks=ks, seed=seed):
                 out.append(
-                    {**base, "k": r.k, "feature": r.features[0], "val_auc": r.val_auc, "test_auc": r.test_auc, "C": r.C}
+                    {
+                        **base,
+                        "k": r.k,
+                        "feature": r.features[0],
+                        "val_auc": r.val_auc,
+                        "test_auc": r.test_auc,
+                        "test_acc": r.test_acc,
+                        "C": r.C,
+                    }
                 )
     return out

@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from tl_glp.core import _io
 from tl_glp.studies.demo.settings import DemoResult, DemoSettings
-from tl_glp.studies.demo.verdicts import PRACTICAL_MARGINS
+from tl_glp.studies.demo.verdicts import FD_REFERENCES, PRACTICAL_MARGINS, fd_ci
 from tl_glp.studies.reporting import markdown_table as _md_table
 
 
@@ -66,11 +66,16 @@ def write_report(result: DemoResult, cfg: DemoSettings, model_name: str, hook: s
         f"Frechet distance as FD-infinity (FD at a quarter, half and all of {n['eval_samples']} samples per side, extrapolated to infinitely many); "
         "every distance is to the same held-out rows (documents the prior never saw). The lower bound takes real rows from the "
         "training documents: a prior that had learned the data exactly would score about this. Two random halves of the held-out rows "
-        "can share documents (the rows of a document share its topic and sentiment), which pulls their distance down.",
+        "can share documents (the rows of a document share its topic and sentiment), which pulls their distance down. "
+        f"95% CI: the estimate +- t bootstrap standard errors ({n['fd_boot']} resamples of the rows on both sides; "
+        "Student's t, as the standard error is itself estimated).",
         "",
         "| measure | prior | lower bound (other documents) | held-out halves (can share documents) | moment-matched Gaussian |",
         "|---|---|---|---|---|",
-        f"| Frechet distance to held-out activations (FD-infinity) | {n['fd_prior']:.3f} | {n['fd_lower_bound']:.3f} | {n['fd_held_out_halves']:.3f} | {n['fd_gaussian']:.3f} |",
+        "| Frechet distance to held-out activations (FD-infinity) | "
+        + " | ".join(f"{n[f'fd_{r}']:.3f}" for r in FD_REFERENCES)
+        + " |",
+        "| its 95% CI (bootstrap) | " + " | ".join(fd_ci(n, r) for r in FD_REFERENCES) + " |",
         f"| Frechet distance at N = {n['eval_samples']} | {n['fd_prior_at_n']:.3f} | {n['fd_lower_bound_at_n']:.3f} | {n['fd_held_out_halves_at_n']:.3f} | {n['fd_gaussian_at_n']:.3f} |",
         f"| classifier two-sample AUC (0.5 = indistinguishable) | {n['c2st_auc_prior']:.3f} | | {n['c2st_auc_held_out']:.3f} | {n['c2st_auc_gaussian']:.3f} |",
         "",

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from tl_glp.activations.collect import collect_activations
 from tl_glp.activations.sources import InMemoryActivations
@@ -29,7 +31,7 @@ from tl_glp.studies.steering_map import model_steering_map, testbed_steering_map
 from tl_glp.studies.testbed import MIDDLE_HOOK, load
 from tl_glp.studies.testbed.tasks import concept_scorer, grammatical_scorer, judgement_prefixes, steering_prompts
 from tl_glp.training.config import TrainConfig
-from tl_glp.training.metrics import classifier_two_sample_auc, frechet_distance_infinity, gaussian_like
+from tl_glp.training.metrics import classifier_two_sample_auc, frechet_distance_infinity_ci, gaussian_like
 from tl_glp.training.trainer import train
 
 
@@ -50,6 +52,36 @@ class _Progress:
     def _print(self, text: str) -> None:
         if self.enabled:
             print(f"{text}  ({time.perf_counter() - self.start:.0f} s)", flush=True)
+
+
+def frechet_numbers(
+    references: Sequence[tuple[str, Tensor]],
+    held: Tensor,
+    *,
+    n_boot: int,
+    seed: int,
+    say: _Progress | None = None,
+) -> dict[str, Any]:
+    """FD-infinity of each ``(name, rows)`` reference to ``held`` with its bootstrap CI, as the
+    demo's numbers: ``fd_<name>`` (the estimate), ``fd_<name>_ci`` (``[low, high]``, 95%),
+    ``fd_<name>_se`` (bootstrap standard error) and ``fd_<name>_at_n`` (FD at all rows), plus
+    ``fd_boot`` (the resamples behind each CI)."""
+    numbers: dict[str, Any] = {"fd_boot": n_boot}
+    for i, (name, other) in enumerate(references):
+        if say is not None:
+            say.step(
+                f"Frechet distance {i + 1}/{len(references)} ({name}, {len(held)} rows per side, {n_boot} bootstrap resamples)"
+            )
+        r = frechet_distance_infinity_ci(other, held, n_boot=n_boot, seed=seed)
+        numbers.update(
+            {
+                f"fd_{name}": r.fd_inf,
+                f"fd_{name}_ci": [r.ci_low, r.ci_high],
+                f"fd_{name}_se": r.std_error,
+                f"fd_{name}_at_n": r.estimate.fd_at_n[-1],
+            }
+        )
+    return numbers
 
 
 def run_demo(
@@ -149,14 +181,8 @@ def run_demo(
         ("held_out_halves", held_b[:n]),
         ("gaussian", gaussian),
     )
-    fd = {}
-    for i, (name, other) in enumerate(references):
-        say.step(f"Frechet distance {i + 1}/{len(references)} ({name}, {n} rows per side)")
-        fd[name] = frechet_distance_infinity(other, held_a[:n], seed=cfg.seed)
     result.numbers.update({"prior_final_train_loss": run.final_loss, "eval_samples": n})
-    for name, value in fd.items():
-        result.numbers[f"fd_{name}"] = value.fd_inf
-        result.numbers[f"fd_{name}_at_n"] = value.fd_at_n[-1]
+    result.numbers.update(frechet_numbers(references, held_a[:n], n_boot=cfg.fd_boot, seed=cfg.seed, say=say))
     for i, (name, other) in enumerate((("prior", samples), ("gaussian", gaussian), ("held_out", held_b[:n]))):
         say.step(f"classifier two-sample test {i + 1}/3 ({name}: {cfg.c2st_steps} steps)")
         result.numbers[f"c2st_auc_{name}"] = classifier_two_sample_auc(

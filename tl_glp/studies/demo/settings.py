@@ -50,6 +50,9 @@ class DemoSettings:
     """Generated and held-out activations per side for the Frechet distance (FD-infinity) and c2st (``full()``: 10,000)."""
     sample_steps: int = 50
     """Sampler steps used to generate the activations that FD and c2st compare."""
+    fd_boot: int = 10
+    """Bootstrap resamples (of the rows on both sides) behind each FD-infinity's 95% CI; each costs one
+    FD-infinity (``full()``: 20)."""
     sae_steps: int = 400
     """Training steps of the reference TopK SAE (SAE-Lens; ``full()``: 1000)."""
     d_sae: int = 1024
@@ -126,6 +129,7 @@ class DemoSettings:
             prior_batch=256,
             eval_samples=400,
             sample_steps=10,
+            fd_boot=3,
             sae_steps=60,
             d_sae=256,
             lm_eval_docs=30,
@@ -151,6 +155,7 @@ class DemoSettings:
             n_docs=6000,
             prior_steps=5000,
             eval_samples=10_000,
+            fd_boot=20,
             sae_steps=1000,
             steer_prompts=48,
             probe_top_k=512,

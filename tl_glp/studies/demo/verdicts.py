@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from tl_glp.studies.demo.settings import DemoResult
+from tl_glp.studies.reporting import fit_text, terminal_width
 from tl_glp.studies.reporting import text_table as _text_table
 
 
@@ -21,6 +22,20 @@ def steering_table(df: Any) -> Any:
         table["n_concept_scored"] = groups["concept"].count()
     table = table.join(groups[metrics].mean())
     return table.reset_index()
+
+
+FD_REFERENCES = ("prior", "lower_bound", "held_out_halves", "gaussian")
+"""What the demo's FD-infinity compares with the held-out rows, in the report's column order."""
+
+
+def fd_ci(numbers: dict, name: str, digits: int = 3) -> str:
+    """``[low, high]`` of ``fd_<name>_ci`` (``n/a`` where a run recorded none).
+
+    >>> fd_ci({"fd_prior_ci": [30.25, 36.5]}, "prior"), fd_ci({}, "prior")
+    ('[30.250, 36.500]', 'n/a')
+    """
+    lo_hi = numbers.get(f"fd_{name}_ci")
+    return f"[{lo_hi[0]:.{digits}f}, {lo_hi[1]:.{digits}f}]" if lo_hi else "n/a"
 
 
 PRACTICAL_MARGINS = {"delta_lm_loss": 0.01, "grammatical": 0.05, "nll": 0.1, "probe_auc": 0.01}
@@ -120,30 +135,64 @@ def conclusions(result: DemoResult) -> Any:
     return pd.DataFrame(rows)
 
 
-def summary_text(result: DemoResult) -> str:
-    """The printed summary: the headline numbers and tables."""
+def summary_text(result: DemoResult, width: int | None = None) -> str:
+    """The printed summary: the headline numbers and tables, every line within ``width`` columns
+    (default: the terminal's, 100 when output is not a terminal). Tables too wide for it are
+    printed narrower (:func:`~tl_glp.studies.reporting.text_table`); ``report.md`` keeps them whole."""
+    width = width or terminal_width()
     n = result.numbers
     lines = ["", "=== tl-glp demo summary ==="]
     if "testbed_lm_loss" in n:
         lines.append(
             f"testbed LM loss {n['testbed_lm_loss']:.3f} nats/token vs entropy floor (lower bound) {n['testbed_entropy_floor']:.3f}"
         )
-    lines += [
-        f"Frechet distance (FD-infinity, {n['eval_samples']} samples per side): prior {n['fd_prior']:.3f} | lower bound (real rows, other documents) {n['fd_lower_bound']:.3f} | "
-        f"held-out halves {n['fd_held_out_halves']:.3f} | moment-matched Gaussian {n['fd_gaussian']:.3f}",
-        f"classifier two-sample AUC vs held-out (0.5 = indistinguishable): prior {n['c2st_auc_prior']:.3f} | Gaussian {n['c2st_auc_gaussian']:.3f} | held-out {n['c2st_auc_held_out']:.3f}",
-        f"delta LM loss (clean {n['lm_loss_clean']:.3f}): prior projection {n['delta_lm_loss_prior']:+.4f} [{n['delta_lm_loss_prior_ci'][0]:+.4f}, {n['delta_lm_loss_prior_ci'][1]:+.4f}] | "
-        f"SAE reconstruction {n['delta_lm_loss_sae']:+.4f} [{n['delta_lm_loss_sae_ci'][0]:+.4f}, {n['delta_lm_loss_sae_ci'][1]:+.4f}] (SAE FVU {n['sae_fraction_variance_unexplained']:.3f})",
-        "",
-        "steering (per method and strength r; concept averaged over the generations that have a sentiment word):",
-        _text_table(result.tables["steering"]),
-        "",
-        "probing (mean test AUC, 95% bootstrap CI over datasets):",
-        _text_table(result.tables["probing_summary"]),
-        "",
-        "conclusions (95% CIs; 'equivalent' where the CI lies within the practical margin, a direction only where it excludes 0):",
-        _text_table(result.tables["conclusions"]),
-        "",
-        f"report: {result.out_dir / 'report.md'}  ({n['seconds']:.0f} s)",
+    fd = [
+        (label, f"{n[f'fd_{key}']:.3f}", fd_ci(n, key))
+        for key, label in (
+            ("prior", "prior"),
+            ("lower_bound", "lower bound (real rows, other documents)"),
+            ("held_out_halves", "held-out halves"),
+            ("gaussian", "moment-matched Gaussian"),
+        )
     ]
+    lm = [
+        (f"{name}", f"{n[f'delta_lm_loss_{key}']:+.4f}", "[{:+.4f}, {:+.4f}]".format(*n[f"delta_lm_loss_{key}_ci"]))
+        for key, name in (("prior", "prior projection"), ("sae", "SAE reconstruction"))
+    ]
+    lines += [
+        f"Frechet distance to held-out rows (FD-infinity [95% bootstrap CI], {n['eval_samples']} samples per side):",
+        *_aligned(fd),
+        f"classifier two-sample AUC vs held-out (0.5 = indistinguishable): prior {n['c2st_auc_prior']:.3f} | Gaussian {n['c2st_auc_gaussian']:.3f} | held-out {n['c2st_auc_held_out']:.3f}",
+        f"delta LM loss [95% bootstrap CI] (clean {n['lm_loss_clean']:.3f}; SAE FVU {n['sae_fraction_variance_unexplained']:.3f}):",
+        *_aligned(lm),
+        "",
+    ]
+    lines = [fit_text(line, width, indent="    " if line.startswith("  ") else "  ") for line in lines]
+    tables = (
+        (
+            "steering (per method and strength r; concept averaged over the generations that have a sentiment word):",
+            "steering",
+        ),
+        ("probing (mean test AUC, 95% bootstrap CI over datasets):", "probing_summary"),
+        (
+            "conclusions (95% CIs; 'equivalent' where the CI lies within the practical margin, a direction only where it excludes 0):",
+            "conclusions",
+        ),
+    )
+    narrowed = False
+    for title, key in tables:
+        wide = _text_table(result.tables[key])
+        table = _text_table(result.tables[key], width=width)
+        narrowed |= table != wide
+        lines += [fit_text(title, width), table, ""]
+    report = f"report: {result.out_dir / 'report.md'}  ({n['seconds']:.0f} s)"
+    if narrowed:
+        report += f"; tables narrowed to {width} columns here, whole in report.md"
+    lines.append(fit_text(report, width))
     return "\n".join(lines)
+
+
+def _aligned(rows: list[tuple[str, str, str]]) -> list[str]:
+    """``  label  value [ci]`` lines, labels left-aligned and values right-aligned in their columns."""
+    label_w, value_w = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+    return [f"  {label:<{label_w}}  {value:>{value_w}} {ci}" for label, value, ci in rows]

@@ -10,21 +10,36 @@ fidelity and meta-neuron probing follow the loss.
   :func:`frechet_distance_infinity`: the statistics, usable on their own.
 """
 
-from tl_glp.studies.scaling.evals import FDInfinity, evaluate_checkpoint, frechet_distance_infinity
-from tl_glp.studies.scaling.fit import PowerLawFit, RankCorrelation, compute_frontier, fit_power_law, spearman_ci
-from tl_glp.studies.scaling.study import ScalingResult, ScalingSettings, SteeringTask, run_scaling_study
+import importlib
+from typing import Any
 
-__all__ = [
-    "FDInfinity",
-    "PowerLawFit",
-    "RankCorrelation",
-    "ScalingResult",
-    "ScalingSettings",
-    "SteeringTask",
-    "compute_frontier",
-    "evaluate_checkpoint",
-    "fit_power_law",
-    "frechet_distance_infinity",
-    "run_scaling_study",
-    "spearman_ci",
-]
+_EXPORTS = {
+    "FDInfinity": "evals",
+    "evaluate_checkpoint": "evals",
+    "frechet_distance_infinity": "evals",
+    "PowerLawFit": "fit",
+    "RankCorrelation": "fit",
+    "compute_frontier": "fit",
+    "fit_power_law": "fit",
+    "spearman_ci": "fit",
+    "ScalingSettings": "settings",
+    "ScalingResult": "study",
+    "SteeringTask": "study",
+    "run_scaling_study": "study",
+}
+"""Public name -> the module of this package that defines it. Loaded on first use, so that
+``tl-glp scaling --help`` (which needs only :mod:`.settings`) does not import the whole study."""
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
