@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
-from tl_glp.cli._run import default_of
+from tl_glp.cli._run import Flat, ModelArgs, default_of, load_model
 from tl_glp.studies import bench
 from tl_glp.studies.bench.gpu import bench_gpu
+from tl_glp.studies.bench.packing import bench_packing, bench_texts
 from tl_glp.studies.bench.streaming import bench_streaming
 
 
@@ -97,4 +99,39 @@ def gpu(args: GpuArgs) -> int:
 
 def streaming(args: QuickArgs) -> int:
     bench_streaming(quick=args.quick)
+    return 0
+
+
+@dataclass
+class PackingArgs:
+    """Streaming rows/s, packed and padded, against the bare forward's tokens/s (interleaved rounds, medians)."""
+
+    model: Annotated[ModelArgs, Flat] = field(default_factory=ModelArgs)
+    hook: str | None = default_of(bench_packing, "hook")
+    """Hook to stream (None: the middle layer's hook_resid_post, blocks.15 on SmolLM2-135M)."""
+    texts: Literal["auto", "testbed", "sae-probes"] = "auto"
+    """Documents: the testbed's language, or the offline corpus (SAE-Probes texts, deduplicated); auto: the
+    testbed's for the testbed model, the offline corpus otherwise."""
+    context_size: int = default_of(bench_packing, "context_size")
+    """Tokens per forward sequence."""
+    forward_batch: int = default_of(bench_packing, "forward_batch")
+    """Sequences per forward pass."""
+    rows: int = default_of(bench_packing, "rows")
+    """Rows (tokens, for the forward) per timed measurement."""
+    rounds: int = default_of(bench_packing, "rounds")
+    """Interleaved rounds (the figures are medians)."""
+
+
+def packing(args: PackingArgs) -> int:
+    model = load_model(args.model, progress=False)
+    kind = args.texts if args.texts != "auto" else ("testbed" if args.model.model == "testbed" else "sae-probes")
+    bench_packing(
+        model,
+        bench_texts(kind),
+        hook=args.hook,
+        context_size=args.context_size,
+        forward_batch=args.forward_batch,
+        rows=args.rows,
+        rounds=args.rounds,
+    )
     return 0
