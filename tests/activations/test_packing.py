@@ -152,14 +152,14 @@ def test_collection_runs_full_windows_and_keeps_every_document_token_once(tiny_m
 def test_packing_needs_a_tokenizer_with_bos_or_eos(tiny_model):
     from types import SimpleNamespace
 
-    from tl_glp.activations.packing import packing_ids
+    from tl_glp.activations.packing import bos_token_id
 
-    assert packing_ids(tiny_model) == tiny_model.tokenizer.bos_token_id
+    assert bos_token_id(tiny_model) == tiny_model.tokenizer.bos_token_id
     bare = SimpleNamespace(tokenizer=SimpleNamespace(bos_token_id=None, eos_token_id=None), cfg=tiny_model.cfg)
     with pytest.raises(ValueError, match="packing=False"):
-        packing_ids(bare)
+        bos_token_id(bare)
     with pytest.raises(ValueError, match="tokenizer"):
-        packing_ids(SimpleNamespace(tokenizer=None, cfg=tiny_model.cfg))
+        bos_token_id(SimpleNamespace(tokenizer=None, cfg=tiny_model.cfg))
 
 
 def test_streaming_and_collection_give_the_same_rows(tiny_model):

@@ -69,7 +69,7 @@ class Window(NamedTuple):
         return int(self.doc[real]), int(self.offset[real]) + 1
 
 
-def packing_ids(model: Any) -> int:
+def bos_token_id(model: Any) -> int:
     """The model's BOS id, which opens every window and separates documents (SAE-Lens's default)."""
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
@@ -234,7 +234,7 @@ def token_batches(
         yield from _padded_batches(model, numbered, batch_size, context_size, special, world, select, after, start)
         return
     limit = context_limit(model, cap=context_size)
-    bos = packing_ids(model)
+    bos = bos_token_id(model)
     read = [0]  # documents read (to tell an empty stream from one that is all special tokens)
 
     def counted() -> Iterator[tuple[int, str]]:
@@ -373,4 +373,4 @@ def _bad_item(item: Any) -> str:
     raise TypeError(f"Documents must be strings, got a {type(item).__name__}.")
 
 
-__all__ = ["TokenBatch", "Window", "document_tokens", "pack_documents", "packing_ids", "token_batches", "tokenized"]
+__all__ = ["TokenBatch", "Window", "document_tokens", "pack_documents", "bos_token_id", "token_batches", "tokenized"]
