@@ -185,9 +185,9 @@ def test_sigkill_then_resume_trains_on_the_same_examples_in_the_same_order(tmp_p
         tmp_path / "killed", resumed.pid, 60 - resumed_from
     )
     assert replayed == reference  # no example skipped, none trained twice, same order
-    assert len(state["held_docs"]) > 0 and state["next_doc"] > max(
+    assert len(state["held_docs"]) > 0 and state["next_doc"] >= max(
         state["held_docs"]
-    )  # the buffer really held rows at the kill
+    )  # the buffer really held rows at the kill (with packing, reading may continue inside the last one)
     a = read_tensors(tmp_path / "straight" / "model.safetensors")
     b = read_tensors(tmp_path / "killed" / "model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

@@ -9,14 +9,14 @@ from tl_glp.studies.bench.packing import bench_packing
 
 def test_bench_packing_reports_side_by_side_rates(tiny_model, capsys):
     texts = random_sentences(600, seed=21, length=12)
-    out = bench_packing(tiny_model, texts, context_size=32, forward_batch=4, batch_size=32, rows=256, rounds=1)
+    out = bench_packing(tiny_model, texts, context_size=32, forward_batch=4, batch_size=32, batches=3, rounds=1)
     keys = {"forward_tokens_per_s", "packed_rows_per_s", "padded_rows_per_s", "ratio_packed", "ratio_padded"}
     assert keys <= set(out) and all(out[k] > 0 for k in keys)
     assert out["ratio_packed"] == pytest.approx(out["packed_rows_per_s"] / out["forward_tokens_per_s"])
     assert 0 < out["padded_real_token_share"] < 0.9  # short sentences padded to the batch's longest
     assert "ratio_packed" in capsys.readouterr().out
     with pytest.raises(ValueError, match="more texts"):
-        bench_packing(tiny_model, texts[:20], context_size=32, forward_batch=4, batch_size=32, rows=4096, rounds=1)
+        bench_packing(tiny_model, texts[:20], context_size=32, forward_batch=4, batch_size=32, batches=40, rounds=1)
 
 
 def test_bench_packing_is_a_command_with_a_model_option(capsys):

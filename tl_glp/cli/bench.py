@@ -116,8 +116,8 @@ class PackingArgs:
     """Tokens per forward sequence."""
     forward_batch: int = default_of(bench_packing, "forward_batch")
     """Sequences per forward pass."""
-    rows: int = default_of(bench_packing, "rows")
-    """Rows (tokens, for the forward) per timed measurement."""
+    batches: int = default_of(bench_packing, "batches")
+    """Forward batches per timed measurement."""
     rounds: int = default_of(bench_packing, "rounds")
     """Interleaved rounds (the figures are medians)."""
 
@@ -131,7 +131,7 @@ def packing(args: PackingArgs) -> int:
         hook=args.hook,
         context_size=args.context_size,
         forward_batch=args.forward_batch,
-        rows=args.rows,
+        batches=args.batches,
         rounds=args.rounds,
     )
     return 0

@@ -5,9 +5,11 @@ then again), after one untimed warm-up of each; medians:
 
 - ``forward_tokens_per_s``: the model alone, up to the hook's layer (``run_with_cache`` with
   ``stop_at_layer``), on full packed windows ``[forward_batch, context_size]`` of the same texts;
-- ``packed_rows_per_s`` / ``padded_rows_per_s``: training rows handed out by
+- ``packed_rows_per_s`` / ``padded_rows_per_s``: training rows through
   :class:`~tl_glp.StreamingActivations` (``iter_batches``: tokenising, packing or padding, the
-  forward pass, dropping BOS, separators and padding, the shuffle buffer), after its warm-up;
+  forward pass, dropping BOS, separators and padding, the shuffle buffer), in steady state: the
+  rows of forward batches 2 to ``batches + 1`` over the time between the first and the last
+  (the buffer's first fill and the rows still held at the end do not skew a short run);
 - ``ratio_packed`` / ``ratio_padded``: those rates over the forward's token rate (the target for
   packing is >= 0.8; a packed window of 128 tokens has 127 or fewer real rows, so 0.99 is the ceiling);
 - ``padded_real_token_share``: the share of the positions run that are rows when one document is
@@ -22,7 +24,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import torch
@@ -55,7 +57,7 @@ def bench_packing(
     context_size: int = 128,
     forward_batch: int = 16,
     batch_size: int = 256,
-    rows: int = 4096,
+    batches: int = 3,
     rounds: int = 3,
     verbose: bool = True,
 ) -> dict[str, float]:
@@ -63,12 +65,13 @@ def bench_packing(
 
     Args:
         model: a TransformerLens model with a tokenizer.
-        texts: the documents (enough for ``rows`` rows, twice, plus the warm-ups).
+        texts: the documents (enough for ``batches + 2`` forward batches when padded, plus the warm-ups).
         hook: the hook (default: the middle layer's ``hook_resid_post``).
         context_size: tokens per forward sequence.
         forward_batch: sequences per forward pass.
         batch_size: rows per training batch the stream hands out.
-        rows: rows (tokens, for the forward) per timed measurement.
+        batches: forward batches per timed measurement (for the streams: after their first one, whose
+            time includes filling the buffer).
         rounds: interleaved rounds; the figures are medians over them.
         verbose: print the table and the load average.
     """
@@ -86,10 +89,13 @@ def bench_packing(
     ):
         if tuple(batch.tokens.shape) == full:
             windows.append(batch.tokens)
-        if len(windows) * full[0] * full[1] >= rows:
+        if len(windows) == batches:
             break
-    if not windows:
-        raise ValueError(f"The texts fill no forward batch of {full[0]} windows of {full[1]} tokens: pass more texts.")
+    if len(windows) < batches:
+        raise ValueError(
+            f"The texts fill {len(windows)} forward batches of {full[0]} windows of {full[1]} tokens, fewer than "
+            f"batches={batches}: pass more texts."
+        )
     n_forward_tokens = sum(w.numel() for w in windows)
     padded = list(
         token_batches(
@@ -106,7 +112,7 @@ def bench_packing(
                 del cache
         return n_forward_tokens / (time.perf_counter() - tick) if limit is None else 0.0
 
-    def stream(packing: bool, limit: int = rows) -> float:
+    def stream(packing: bool, n_batches: int = batches) -> float:
         source = StreamingActivations(
             model,
             texts,
@@ -119,18 +125,27 @@ def bench_packing(
             packing=packing,
         )
         _ = source.mean  # the warm-up (the normaliser's statistics): untimed
-        tick, n = time.perf_counter(), 0
-        for batch, _state in source.iter_batches(batch_size, seed=0):
-            n += batch.acts.shape[0]
-            if n >= limit:
+        marks: list[tuple[float, int]] = []  # (time, rows) as each forward batch's rows come out
+        read = source.rows
+
+        def timed(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            for chunk in read(*args, **kwargs):
+                marks.append((time.perf_counter(), len(chunk.rows)))
+                yield chunk
+
+        source.rows = timed  # type: ignore[method-assign]
+        for _batch in source.iter_batches(batch_size, seed=0):
+            if len(marks) > n_batches:
                 break
-        if n < limit:
-            raise ValueError(f"The texts gave only {n} rows, fewer than rows={limit}: pass more texts or lower rows.")
-        return n / (time.perf_counter() - tick)
+        if len(marks) <= n_batches:
+            raise ValueError(f"The texts gave only {len(marks)} forward batches: pass more texts or lower batches.")
+        # steady state: between the first and the last mark the stream ran forward batches 2..n+1 and handed
+        # out the rows of the ones before, so the rate counts every step of the pipeline once
+        return sum(r for _, r in marks[1 : n_batches + 1]) / (marks[n_batches][0] - marks[0][0])
 
     forward(limit=1)  # untimed warm-ups: first-call costs stay out
-    stream(True, batch_size)
-    stream(False, batch_size)
+    stream(True, 1)
+    stream(False, 1)
     rates: dict[str, list[float]] = {"forward": [], "packed": [], "padded": []}
     for _ in range(rounds):
         rates["forward"].append(forward())
@@ -151,7 +166,8 @@ def bench_packing(
     if verbose:
         print(
             f"bench packing: model {_compat.model_name_of(model)}, hook {hook}, context {context_size}, "
-            f"forward batch {forward_batch}, {rows} rows per measurement, {rounds} interleaved rounds (medians), "
+            f"forward batch {forward_batch}, {batches} forward batches per measurement, {rounds} interleaved rounds "
+            "(medians), "
             f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
         )
         print_figures(out)
