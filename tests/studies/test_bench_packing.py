@@ -12,7 +12,7 @@ def test_bench_packing_reports_side_by_side_rates(tiny_model, capsys):
     out = bench_packing(tiny_model, texts, context_size=32, forward_batch=4, batch_size=32, batches=3, rounds=1)
     keys = {"forward_tokens_per_s", "packed_rows_per_s", "padded_rows_per_s", "ratio_packed", "ratio_padded"}
     assert keys <= set(out) and all(out[k] > 0 for k in keys)
-    assert out["ratio_packed"] == pytest.approx(out["packed_rows_per_s"] / out["forward_tokens_per_s"])
+    assert 0.8 < out["packed_real_token_share"] < 1 and out["padded_real_token_share"] < out["packed_real_token_share"]
     assert 0 < out["padded_real_token_share"] < 0.9  # short sentences padded to the batch's longest
     assert "ratio_packed" in capsys.readouterr().out
     with pytest.raises(ValueError, match="more texts"):
