@@ -184,6 +184,9 @@ def test_options_reach_the_library_dataclasses():
         assert parse("scaling", command("scaling"), depths).settings == ScalingSettings(depths=(1, 2))
     assert parse("scaling", command("scaling"), ["--quick"]).settings == ScalingSettings.quick()
     assert parse("collect", command("collect"), ["--hook", "a", "--hook", "b", "--out", "x"]).hook == ("a", "b")
+    assert parse("collect", command("collect"), REQUIRED["collect"]).packing is True  # packing is the default
+    assert parse("collect", command("collect"), REQUIRED["collect"] + ["--no-packing"]).packing is False
+    assert parse("train", command("train"), REQUIRED["train"] + ["--stream.no-packing"]).stream.packing is False
     # argparse-style repeats collect every value (not the last one only); text values keep their commas
     repeated = ["--prior", "p", "--prompt", "a, b", "--r", "0.5", "--prompt", "c", "--r", "-1", "--positive", "x, y"]
     steer = parse("steer", command("steer"), repeated)

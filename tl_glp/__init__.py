@@ -2,7 +2,7 @@
 
 The public API lives here; see the README for a tour. Names are imported on first use, so
 ``import tl_glp`` (and ``tl-glp --help``) stays fast. The package is layered (README, "Architecture"):
-``tl_glp.core`` <- data (``tl_glp.activations``, ``tl_glp.models``) <- uses of a prior (``training``, ``steering``,
+``tl_glp.core`` <- data (``tl_glp.activations``, ``tl_glp.models``, ``tl_glp.corpora``) <- uses of a prior (``training``, ``steering``,
 ``probing``, ``interpret``, ``manifold``, ``evaluation``, ``saes``) <- ``tl_glp.studies`` and the CLI.
 """
 
@@ -22,6 +22,8 @@ _EXPORTS = {
     "ActivationStore": "tl_glp.activations.store",
     "StreamingActivations": "tl_glp.activations.streaming",
     "StoreError": "tl_glp.activations.store",
+    "sae_probes_corpus": "tl_glp.corpora",
+    "split_documents": "tl_glp.corpora",
     "PriorConfig": "tl_glp.core.config",
     "GenerativePrior": "tl_glp.core.prior",
     "ProjectionConfig": "tl_glp.core.projection",
@@ -49,6 +51,7 @@ _EXPORTS = {
 _SUBPACKAGES = (
     "activations",
     "core",
+    "corpora",
     "evaluation",
     "interpret",
     "manifold",

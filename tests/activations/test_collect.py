@@ -20,8 +20,9 @@ def reference_rows(model, texts, hook):
 
 
 def test_string_documents_give_every_real_token_once(tiny_model):
+    """Unpacked (one padded document per sequence): each row equals the document run on its own."""
     texts = random_sentences(13, seed=1)
-    acts = collect_activations(tiny_model, texts, HOOK, batch_size=4, progress=False)
+    acts = collect_activations(tiny_model, texts, HOOK, batch_size=4, packing=False, progress=False)
     expected = reference_rows(tiny_model, texts, HOOK)
     assert len(acts) == sum(len(t.split()) for t in texts) == expected.shape[0]
     assert torch.allclose(acts[0 : len(acts)], expected, atol=1e-5)
@@ -48,9 +49,11 @@ def test_several_hooks_in_one_pass_match_single_hook_runs(tiny_model):
     assert torch.allclose(both[0 : len(both)][:, 1], one[0 : len(one)])
 
 
-def test_disk_store_equals_memory_and_resumes_after_a_crash(tiny_model, tmp_path):
-    texts = random_sentences(40, seed=3)
-    in_memory = collect_activations(tiny_model, texts, HOOK, batch_size=3, progress=False)
+@pytest.mark.parametrize("packing", [True, False])
+def test_disk_store_equals_memory_and_resumes_after_a_crash(tiny_model, tmp_path, packing):
+    n_docs, crash_at = (400, 300) if packing else (40, 23)  # packing tokenises 256 documents ahead
+    texts = random_sentences(n_docs, seed=3)
+    in_memory = collect_activations(tiny_model, texts, HOOK, batch_size=3, packing=packing, progress=False)
 
     def crashing(n):
         for i, t in enumerate(texts):
@@ -60,18 +63,28 @@ def test_disk_store_equals_memory_and_resumes_after_a_crash(tiny_model, tmp_path
 
     with pytest.raises(KeyboardInterrupt):
         collect_activations(
-            tiny_model, crashing(23), HOOK, out=tmp_path / "s", batch_size=3, shard_rows=16, progress=False
+            tiny_model,
+            crashing(crash_at),
+            HOOK,
+            out=tmp_path / "s",
+            batch_size=3,
+            shard_rows=16,
+            packing=packing,
+            progress=False,
         )
     partial = ActivationStore.open(tmp_path / "s")
     assert 0 < len(partial) < len(in_memory) and len(partial) % 16 == 0 and not partial.complete
+    assert partial.shards[-1]["last_doc"] < crash_at
     store = collect_activations(
-        tiny_model, texts, HOOK, out=tmp_path / "s", batch_size=3, shard_rows=16, progress=False
+        tiny_model, texts, HOOK, out=tmp_path / "s", batch_size=3, shard_rows=16, packing=packing, progress=False
     )
     assert store.complete and len(store) == len(in_memory)
     assert torch.allclose(store[0 : len(store)], in_memory[0 : len(in_memory)], atol=1e-6)
     assert torch.allclose(store.mean, in_memory.mean, atol=1e-6)
     manifest_docs = [(s["first_doc"], s["last_doc"]) for s in store.shards]
-    assert manifest_docs[0][0] == 0 and manifest_docs[-1][1] == 39
+    assert manifest_docs[0][0] == 0 and manifest_docs[-1][1] == n_docs - 1
+    with pytest.raises(Exception, match="other settings"):  # a padded store is not resumed packed, nor the reverse
+        collect_activations(tiny_model, texts, HOOK, out=tmp_path / "s", packing=not packing, progress=False)
 
 
 def test_a_complete_store_is_not_recomputed(tiny_model, tmp_path, monkeypatch):

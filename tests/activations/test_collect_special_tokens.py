@@ -13,4 +13,8 @@ def test_unknown_words_become_unk_and_are_dropped_unless_asked_to_keep_them(tiny
     rows = lambda text, skip: len(collect_activations(model, [text], hook, skip_special_tokens=skip, progress=False))  # noqa: E731
     assert rows(known, True) == 3  # BOS dropped
     assert rows(with_unknown, True) == 2  # BOS and <unk> dropped
-    assert rows(with_unknown, False) == 4  # every real position kept
+    assert rows(with_unknown, False) == 3  # packed: <unk> kept; the BOS that opens the window is no document's
+    padded = len(
+        collect_activations(model, [with_unknown], hook, skip_special_tokens=False, packing=False, progress=False)
+    )
+    assert padded == 4  # one padded document: every real position kept, its BOS too

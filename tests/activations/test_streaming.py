@@ -35,7 +35,8 @@ def test_the_stream_holds_exactly_collects_rows_and_its_statistics_come_from_the
         tiny_model, texts, HOOK, buffer_rows=96, warmup_rows=150, val_rows=40, forward_batch=8
     )
     val_end = stream.first_train_doc
-    assert val_end > 0 and val_end % 8 == 0  # whole forward batches of 8 documents
+    assert val_end > 0  # the document after the one that holds the 40th row
+    assert stream.packing and stream.describe()["packing"]
     every = collect_activations(
         tiny_model, texts, HOOK, batch_size=8, progress=False
     )  # same forward batches as the stream
@@ -184,9 +185,9 @@ def test_sigkill_then_resume_trains_on_the_same_examples_in_the_same_order(tmp_p
         tmp_path / "killed", resumed.pid, 60 - resumed_from
     )
     assert replayed == reference  # no example skipped, none trained twice, same order
-    assert len(state["held_docs"]) > 0 and state["next_doc"] > max(
+    assert len(state["held_docs"]) > 0 and state["next_doc"] >= max(
         state["held_docs"]
-    )  # the buffer really held rows at the kill
+    )  # the buffer really held rows at the kill (with packing, reading may continue inside the last one)
     a = read_tensors(tmp_path / "straight" / "model.safetensors")
     b = read_tensors(tmp_path / "killed" / "model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

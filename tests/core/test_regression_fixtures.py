@@ -58,7 +58,9 @@ def test_steering_outputs_match_v02():
 
     tb = load()
     hook = "blocks.2.hook_resid_post"
-    acts = collect_activations(tb.model, tb.language.sample_texts(200), hook, progress=False)
+    acts = collect_activations(
+        tb.model, tb.language.sample_texts(200), hook, packing=False, progress=False
+    )  # as in v0.2
     acts = acts.data.reshape(-1, acts.d_input)
     torch.manual_seed(2)
     prior = GenerativePrior.from_activations(acts, n_blocks=1).eval()

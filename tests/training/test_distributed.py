@@ -49,7 +49,10 @@ def test_two_rank_collection_writes_per_rank_shards_whose_statistics_merge_exact
     mp.spawn(_collect_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "s")), nprocs=2, join=True)
     merged = ActivationStore.open(tmp_path / "s")
     assert merged.complete and sorted(p.name for p in (tmp_path / "s").glob("rank_*")) == ["rank_00000", "rank_00001"]
-    single = collect_activations(make_tiny_model(build_tokenizer(WORDS)), TEXTS, HOOK, batch_size=4, progress=False)
+    model = make_tiny_model(build_tokenizer(WORDS))
+    # each rank packs its own documents (i % 2 == rank) into windows: one process collecting the same shares
+    shares = [collect_activations(model, TEXTS[r::2], HOOK, batch_size=4, progress=False) for r in range(2)]
+    single = InMemoryActivations(torch.cat([s.data for s in shares]), [HOOK])
     assert len(merged) == len(single)
     one_pass = RunningStats(merged.d_input)  # single-process statistics of the very same rows, in one pass
     one_pass.update(merged.read_rows(np.arange(len(merged)))[:, 0])

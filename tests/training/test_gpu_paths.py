@@ -72,9 +72,10 @@ def test_init_from_env_picks_nccl_only_for_cuda_and_this_ranks_gpu(two_gpus_rank
 
 def test_the_collect_cli_initialises_the_process_group_before_loading_the_model(monkeypatch, tmp_path):
     from tl_glp.cli import collect as collect_cli
+    from tl_glp.training import distributed
 
     order = []
-    monkeypatch.setattr(collect_cli.distributed, "init_from_env", lambda device=None: order.append("init"))
+    monkeypatch.setattr(distributed, "init_from_env", lambda device=None: order.append("init"))
 
     class Stop(Exception):
         pass

@@ -13,22 +13,22 @@ Example (a tiny random model, token input):
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tl_glp.activations.packing import token_batches
 from tl_glp.activations.sources import ActivationSource, InMemoryActivations
 from tl_glp.activations.store import ActivationStore, StoreWriter, _read_manifest, merge_rank_stores
 from tl_glp.core import _compat, _dist
-from tl_glp.core._tokens import model_device, right_padded_tokens
+from tl_glp.core._tokens import model_device
 
 
 @dataclass
@@ -62,6 +62,7 @@ def collect_activations(
     batch_size: int = 32,
     max_tokens: int | None = None,
     skip_special_tokens: bool = True,
+    packing: bool = True,
     dtype: str = "float32",
     shard_rows: int = 65536,
     progress: bool = True,
@@ -76,14 +77,22 @@ def collect_activations(
             trains on several).
         out: ``None`` keeps the activations in memory; a folder streams them to an
             :class:`~tl_glp.ActivationStore` in shards, and re-running the same call resumes.
-        context_size: documents are truncated to this many tokens (BOS included).
-        batch_size: documents per forward pass.
+        context_size: tokens per forward sequence (BOS included; at most the model's ``n_ctx``).
+        batch_size: sequences (packed windows, or documents) per forward pass.
         max_tokens: stop after this many activation rows.
         skip_special_tokens: drop every position that holds one of the tokenizer's special tokens
             (``tokenizer.all_special_ids``: BOS, EOS and padding, and also ``<unk>``, ``<mask>`` ... where the
             tokenizer has them; their activations are outliers) as well as right padding. Words outside the
             vocabulary of a word-level tokenizer (the testbed's) become ``<unk>`` and are dropped with it, so a
-            document can yield fewer rows than it has words. ``False`` keeps every real position, BOS included.
+            document can yield fewer rows than it has words. ``False`` keeps every real position: with
+            ``packing=False`` the BOS too; with packing, the special tokens inside documents (the BOS and
+            separators that packing inserts belong to no document and are never rows).
+        packing: text is tokenised without BOS, concatenated with a BOS between documents and cut into
+            full windows of ``context_size`` tokens, each opened by BOS (SAE-Lens's convention; see
+            :mod:`tl_glp.activations.packing`): no padding, and a long document continues into the next
+            window instead of being truncated. The last window of the data may be shorter; it is kept.
+            ``False``: one document per sequence, truncated to ``context_size`` and right-padded (every
+            document then starts at position 0 after its own BOS). A token tensor is always taken as given.
         dtype: storage dtype, ``"float32"``, ``"float16"`` or ``"bfloat16"``.
         shard_rows: rows per on-disk shard.
         progress: show a tqdm bar with tokens/s.
@@ -92,7 +101,7 @@ def collect_activations(
     requested hook, so no later layer is computed.
 
     Under ``torchrun`` (``torch.distributed`` initialised), document ``i`` goes to rank
-    ``i % world_size``; each rank runs the model on its own share and writes its own shards under
+    ``i % world_size`` (each rank packs its own documents); each rank runs the model on its own share and writes its own shards under
     ``out/rank_00000/``, ``out/rank_00001/``...; when every rank is done, rank 0 writes one
     ``out/manifest.json`` listing every shard with statistics merged exactly (Chan et al.'s
     parallel mean/variance), so :class:`~tl_glp.ActivationStore` opens ``out`` as one store.
@@ -108,6 +117,7 @@ def collect_activations(
     model_name = _compat.model_name_of(model)
     processing = _compat.model_processing(model)
 
+    packs = packing and not isinstance(data, Tensor)
     d_input = (_stored_width(out) if out is not None else None) or _hook_width(model, names, stop)
     writer = None
     if out is None and _dist.world_size() > 1:
@@ -131,6 +141,7 @@ def collect_activations(
                 "context_size": context_size,
                 "skip_special_tokens": skip_special_tokens,
                 "max_tokens": max_tokens,
+                **({"packing": True} if packs else {}),
             },
         )
         if writer.complete:
@@ -159,16 +170,14 @@ def collect_activations(
         batch_size=batch_size,
         stop=stop,
         special=special,
-        start_doc=skip_docs,
+        packing=packs,
+        start=(0 if packs else skip_docs, 0),  # packed windows are rebuilt from the start, then skipped
         rank=rank,
         world=world,
+        after=(skip_docs, drop_rows) if skip_docs or drop_rows else None,
     )
-    for rows, row_docs in rows_iter:
-        if drop_rows:
-            resumed = row_docs == skip_docs
-            drop = resumed & (torch.cumsum(resumed.long(), 0) <= drop_rows)
-            rows, row_docs = rows[~drop], row_docs[~drop]
-            drop_rows = 0
+    for chunk in rows_iter:
+        rows, row_docs = chunk.rows, chunk.doc
         if cap is not None and produced + rows.shape[0] > cap:
             rows, row_docs = rows[: cap - produced], row_docs[: cap - produced]
         if writer:
@@ -220,12 +229,16 @@ def _special_ids(model: Any) -> set[int]:
     return {int(i) for i in getattr(tokenizer, "all_special_ids", []) if i is not None}
 
 
-def _keep_mask(tokens: Tensor, lengths: Tensor, special: set[int]) -> Tensor:
-    positions = torch.arange(tokens.shape[1])[None, :]
-    keep = positions < lengths[:, None]
-    if special:
-        keep &= ~torch.isin(tokens.cpu(), torch.tensor(sorted(special)))
-    return keep
+class RowChunk(NamedTuple):
+    """The rows of one forward pass: activations ``[n, n_hooks, d]`` (float32, CPU), and for each row its
+    document, its index among that document's rows (``pos``) and the restart point ``(document, offset)``
+    of the sequence it was computed in (``start``, ``[n, 2]``); ``resume`` is where the stream continues."""
+
+    rows: Tensor
+    doc: Tensor
+    pos: Tensor
+    start: Tensor
+    resume: tuple[int, int]
 
 
 def activation_rows(
@@ -237,78 +250,47 @@ def activation_rows(
     batch_size: int,
     stop: int | None,
     special: set[int],
-    start_doc: int = 0,
+    packing: bool = True,
+    start: tuple[int, int] = (0, 0),
     rank: int = 0,
     world: int = 1,
     stop_doc: int | None = None,
     select: Callable[[int], bool] | None = None,
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """One forward pass per ``batch_size`` documents: ``(rows [n, n_hooks, d] float32 on the CPU,
-    the document index of each row [n])`` for every kept position (not padding, not a ``special``
-    token id), documents in order from ``start_doc`` up to ``stop_doc`` (excluded), only those with
-    ``index % world == rank`` (and, with ``select``, only those for which ``select(index)`` is true).
+    after: tuple[int, int] | None = None,
+) -> Iterator[RowChunk]:
+    """One forward pass per ``batch_size`` sequences (packed windows, or one padded document each:
+    see :func:`~tl_glp.activations.packing.token_batches`): a :class:`RowChunk` of every kept position
+    (not BOS, a separator or padding, nor a ``special`` token id), documents in order from ``start``
+    up to ``stop_doc`` (excluded), only those with ``index % world == rank`` (and, with ``select``, only
+    the sequences that hold a document for which ``select(index)`` is true; with ``after = (doc, row)``
+    only the rows from there on).
 
     This is the one place that decides which positions become rows: :func:`collect_activations`
     and :class:`~tl_glp.activations.streaming.StreamingActivations` both read through it.
     """
-    for doc_ids, tokens, lengths in _batches(
-        model, data, batch_size, context_size, start_doc, rank, world, stop_doc, select
+    device = model_device(model)
+    for batch in token_batches(
+        model,
+        data,
+        batch_size=batch_size,
+        context_size=context_size,
+        packing=packing,
+        special=special,
+        start=start,
+        rank=rank,
+        world=world,
+        stop_doc=stop_doc,
+        select=select,
+        after=after,
     ):
         with torch.inference_mode():  # per call: inference mode is thread-local and this may run in a reader thread
-            _, cache = model.run_with_cache(tokens, names_filter=names, stop_at_layer=stop)
+            _, cache = model.run_with_cache(batch.tokens.to(device), names_filter=names, stop_at_layer=stop)
             stacked = torch.stack([cache[n] for n in names], dim=2)  # [batch, pos, n_hooks, d]
             del cache
-            keep = _keep_mask(tokens, lengths, special)
+            keep = batch.row >= 0
             rows = stacked[keep.to(stacked.device)].float().cpu()
-        yield rows, doc_ids[:, None].expand_as(keep)[keep]
-
-
-def _batches(
-    model: Any,
-    data: Any,
-    batch_size: int,
-    context_size: int,
-    skip_docs: int,
-    rank: int = 0,
-    world: int = 1,
-    stop_doc: int | None = None,
-    select: Callable[[int], bool] | None = None,
-) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """Yield ``(document indices [b], right-padded tokens [b, seq], lengths [b])`` for the documents
-    from ``skip_docs`` on whose index is ``rank`` modulo ``world``.
-
-    Right padding needs no attention mask: with causal attention no real token sees a pad.
-    """
-    device = model_device(model)
-    if isinstance(data, Tensor):
-        if data.ndim != 2:
-            raise ValueError(f"A token tensor must be [n_docs, seq], got {tuple(data.shape)}.")
-        if data.shape[0] == 0:
-            raise ValueError("The token tensor holds no documents.")
-        toks = data[:, :context_size]
-        first = skip_docs + (rank - skip_docs) % world
-        mine = torch.arange(first, toks.shape[0] if stop_doc is None else min(stop_doc, toks.shape[0]), world)
-        if select is not None:
-            mine = mine[[bool(select(int(i))) for i in mine]]
-        for i in range(0, len(mine), batch_size):
-            ids = mine[i : i + batch_size]
-            batch = toks[ids]
-            yield ids, batch.to(device), torch.full((batch.shape[0],), batch.shape[1])
-        return
-    texts = itertools.islice(_texts(data), skip_docs, stop_doc)
-    numbered = (
-        (i, t) for i, t in enumerate(texts, start=skip_docs) if i % world == rank and (select is None or select(i))
-    )
-    seen_any = skip_docs > 0
-    while True:
-        chunk = list(itertools.islice(numbered, batch_size))
-        if not chunk:
-            break
-        seen_any = True
-        pad, lengths = right_padded_tokens(model, [t for _, t in chunk], context_size)
-        yield torch.tensor([i for i, _ in chunk]), pad.to(device), lengths
-    if not seen_any:
-        raise ValueError("The data holds no documents.")
+        starts = batch.start[:, None, :].expand(-1, keep.shape[1], 2)[keep]
+        yield RowChunk(rows, batch.doc[keep], batch.row[keep], starts, batch.resume)
 
 
 def rank_folder(out: str | os.PathLike, rank: int | None = None) -> Path:
@@ -326,19 +308,3 @@ def _close(writer: StoreWriter, out: Any) -> ActivationStore:
         merge_rank_stores(out, [rank_folder(out, r) for r in range(_dist.world_size())])
     _dist.barrier()
     return ActivationStore.open(out)
-
-
-def _texts(data: Any) -> Iterable[str]:
-    if isinstance(data, str):
-        return [data]
-    if hasattr(data, "column_names") and "text" in (data.column_names or []):
-        return (row["text"] for row in data)
-    if isinstance(data, Iterable):
-        return (t if isinstance(t, str) else _bad_item(t) for t in data)
-    raise TypeError(
-        f"Cannot read documents from a {type(data).__name__}: pass strings, a token tensor, HFText(...) or a datasets.Dataset."
-    )
-
-
-def _bad_item(item: Any) -> str:
-    raise TypeError(f"Documents must be strings, got a {type(item).__name__}.")

@@ -128,6 +128,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tl_glp.cli.bench:streaming",
         "Streaming training vs collect-then-train vs the serial bound; 2 processes vs 1; memory vs corpus length.",
     ),
+    "bench packing": (
+        "tl_glp.cli.bench:packing",
+        "Streaming rows/s, packed and padded, against the bare forward's tokens/s on --model.",
+    ),
 }
 GROUPS: dict[str, str] = {
     "testbed": "The offline testbed model: build it (train + manifest) or measure its quality.",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
-from tl_glp.cli._run import default_of
+from tl_glp.cli._run import Flat, ModelArgs, default_of, load_model
 
 BENCH_PRIOR = "tl_glp.studies.bench.basic:bench_prior"
 BENCH_GPU = "tl_glp.studies.bench.gpu:bench_gpu"
+BENCH_PACKING = "tl_glp.studies.bench.packing:bench_packing"
 
 
 def _bench() -> Any:
@@ -109,4 +110,41 @@ def streaming(args: QuickArgs) -> int:
     from tl_glp.studies.bench.streaming import bench_streaming
 
     bench_streaming(quick=args.quick)
+    return 0
+
+
+@dataclass
+class PackingArgs:
+    """Streaming rows/s, packed and padded, against the bare forward's tokens/s (interleaved rounds, medians)."""
+
+    model: Annotated[ModelArgs, Flat] = field(default_factory=ModelArgs)
+    hook: str | None = default_of(BENCH_PACKING, "hook")
+    """Hook to stream (None: the middle layer's hook_resid_post, blocks.15 on SmolLM2-135M)."""
+    texts: Literal["auto", "testbed", "sae-probes"] = "auto"
+    """Documents: the testbed's language, or the offline corpus (SAE-Probes texts, deduplicated); auto: the
+    testbed's for the testbed model, the offline corpus otherwise."""
+    context_size: int = default_of(BENCH_PACKING, "context_size")
+    """Tokens per forward sequence."""
+    forward_batch: int = default_of(BENCH_PACKING, "forward_batch")
+    """Sequences per forward pass."""
+    batches: int = default_of(BENCH_PACKING, "batches")
+    """Forward batches per timed measurement."""
+    rounds: int = default_of(BENCH_PACKING, "rounds")
+    """Interleaved rounds (the figures are medians)."""
+
+
+def packing(args: PackingArgs) -> int:
+    from tl_glp.studies.bench.packing import bench_packing, bench_texts
+
+    model = load_model(args.model, progress=False)
+    kind = args.texts if args.texts != "auto" else ("testbed" if args.model.model == "testbed" else "sae-probes")
+    bench_packing(
+        model,
+        bench_texts(kind),
+        hook=args.hook,
+        context_size=args.context_size,
+        forward_batch=args.forward_batch,
+        batches=args.batches,
+        rounds=args.rounds,
+    )
     return 0

@@ -21,8 +21,8 @@ class CollectArgs:
     """Store folder."""
     model: Annotated[ModelArgs, Flat] = field(default_factory=ModelArgs)
     dataset: str | None = None
-    """Hugging Face dataset id to stream texts from (e.g. HuggingFaceFW/fineweb); None with --model testbed:
-    its own language."""
+    """Hugging Face dataset id to stream texts from (e.g. HuggingFaceFW/fineweb); 'sae-probes': the offline
+    corpus (the training side of tl_glp.corpora.sae_probes_corpus); None with --model testbed: its own language."""
     dataset_config: str | None = None
     """Dataset configuration name (e.g. sample-10BT)."""
     split: str = "train"
@@ -32,9 +32,11 @@ class CollectArgs:
     text_file: str | None = None
     """A local text file, one document per line, instead of --dataset."""
     context_size: int = default_of(COLLECT, "context_size")
-    """Tokens per document, BOS included; longer ones are truncated."""
+    """Tokens per forward sequence, BOS included (packed windows; unpacked, longer documents are truncated)."""
     batch_size: int = default_of(COLLECT, "batch_size")
-    """Documents per forward pass."""
+    """Sequences (packed windows, or documents) per forward pass."""
+    packing: bool = default_of(COLLECT, "packing")
+    """Pack the documents into full BOS-opened windows (--no-packing: one right-padded document per sequence)."""
     max_tokens: int | None = default_of(COLLECT, "max_tokens")
     """Stop after this many activation rows (None: the whole dataset)."""
     dtype: Literal["float32", "float16", "bfloat16"] = default_of(COLLECT, "dtype")
@@ -54,6 +56,10 @@ def collect(args: CollectArgs) -> int:
     if args.text_file:
         with open(args.text_file) as f:
             data = [line.strip() for line in f if line.strip()]
+    elif args.dataset == "sae-probes":
+        from tl_glp.corpora import sae_probes_corpus
+
+        data = sae_probes_corpus(progress=not args.quiet).train
     elif args.dataset:
         data = HFText(args.dataset, name=args.dataset_config, split=args.split, column=args.column)
     elif args.model.model == "testbed":
@@ -73,6 +79,7 @@ def collect(args: CollectArgs) -> int:
         max_tokens=args.max_tokens,
         dtype=args.dtype,
         shard_rows=args.shard_rows,
+        packing=args.packing,
         progress=not args.quiet,
     )
     if distributed.rank() == 0:

@@ -26,15 +26,18 @@ class StreamArgs:
     model: str = "testbed"
     """TransformerLens/Hugging Face model id, a local model folder, or 'testbed' (offline; its own language)."""
     dataset: str | None = None
-    """Hugging Face text dataset id (e.g. HuggingFaceFW/fineweb)."""
+    """Hugging Face text dataset id (e.g. HuggingFaceFW/fineweb); 'sae-probes': the offline corpus (the training
+    side of tl_glp.corpora.sae_probes_corpus)."""
     dataset_config: str | None = None
     """Dataset configuration name (e.g. sample-10BT)."""
     text_file: str | None = None
     """A local text file, one document per line, instead of --stream.dataset."""
     context_size: int = default_of(STREAMING, "context_size")
-    """Tokens per document, BOS included."""
+    """Tokens per forward sequence, BOS included."""
     forward_batch: int = default_of(STREAMING, "forward_batch")
-    """Documents per forward pass of the model."""
+    """Sequences (packed windows, or documents) per forward pass of the model."""
+    packing: bool = default_of(STREAMING, "packing")
+    """Pack the documents into full BOS-opened windows (--stream.no-packing: one right-padded document each)."""
     buffer_rows: int = default_of(STREAMING, "buffer_rows")
     """Rows of the shuffle buffer."""
     warmup_rows: int = default_of(STREAMING, "warmup_rows")
@@ -80,6 +83,10 @@ def _source(args: TrainArgs) -> ActivationStore | StreamingActivations:
     if st.text_file:
         with open(st.text_file) as f:
             data = [line.strip() for line in f if line.strip()]
+    elif st.dataset == "sae-probes":
+        from tl_glp.corpora import sae_probes_corpus
+
+        data = sae_probes_corpus(progress=not args.quiet).train
     elif st.dataset:
         data = HFText(st.dataset, name=st.dataset_config)
     elif st.model == "testbed":
@@ -98,6 +105,7 @@ def _source(args: TrainArgs) -> ActivationStore | StreamingActivations:
         buffer_rows=st.buffer_rows,
         warmup_rows=st.warmup_rows,
         val_rows=st.val_rows,
+        packing=st.packing,
     )
 
 
