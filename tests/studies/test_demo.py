@@ -23,7 +23,7 @@ def test_demo_runs_end_to_end_in_quick_mode(testbed, tmp_path, capsys):
     report = (out / "report.md").read_text()
     for section in ("Testbed model", "The prior", "Steering", "Probing"):
         assert section in report
-    for figure in ("prior/loss.png", "steering_pareto.png", "probing.png", "monosemanticity.png"):
+    for figure in ("prior/loss.png", "norms.png", "steering_pareto.png", "probing.png", "monosemanticity.png"):
         assert (out / figure).stat().st_size > 1000 and figure in report
     numbers = json.loads((out / "numbers.json").read_text())
     for key in (
@@ -32,6 +32,12 @@ def test_demo_runs_end_to_end_in_quick_mode(testbed, tmp_path, capsys):
         "fd_held_out_halves",
         "fd_gaussian",
         "fd_prior_at_n",
+        "fd_norm_prior",
+        "fd_norm_held_out_halves",
+        "fd_robust_prior",
+        "fd_robust_held_out_halves",
+        "fd_robust_gaussian",
+        "capped_share_prior",
         "c2st_auc_prior",
         "c2st_auc_gaussian",
         "delta_lm_loss_prior",

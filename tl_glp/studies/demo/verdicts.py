@@ -131,6 +131,8 @@ def summary_text(result: DemoResult) -> str:
     lines += [
         f"Frechet distance (FD-infinity, {n['eval_samples']} samples per side): prior {n['fd_prior']:.3f} | lower bound (real rows, other documents) {n['fd_lower_bound']:.3f} | "
         f"held-out halves {n['fd_held_out_halves']:.3f} | moment-matched Gaussian {n['fd_gaussian']:.3f}",
+        f"Frechet distance at N, robust (median/MAD, norm cap): prior {n['fd_robust_prior']:.3f} | lower bound {n['fd_robust_lower_bound']:.3f} | "
+        f"held-out halves {n['fd_robust_held_out_halves']:.3f} | Gaussian {n['fd_robust_gaussian']:.3f}",
         f"classifier two-sample AUC vs held-out (0.5 = indistinguishable): prior {n['c2st_auc_prior']:.3f} | Gaussian {n['c2st_auc_gaussian']:.3f} | held-out {n['c2st_auc_held_out']:.3f}",
         f"delta LM loss (clean {n['lm_loss_clean']:.3f}): prior projection {n['delta_lm_loss_prior']:+.4f} [{n['delta_lm_loss_prior_ci'][0]:+.4f}, {n['delta_lm_loss_prior_ci'][1]:+.4f}] | "
         f"SAE reconstruction {n['delta_lm_loss_sae']:+.4f} [{n['delta_lm_loss_sae_ci'][0]:+.4f}, {n['delta_lm_loss_sae_ci'][1]:+.4f}] (SAE FVU {n['sae_fraction_variance_unexplained']:.3f})",
