@@ -42,7 +42,7 @@ def load_causal_lm(path: str | Path, *, device: str | None = None) -> tuple[Any,
             "(a HookedTransformer, a TransformerBridge or a transformers causal LM) and its tokenizer instead."
         )
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs).eval()
+    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs).float().eval()  # float32 on any transformers
     return (model.to(device) if device else model), tokenizer
 
 
