@@ -23,6 +23,25 @@ def test_diff_of_means_is_unit_and_separates_the_two_sets(tiny_model):
     assert torch.allclose(raw / raw.norm(), d, atol=1e-6)
 
 
+def test_contrastive_direction_is_the_last_token_mean_difference(tiny_model):
+    """diff_of_means(positions="last"): mean of each text's last-token activation, positive minus negative,
+    computed here one text at a time with run_with_cache (different lengths: the batched path pads)."""
+    pos = ["the dog was happy", "a cat ran and was happy", "the big ball saw"]
+    neg = ["the dog was sad", "sad"]
+
+    def last(text):
+        _, cache = tiny_model.run_with_cache(tiny_model.to_tokens(text), names_filter=[HOOK])
+        return cache[HOOK][0, -1].float()
+
+    expected = torch.stack([last(t) for t in pos]).mean(0) - torch.stack([last(t) for t in neg]).mean(0)
+    raw = diff_of_means(tiny_model, pos, neg, HOOK, positions="last", normalize=False, batch_size=2)
+    assert torch.allclose(raw, expected, atol=1e-5)
+    assert torch.allclose(
+        diff_of_means(tiny_model, pos, neg, HOOK, positions="last"), expected / expected.norm(), atol=1e-5
+    )
+    assert not torch.allclose(raw, diff_of_means(tiny_model, pos, neg, HOOK, normalize=False), atol=1e-3)
+
+
 def test_sae_decoder_rows_are_directions():
     from sae_lens import StandardSAE, StandardSAEConfig
     from sae_lens.saes.sae import SAEMetadata

@@ -25,7 +25,7 @@ def test_demo_runs_end_to_end_in_quick_mode(testbed, tmp_path, capsys, monkeypat
     report = (out / "report.md").read_text()
     for section in ("Testbed model", "The prior", "Steering", "Probing"):
         assert section in report
-    for figure in ("prior/loss.png", "steering_pareto.png", "probing.png", "monosemanticity.png"):
+    for figure in ("prior/loss.png", "norms.png", "steering_pareto.png", "probing.png", "monosemanticity.png"):
         assert (out / figure).stat().st_size > 1000 and figure in report
     numbers = json.loads((out / "numbers.json").read_text())
     for key in (
@@ -34,6 +34,12 @@ def test_demo_runs_end_to_end_in_quick_mode(testbed, tmp_path, capsys, monkeypat
         "fd_held_out_halves",
         "fd_gaussian",
         "fd_prior_at_n",
+        "fd_norm_prior",
+        "fd_norm_held_out_halves",
+        "fd_robust_prior",
+        "fd_robust_held_out_halves",
+        "fd_robust_gaussian",
+        "capped_share_prior",
         "c2st_auc_prior",
         "c2st_auc_gaussian",
         "delta_lm_loss_prior",
@@ -182,6 +188,7 @@ def _summary_result(tmp_path):
     for i, name in enumerate(("prior", "lower_bound", "held_out_halves", "gaussian")):
         numbers[f"fd_{name}"] = 33.412 / (i + 1)
         numbers[f"fd_{name}_ci"] = [30.1 / (i + 1), 36.7 / (i + 1)]
+        numbers[f"fd_robust_{name}"] = 0.517 * (i + 1)
     rng = np.random.default_rng(0)
     sweep = pd.DataFrame(
         {
@@ -230,6 +237,7 @@ def test_demo_summary_fits_the_terminal_and_keeps_every_verdict(tmp_path, monkey
         assert all(word in flat.split() for word in verdict.split()), verdict
     for name in ("prior", "lower_bound", "held_out_halves", "gaussian"):
         assert f"{result.numbers[f'fd_{name}']:.3f}" in text
+        assert f"{result.numbers[f'fd_robust_{name}']:.3f}" in text
     assert "whole in report.md" in text  # the conclusions table is ~250 wide: narrowed here, whole in the report
 
 

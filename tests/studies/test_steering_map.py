@@ -178,3 +178,47 @@ def test_run_testbed_map_writes_the_map_and_its_numbers_end_to_end(tmp_path):
     )
     assert (tmp_path / "map.md").read_text() == m.markdown and (tmp_path / "prior" / "model.safetensors").is_file()
     assert set(m.sweep.method) == {"none", "plain", "prior", "sae", "sae+error", "pca k=16", "gaussian cap"}
+
+
+def test_model_steering_map_with_outside_judges(tiny_model, tiny_tokenizer, tmp_path):
+    """Concept by VADER, fluency by another model's NLL and by distinct-2: every gain table is read on the
+    columns the judges wrote, and the concept column is VADER's own score of each continuation."""
+    from conftest import make_tiny_model, random_sentences
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from tl_glp import GenerativePrior, collect_activations
+    from tl_glp.steering.scorers import DistinctN, ForeignNLL, VaderScorer, distinct_n
+    from tl_glp.studies.steering_map import model_steering_map
+
+    hook = "blocks.1.hook_resid_post"
+    texts = random_sentences(60, seed=5, length=8)
+    acts = collect_activations(tiny_model, texts[:30], hook, progress=False)
+    torch.manual_seed(0)
+    prior = GenerativePrior.from_activations(acts, n_blocks=1)
+    judge = ForeignNLL(make_tiny_model(tiny_tokenizer, n_layers=1, seed=9), name="nll_other")
+    m = model_steering_map(
+        tiny_model,
+        prior,
+        acts[0 : len(acts)],
+        None,
+        torch.randn(32, generator=torch.Generator().manual_seed(1)),
+        texts[30:],
+        hook_name=hook,
+        out_dir=tmp_path,
+        n_prompts=4,
+        strengths=(0.5, 2.0),
+        positions=("last",),
+        max_new_tokens=4,
+        pca_k=4,
+        n_diagnose=4,
+        concept=VaderScorer("positive"),
+        scorers=[judge, DistinctN(2)],
+        fluencies=("nll_other", "distinct_2"),
+        n_boot=20,
+        progress=False,
+    )
+    assert set(m.gains) == {"nll_other", "distinct_2"}
+    assert {"steering_map_pareto_nll_other.png", "steering_map_pareto_distinct_2.png"} <= set(m.figures)
+    vader = SentimentIntensityAnalyzer()
+    assert m.sweep.concept.tolist() == [vader.polarity_scores(c)["compound"] for c in m.sweep.continuation]
+    assert m.sweep.distinct_2.tolist() == distinct_n(m.sweep.continuation.tolist(), 2)

@@ -18,11 +18,31 @@ from tl_glp.steering.projectors import (
     Projector,
     SAEProjector,
 )
-from tl_glp.steering.scorers import DirectionScorer, Generations, LLMJudge, ProbeScorer, nll_fluency
+from tl_glp.steering.scorers import (
+    DirectionScorer,
+    DistinctN,
+    FlooredNLL,
+    ForeignNLL,
+    Generations,
+    LLMJudge,
+    ProbeScorer,
+    RepeatedNgramShare,
+    VaderScorer,
+    distinct_n,
+    nll_fluency,
+    repeated_ngram_share,
+)
 from tl_glp.steering.sweep import PAPER_STRENGTHS, method_label, plot_pareto, position_label, steering_sweep
 
 __all__ = [
     "DirectionScorer",
+    "DistinctN",
+    "FlooredNLL",
+    "ForeignNLL",
+    "RepeatedNgramShare",
+    "VaderScorer",
+    "distinct_n",
+    "repeated_ngram_share",
     "GaussianShrinkage",
     "LinearProbe",
     "PCAProjector",

@@ -44,6 +44,14 @@ def diff_of_means(
     ``positions="all"`` averages over every real token (via :func:`tl_glp.collect_activations`);
     ``"last"`` uses each text's last token only (where a prompt's next word is decided). Runs
     only up to the hook's layer. Unit-norm unless ``normalize=False``.
+
+    The contrastive direction (a few positive minus a few negative sentences, at the last token) is
+    ``positions="last"``. On SmolLM2-135M, three sentences of each sentiment at layer 10 or 15 gave a
+    direction that moved VADER sentiment, where the all-positions mean of a labelled dataset barely did::
+
+        w = diff_of_means(model, ["I love this.", "What a wonderful day.", "This is great news."],
+                          ["I hate this.", "What a terrible day.", "This is awful news."],
+                          "blocks.10.hook_resid_post", positions="last")
     """
 
     if not positive_texts or not negative_texts:

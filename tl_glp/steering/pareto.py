@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from tl_glp.steering.scorers.base import higher_is_better as _higher_is_better
+
 GRID_POINTS = 64
 
 
@@ -114,8 +116,11 @@ def matched_concept_gain(
     :func:`~tl_glp.steering.steering_sweep` frame at matched ``concept``, with a 95% bootstrap CI over
     prompts (see the module docstring).
 
-    ``fluency``: a column where higher is better (e.g. ``"grammatical"``) or lower is better
-    (``"nll"``); ``higher_is_better`` defaults to False for ``"nll"`` and True otherwise. Rows of
+    ``fluency``: a column where higher is better (e.g. ``"grammatical"``, ``"distinct_2"``) or lower is
+    better (``"nll"``, ``"nll_gemma"``, ``"repeated_2"``); ``higher_is_better`` defaults to
+    :func:`tl_glp.steering.scorers.higher_is_better` of the column's name (False for names that start
+    with ``nll`` or ``repeated``, True otherwise). Compare on several fluency columns of the same sweep
+    (e.g. an NLL and a repetition measure) so that degenerate text cannot win. Rows of
     other methods (``"none"``) are ignored. A sweep over several positions (a ``positions``
     column with more than one value) needs ``positions=`` (compare both methods at those positions).
     """
@@ -138,7 +143,7 @@ def matched_concept_gain(
     df = df[df.method.isin([method, baseline])].assign(
         method=lambda d: d.method.map({method: "prior", baseline: "plain"})
     )
-    sign = 1.0 if (higher_is_better if higher_is_better is not None else fluency != "nll") else -1.0
+    sign = 1.0 if (higher_is_better if higher_is_better is not None else _higher_is_better(fluency)) else -1.0
     rows = df[df.method.isin(["plain", "prior"])]
     nan_concept = rows[concept].isna().to_numpy()
     if rows[fluency].isna().any():

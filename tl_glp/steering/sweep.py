@@ -29,7 +29,7 @@ from tl_glp.core.projection import ProjectionConfig
 from tl_glp.manifold.adaptive import score_recorder
 from tl_glp.steering.hooks import _resolve_hook_name, steer
 from tl_glp.steering.projectors import PriorProjector, Projector
-from tl_glp.steering.scorers import DirectionScorer, Generations, nll_fluency, scorer_name
+from tl_glp.steering.scorers import DirectionScorer, Generations, higher_is_better, nll_fluency, scorer_name
 
 PAPER_STRENGTHS = tuple(round(0.2 * i, 1) for i in range(1, 11))
 """r in {0.2, 0.4, ..., 2.0}, times the activation norm (glp-method.md section 9)."""
@@ -313,7 +313,8 @@ def plot_pareto(
 ) -> Path:
     """Concept (x) against fluency (y) with one front per method (and per positions, when the sweep
     mapped several: solid for the first, dashed, dotted ... for the others), one point per strength r.
-    For ``nll`` lower is more fluent; for any other fluency column (e.g. ``grammatical``) higher is."""
+    For ``nll*`` and ``repeated*`` columns lower is more fluent; for any other fluency column (e.g.
+    ``grammatical``, ``distinct_2``) higher is (:func:`~tl_glp.steering.scorers.higher_is_better`)."""
     plt = pyplot()
 
     keys = ["method", "positions"] if "positions" in df.columns else ["method"]
@@ -354,7 +355,7 @@ def plot_pareto(
                     xytext=(3, 3),
                     textcoords="offset points",
                 )
-    better = "lower" if fluency == "nll" else "higher"
+    better = "higher" if higher_is_better(fluency) else "lower"
     ax.set_xlabel(f"{concept} (higher = stronger concept)")
     ax.set_ylabel(f"{fluency} ({better} = more fluent)")
     ax.set_title(title)

@@ -333,6 +333,9 @@ def model_steering_map(
     max_new_tokens: int = 12,
     pca_k: int = 16,
     n_diagnose: int = 200,
+    concept: Any = None,
+    scorers: Sequence[Any] = (),
+    fluencies: Sequence[str] = ("nll",),
     seed: int = 0,
     n_boot: int = 1000,
     progress: bool = True,
@@ -343,6 +346,12 @@ def model_steering_map(
     model's activations along ``direction``), fluency as the unsteered model's NLL, and no probes (no
     ground truth): the diagnosis reports distance moved, share kept along the direction, the
     noised input's norm ratio and denoising score, and the next-token KL.
+
+    Judges nobody here wrote replace or join these: ``concept`` (e.g.
+    :class:`~tl_glp.steering.scorers.VaderScorer`), ``scorers`` (extra columns, e.g.
+    :class:`~tl_glp.steering.scorers.ForeignNLL` and :class:`~tl_glp.steering.scorers.DistinctN`) and
+    ``fluencies`` (the columns each projector's gain is read on, e.g. ``("nll_gemma", "distinct_2")``:
+    report both an NLL and a repetition measure, so that degenerate text cannot win).
 
     Example (a tiny random model, an untrained prior, one strength)::
 
@@ -369,7 +378,9 @@ def model_steering_map(
         strengths=strengths,
         positions=positions,
         max_new_tokens=max_new_tokens,
-        fluencies=("nll",),
+        concept=concept,
+        scorers=scorers,
+        fluencies=fluencies,
         diagnose_prompts=diag_prompts,
         seed=seed,
         n_boot=n_boot,

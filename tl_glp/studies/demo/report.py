@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 
 from tl_glp.core import _io
+from tl_glp.studies.demo.quality import ROBUST_CLIP
 from tl_glp.studies.demo.settings import DemoResult, DemoSettings
 from tl_glp.studies.demo.verdicts import FD_REFERENCES, PRACTICAL_MARGINS, fd_ci
 from tl_glp.studies.reporting import markdown_table as _md_table
@@ -77,7 +78,17 @@ def write_report(result: DemoResult, cfg: DemoSettings, model_name: str, hook: s
         + " |",
         "| its 95% CI (bootstrap) | " + " | ".join(fd_ci(n, r) for r in FD_REFERENCES) + " |",
         f"| Frechet distance at N = {n['eval_samples']} | {n['fd_prior_at_n']:.3f} | {n['fd_lower_bound_at_n']:.3f} | {n['fd_held_out_halves_at_n']:.3f} | {n['fd_gaussian_at_n']:.3f} |",
+        f"| Frechet distance at N on standardised rows (the prior's normaliser) | {n['fd_norm_prior']:.3f} | {n['fd_norm_lower_bound']:.3f} | {n['fd_norm_held_out_halves']:.3f} | {n['fd_norm_gaussian']:.3f} |",
+        f"| Frechet distance at N, robust (median/MAD, norms capped at {ROBUST_CLIP:g}x the median) | {n['fd_robust_prior']:.3f} | {n['fd_robust_lower_bound']:.3f} | {n['fd_robust_held_out_halves']:.3f} | {n['fd_robust_gaussian']:.3f} |",
+        f"| share of rows beyond that norm cap (held-out: {n['capped_share_real']:.4f}) | {n['capped_share_prior']:.4f} | {n['capped_share_lower_bound']:.4f} | {n['capped_share_held_out_halves']:.4f} | {n['capped_share_gaussian']:.4f} |",
         f"| classifier two-sample AUC (0.5 = indistinguishable) | {n['c2st_auc_prior']:.3f} | | {n['c2st_auc_held_out']:.3f} | {n['c2st_auc_gaussian']:.3f} |",
+        "",
+        "A raw FD is dominated by a few huge rows and high-variance dimensions (on SmolLM2-135M two halves of the held-out rows "
+        "were farther apart than a Gaussian from them). The normalised rows weigh every dimension alike; the robust ones also "
+        "keep a few huge rows from setting the scale (their share is in the next row, their distribution in the figure). "
+        "Read each FD against its floors in the same row: the held-out halves and the lower bound are real data at the same N.",
+        "",
+        "![row norms](norms.png)",
         "",
         f"Delta LM loss when every non-BOS activation at `{hook}` is replaced (clean loss {n['lm_loss_clean']:.3f}; "
         f"{n['lm_eval_docs']} documents, {n['lm_eval_tokens']} tokens; 95% bootstrap CI over documents):",

@@ -22,6 +22,7 @@ from tl_glp.probing import MetaNeurons, MLPNeurons, PCAFeatures, RawActivations,
 from tl_glp.saes import load_sae, sae_reconstruction_hook, train_sae
 from tl_glp.steering import diff_of_means, matched_concept_gain, plot_pareto, projection_hook, steering_sweep
 from tl_glp.studies.demo.corpus import DEMO_NEGATIVE, DEMO_POSITIVE, corpus_texts, split_dataset_args
+from tl_glp.studies.demo.quality import heavy_tail_quality
 from tl_glp.studies.demo.report import library_versions, write_report
 from tl_glp.studies.demo.settings import STAGES, TESTBED_ONLY_STAGES, DemoResult, DemoSettings
 from tl_glp.studies.demo.verdicts import conclusions, steering_table, summary_text
@@ -183,6 +184,9 @@ def run_demo(
     )
     result.numbers.update({"prior_final_train_loss": run.final_loss, "eval_samples": n})
     result.numbers.update(frechet_numbers(references, held_a[:n], n_boot=cfg.fd_boot, seed=cfg.seed, say=say))
+    say.step("Frechet distance on normalised rows (the prior's statistics; robust median/MAD with a norm cap)")
+    result.numbers.update(heavy_tail_quality(prior, train_rows, held_a[:n], references, out, seed=cfg.seed))
+    result.figures.append("norms.png")
     for i, (name, other) in enumerate((("prior", samples), ("gaussian", gaussian), ("held_out", held_b[:n]))):
         say.step(f"classifier two-sample test {i + 1}/3 ({name}: {cfg.c2st_steps} steps)")
         result.numbers[f"c2st_auc_{name}"] = classifier_two_sample_auc(

@@ -162,6 +162,8 @@ def summary_text(result: DemoResult, width: int | None = None) -> str:
     lines += [
         f"Frechet distance to held-out rows (FD-infinity [95% bootstrap CI], {n['eval_samples']} samples per side):",
         *_aligned(fd),
+        f"Frechet distance at N, robust (median/MAD, norm cap): prior {n['fd_robust_prior']:.3f} | lower bound {n['fd_robust_lower_bound']:.3f} | "
+        f"held-out halves {n['fd_robust_held_out_halves']:.3f} | Gaussian {n['fd_robust_gaussian']:.3f}",
         f"classifier two-sample AUC vs held-out (0.5 = indistinguishable): prior {n['c2st_auc_prior']:.3f} | Gaussian {n['c2st_auc_gaussian']:.3f} | held-out {n['c2st_auc_held_out']:.3f}",
         f"delta LM loss [95% bootstrap CI] (clean {n['lm_loss_clean']:.3f}; SAE FVU {n['sae_fraction_variance_unexplained']:.3f}):",
         *_aligned(lm),
