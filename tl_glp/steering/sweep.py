@@ -231,9 +231,11 @@ def _named_methods(
 
 
 def _unit_projector(projector: Any, unit_seed: int) -> Any:
-    """The projector a (strength, batch) unit uses: the prior's noise seeded with the unit's seed."""
-    if isinstance(projector, PriorProjector):
-        return PriorProjector(projector.prior, projector.config.replace(seed=unit_seed), name=projector.name)
+    """The projector a (strength, batch) unit uses: a copy whose noise (and its inner projector's) is
+    seeded with the unit's seed (:meth:`~tl_glp.steering.projectors.BaseProjector.reseeded`); other
+    objects are reset."""
+    if callable(getattr(projector, "reseeded", None)):
+        return projector.reseeded(unit_seed)
     if projector is not None and hasattr(projector, "reset"):
         projector.reset()
     return projector
