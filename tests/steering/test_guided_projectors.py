@@ -153,7 +153,7 @@ def test_likelihood_gate_leaves_in_range_rows_bit_for_bit_and_takes_the_least_ti
     # independent loop: the same generator, the remaining rows projected at each time in turn
     g = torch.Generator().manual_seed(11)
     todo = flagged.nonzero().flatten()
-    expected, times = edited.clone(), torch.zeros(40)
+    expected, times = edited.clone(), torch.zeros(40, dtype=torch.float64)
     for i, t in enumerate(gate.times):
         cand = prior.project(edited[todo], ProjectionConfig(t_start=t), generator=g)
         ok = denoising_score(prior, cand, times=(0.1, 0.3, 0.5), seed=0) <= gate.rule.threshold

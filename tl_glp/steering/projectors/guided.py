@@ -281,7 +281,7 @@ class LikelihoodGated(BaseProjector):
     def _project(self, edited: Tensor, original: Tensor | None, layer: int | None) -> Tensor:
         prior, rule = self.prior, self.rule
         x = edited.to(prior.mean.device)
-        out, chosen = x.clone(), torch.zeros(len(x))
+        out, chosen = x.clone(), torch.zeros(len(x), dtype=torch.float64)
         todo = (rule.scores(prior, x, layer) > rule.threshold).nonzero().flatten().cpu()
         evals = len(x) * self._score_evaluations()
         self.stats["candidates"] += len(x)
