@@ -7,6 +7,9 @@ import torch
 
 from tl_glp.steering.pareto import matched_concept_gains
 
+CHEAP = ["prior (keep w)", "score pull t=0.1", "norm clamp (raw)", "norm clamp (std) + prior"]
+"""The projectors that keep the concept and cost no more than the prior per token: in every map."""
+
 
 @pytest.mark.slow
 def test_testbed_steering_map_tables_numbers_and_files(testbed, tmp_path):
@@ -47,7 +50,7 @@ def test_testbed_steering_map_tables_numbers_and_files(testbed, tmp_path):
         n_boot=20,
         progress=False,
     )
-    projectors = ["prior", "sae", "sae+error", "pca k=8", "gaussian cap"]
+    projectors = ["prior", "sae", "sae+error", "pca k=8", "gaussian cap", *CHEAP]
     for fluency in ("grammatical", "nll"):
         table = m.gains[fluency]
         assert set(zip(table.method, table.positions)) == {(p, pos) for p in projectors for pos in ("last", "all")}
@@ -72,10 +75,14 @@ def test_testbed_steering_map_tables_numbers_and_files(testbed, tmp_path):
         s.loc[("prior", 3.0), "noised_norm_ratio"] > s.loc[("prior", 1.0), "noised_norm_ratio"]
     )  # further off, larger input norm
     assert set(m.flips.projector) == set(projectors)
+    assert s.loc[("prior (keep w)", 3.0), "kept"] == pytest.approx(1.0, abs=1e-4)  # keep-w keeps the concept
+    assert set(m.cost.method) == {"plain", *projectors} and "Cost of generation per token" in m.markdown
+    assert m.numbers["map_cost_plain_last"]["vs_plain"] == pytest.approx(1.0)
     broken = m.numbers["map_plain_breaks_at"]
     assert "what each projection changes" in m.markdown.lower()
     if broken:
         assert m.numbers["map_prior_flips_where_plain_breaks"]["latent"] in m.diagnosis.probe_names
+        assert set(m.numbers["map_flips_where_plain_breaks"]) == set(projectors)
     for name in (
         "steering_map.csv",
         "steering_diagnosis.csv",
@@ -134,8 +141,9 @@ def test_model_steering_map_needs_no_ground_truth(testbed, tmp_path):
         progress=False,
     )
     assert set(m.gains) == {"nll"} and "grammatical" not in m.sweep.columns
-    assert set(m.gains["nll"].method) == {"prior", "pca k=4", "gaussian cap"}  # no SAE given: no SAE round trips
-    assert set(m.sweep.method) == {"none", "plain", "prior", "pca k=4", "gaussian cap"}
+    projectors = {"prior", "pca k=4", "gaussian cap", *CHEAP}
+    assert set(m.gains["nll"].method) == projectors  # no SAE given: no SAE round trips
+    assert set(m.sweep.method) == {"none", "plain", *projectors}
     assert m.sweep.concept.notna().all() and m.flips is None
     summary = m.diagnosis.summary()
     assert set(summary.projector) >= {"prior", "pca k=4", "gaussian cap"} and summary.kl.notna().all()
@@ -177,4 +185,17 @@ def test_run_testbed_map_writes_the_map_and_its_numbers_end_to_end(tmp_path):
         numbers
     )
     assert (tmp_path / "map.md").read_text() == m.markdown and (tmp_path / "prior" / "model.safetensors").is_file()
-    assert set(m.sweep.method) == {"none", "plain", "prior", "sae", "sae+error", "pca k=16", "gaussian cap"}
+    assert set(m.sweep.method) == {
+        "none",
+        "plain",
+        "prior",
+        "sae",
+        "sae+error",
+        "pca k=16",
+        "gaussian cap",
+        *CHEAP,
+        "gated prior",
+        "prior (keep w, x0 outside k=16)",
+    }
+    gate = m.diagnosis.rows[m.diagnosis.rows.projector == "gated prior"]
+    assert gate.gate_t.notna().all() and (gate.moved[gate.gate_t == 0] == 0).all()
