@@ -77,7 +77,7 @@ def test_testbed_steering_map_tables_numbers_and_files(testbed, tmp_path):
     assert set(m.flips.projector) == set(projectors)
     assert s.loc[("prior (keep w)", 3.0), "kept"] == pytest.approx(1.0, abs=1e-4)  # keep-w keeps the concept
     assert set(m.cost.method) == {"plain", *projectors} and "Cost of generation per token" in m.markdown
-    assert m.numbers["map_cost_plain_last"]["vs_plain"] == pytest.approx(1.0)
+    assert m.numbers["map_cost_seconds"]["plain @ last"]["vs_plain"] == pytest.approx(1.0)
     broken = m.numbers["map_plain_breaks_at"]
     assert "what each projection changes" in m.markdown.lower()
     if broken:
@@ -148,6 +148,8 @@ def test_model_steering_map_needs_no_ground_truth(testbed, tmp_path):
     summary = m.diagnosis.summary()
     assert set(summary.projector) >= {"prior", "pca k=4", "gaussian cap"} and summary.kl.notna().all()
     assert (tmp_path / "steering_map.csv").is_file() and "map_gain_nll_prior" in m.numbers
+    cost = m.numbers["map_cost_seconds"]
+    assert set(cost) == {f"{p} @ last" for p in ("plain", *projectors)} and cost["plain @ last"]["vs_plain"] == 1.0
     assert "Steering head to head" in m.markdown
 
 

@@ -249,16 +249,19 @@ def steering_map(
 
 
 def map_numbers(m: SteeringMap) -> dict[str, Any]:
-    """Headline numbers: each projector's gain (with CI) per fluency and positions, and, per
-    projector and r, the probe it flips most beyond plain steering."""
+    """Headline numbers: each projector's gain (with CI) per fluency and positions, the generation
+    cost (``map_cost_seconds``: per projector and positions, seconds per token and the ratio to
+    plain), and, per projector and r, the probe it flips most beyond plain steering."""
     numbers: dict[str, Any] = {}
     for fluency, table in m.gains.items():
         for row in table.to_dict("records"):
             key = f"map_gain_{fluency}_{row['method']}" + (f"_{row['positions']}" if "positions" in row else "")
             numbers[key] = {"gain": row["gain"], "ci": [row["ci_low"], row["ci_high"]], "reason": row["reason"]}
+    cost = {}  # wall clock: one key ending in "seconds", which run-to-run comparisons leave out
     for row in m.cost.to_dict("records"):
-        key = f"map_cost_{row['method']}" + (f"_{row['positions']}" if "positions" in row else "")
-        numbers[key] = {"seconds_per_token": row["seconds_per_token"], "vs_plain": row["cost_vs_plain"]}
+        key = row["method"] + (f" @ {row['positions']}" if "positions" in row else "")
+        cost[key] = {"seconds_per_token": row["seconds_per_token"], "vs_plain": row["cost_vs_plain"]}
+    numbers["map_cost_seconds"] = cost
     if m.flips is not None:
         for row in m.flips.to_dict("records"):
             numbers[f"map_most_flipped_{row['projector']}_r{row['r']:g}"] = {
