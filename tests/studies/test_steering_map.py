@@ -201,3 +201,24 @@ def test_run_testbed_map_writes_the_map_and_its_numbers_end_to_end(tmp_path):
     }
     gate = m.diagnosis.rows[m.diagnosis.rows.projector == "gated prior"]
     assert gate.gate_t.notna().all() and (gate.moved[gate.gate_t == 0] == 0).all()
+
+
+def test_standard_projectors_add_the_guided_ones_by_cost():
+    from tl_glp import GenerativePrior
+    from tl_glp.studies.steering_map import standard_projectors
+
+    torch.manual_seed(0)
+    natural = torch.randn(400, 8)
+    prior = GenerativePrior.from_activations(natural, n_blocks=1)
+    w = torch.eye(8)[0]
+    names = {
+        g: [p.name for p in standard_projectors(prior, natural, direction=w, pca_k=4, guided=g)]
+        for g in ("none", "cheap", "all")
+    }
+    assert names["none"] == ["plain", "prior", "pca k=4", "gaussian cap"]
+    assert names["cheap"] == names["none"] + CHEAP
+    assert names["all"] == names["cheap"] + ["gated prior", "prior (keep w, x0 outside k=4)"]
+    no_direction = [p.name for p in standard_projectors(prior, natural, pca_k=4, guided="all")]
+    assert not any("keep w" in n for n in no_direction)  # keep-w needs the direction
+    with pytest.raises(ValueError, match="guided"):
+        standard_projectors(prior, natural, guided="some")  # type: ignore[arg-type]

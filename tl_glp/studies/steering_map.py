@@ -113,6 +113,8 @@ def standard_projectors(
     PCA with ``pca_k`` components and the Gaussian Mahalanobis cap, the last two fitted on
     ``natural`` activations; then the projectors that keep the concept (:func:`guided_projectors`,
     ``guided``: ``"cheap"``, ``"all"`` or ``"none"``)."""
+    if guided not in ("none", "cheap", "all"):
+        raise ValueError(f"guided must be 'none', 'cheap' or 'all', got {guided!r}.")
     prior_projector = PriorProjector(prior, projection or ProjectionConfig(), name="prior")
     out: list[Projector] = [Identity(), prior_projector]
     if sae is not None:
