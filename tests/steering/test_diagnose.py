@@ -137,5 +137,11 @@ def test_new_projectors_report_their_own_columns():
     g = rows.loc[gate.name]
     assert set(g.gate_t.unique()) <= {0.0, *gate.times} and (g.gate_t > 0).any()
     assert np.allclose(g.moved[g.gate_t == 0], 0.0) and g.noised_norm_ratio[g.gate_t == 0].isna().all()
+    # its cost: 3 score evaluations per row, then per time tried its projection's and 3 more
+    cost = {0.0: 3.0}
+    for t in gate.times:
+        cost[t] = cost[max(cost)] + ProjectionConfig(t_start=t).evaluations + 3
+    assert np.allclose(g.evaluations, [cost[t] for t in g.gate_t])
+    assert (rows.loc[keep.name].evaluations == 10).all() and (rows.loc[pull.name].evaluations == 3).all()
     # the clamp + prior: its prior sees the rescaled input, whose noised norm is nearer the natural one
     assert rows.loc[clamp.name].noised_norm_ratio.mean() < rows.loc[keep.name].noised_norm_ratio.mean()

@@ -17,7 +17,8 @@ projector, and measures per activation:
   run the prior's denoiser (the norm of the noised, normalised input it sees, over the norm a natural
   activation noised to the same time has in expectation, ``sqrt(((1 - t)^2 + t^2) d)``;
   :func:`~tl_glp.steering.projectors.noised_norm_ratio`), ``gate_t`` for the likelihood gate (the
-  time each activation was projected by, 0 = left alone);
+  time each activation was projected by, 0 = left alone), ``evaluations`` (the prior's network
+  evaluations per activation, where the projector runs it);
 - ``denoising_steered`` / ``denoising_projected``: the prior's
   :func:`~tl_glp.manifold.likelihood.denoising_score` before and after (needs ``prior``);
 - ``kl``: the next-token shift, ``KL(p_unsteered || p)`` of the model's next-token distribution at

@@ -335,6 +335,7 @@ def map_markdown(m: SteeringMap) -> str:
             "kl",
             "noised_norm_ratio",
             "gate_t",
+            "evaluations",
             "denoising_steered",
             "denoising_projected",
         ]
@@ -346,7 +347,9 @@ def map_markdown(m: SteeringMap) -> str:
             "At the last token of held-out document prefixes, steered by `r * act_norm`: `moved` distance the projection moved "
             "the steered activation (/ act_norm), `kept` share of the steering displacement kept along the direction, "
             "`off_direction` displacement orthogonal to it (/ alpha), `kl` next-token KL to the unsteered model (nats), "
-            "`noised_norm_ratio` norm of the prior's noised input over a natural one's at the same time, `denoising_*` the "
+            "`noised_norm_ratio` norm of the prior's noised input over a natural one's at the same time, `gate_t` the "
+            "likelihood gate's time (0 = left alone), `evaluations` the prior's network evaluations per activation, "
+            "`denoising_*` the "
             "prior's denoising score before/after, `flip_<latent>` share of activations whose probe decision flips.",
             "",
             _md(s[[c for c in keep if c in s.columns]]),

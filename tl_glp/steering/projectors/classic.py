@@ -68,11 +68,13 @@ class PriorProjector(BaseProjector):
     def diagnostics(
         self, steered: Tensor, original: Tensor, *, seed: int = 0, layer: int | None = None
     ) -> dict[str, Tensor]:
-        """``noised_norm_ratio`` of the noised input (noise seeded with ``seed``, :func:`noised_norm_ratio`)."""
+        """``noised_norm_ratio`` of the noised input (noise seeded with ``seed``, :func:`noised_norm_ratio`)
+        and ``evaluations`` (network evaluations per activation)."""
         if self.config.t_start <= 0:
             return {}
         eps = torch.randn(steered.shape, generator=torch.Generator().manual_seed(seed))
-        return {"noised_norm_ratio": noised_norm_ratio(self.prior, steered, self.noise_time(), eps, layer)}
+        ratio = noised_norm_ratio(self.prior, steered, self.noise_time(), eps, layer)
+        return {"noised_norm_ratio": ratio, "evaluations": torch.full((len(ratio),), float(self.evaluations))}
 
     def __repr__(self) -> str:
         return f"PriorProjector({self.config})"

@@ -215,11 +215,13 @@ class ScorePull(BaseProjector):
     def diagnostics(
         self, steered: Tensor, original: Tensor, *, seed: int = 0, layer: int | None = None
     ) -> dict[str, Tensor]:
-        """``noised_norm_ratio`` of the first step's input (noise-free, or seeded with ``seed``)."""
+        """``noised_norm_ratio`` of the first step's input (noise-free, or seeded with ``seed``) and
+        ``evaluations`` (``steps``)."""
         eps = torch.zeros(steered.shape)
         if self.noise == "fresh":
             eps = torch.randn(steered.shape, generator=torch.Generator().manual_seed(seed))
-        return {"noised_norm_ratio": noised_norm_ratio(self.prior, steered, self.t, eps, layer)}
+        ratio = noised_norm_ratio(self.prior, steered, self.t, eps, layer)
+        return {"noised_norm_ratio": ratio, "evaluations": torch.full((len(ratio),), float(self.steps))}
 
 
 class LikelihoodGated(BaseProjector):
@@ -231,7 +233,8 @@ class LikelihoodGated(BaseProjector):
     passes bit for bit. Any other row is projected by the prior (``config`` with ``t_start`` from
     ``times``, smallest first) until the projection's score is in range; if none is, the largest
     time's projection is kept. More strongly steered rows need a larger time: the gate is per token
-    and strength-aware. ``last_times`` holds the time each row of the latest call got (0: untouched)
+    and strength-aware. ``last_times`` holds the time each row of the latest call got (0: untouched),
+    ``last_evaluations`` the network evaluations it cost (scores and projections)
     and ``stats`` counts ``candidates``, ``projected`` and network ``evaluations``.
     """
 
@@ -252,7 +255,7 @@ class LikelihoodGated(BaseProjector):
         self.seed = seed
         self.name = name or "gated prior"
         self.stats = {"candidates": 0, "projected": 0, "evaluations": 0}
-        self.last_times = torch.empty(0)
+        self.last_times = self.last_evaluations = torch.empty(0)
         self.reset()
 
     @classmethod
@@ -283,7 +286,7 @@ class LikelihoodGated(BaseProjector):
         x = edited.to(prior.mean.device)
         out, chosen = x.clone(), torch.zeros(len(x), dtype=torch.float64)
         todo = (rule.scores(prior, x, layer) > rule.threshold).nonzero().flatten().cpu()
-        evals = len(x) * self._score_evaluations()
+        evals = torch.full((len(x),), float(self._score_evaluations()), dtype=torch.float64)
         self.stats["candidates"] += len(x)
         self.stats["projected"] += len(todo)
         for i, t in enumerate(self.times):
@@ -291,28 +294,34 @@ class LikelihoodGated(BaseProjector):
                 break
             cfg = self.config.replace(t_start=t)
             cand = prior.project(x[todo], cfg, layer=layer, generator=self.generator)
-            evals += len(todo) * (cfg.evaluations + self._score_evaluations())
+            evals[todo] += cfg.evaluations + self._score_evaluations()
             take = (rule.scores(prior, cand, layer) <= rule.threshold).cpu()
             if i == len(self.times) - 1:
                 take[:] = True
             out[todo[take]] = cand[take]
             chosen[todo[take]] = t
             todo = todo[~take]
-        self.stats["evaluations"] += evals
-        self.last_times = chosen
+        self.stats["evaluations"] += int(evals.sum())
+        self.last_times, self.last_evaluations = chosen, evals
         return out.to(edited.device)
 
     def diagnostics(
         self, steered: Tensor, original: Tensor, *, seed: int = 0, layer: int | None = None
     ) -> dict[str, Tensor]:
-        """``gate_t`` (the time each row got, 0 = untouched) and ``noised_norm_ratio`` at that time (NaN
-        for untouched rows); the noise is seeded with ``seed``."""
+        """``gate_t`` (the time each row got, 0 = untouched), ``evaluations`` (network evaluations it
+        cost) and ``noised_norm_ratio`` at that time (NaN for untouched rows); the noise is seeded with
+        ``seed``."""
         probe = self.reseeded(seed)
+        probe.stats = {k: 0 for k in self.stats}  # the probe's counts stay its own
         probe.project(steered, original=original, layer=layer)
         times = probe.last_times
         eps = torch.randn(steered.shape, generator=torch.Generator().manual_seed(seed))
         ratio = noised_norm_ratio(self.prior, steered, times, eps, layer)
-        return {"gate_t": times, "noised_norm_ratio": torch.where(times > 0, ratio, float("nan"))}
+        return {
+            "gate_t": times,
+            "evaluations": probe.last_evaluations,
+            "noised_norm_ratio": torch.where(times > 0, ratio, float("nan")),
+        }
 
 
 class NormClamp(BaseProjector):
