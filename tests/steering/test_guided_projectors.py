@@ -209,6 +209,8 @@ def test_reseeded_copies_seed_the_inner_projector_and_leave_the_original_alone()
     assert keep.inner.config.seed == 1 and copy.inner.config.seed == 9
     fresh = DirectionPreserving(PriorProjector(prior, ProjectionConfig(seed=9)), w)
     assert torch.equal(copy.project(x + w, original=x), fresh.project(x + w, original=x))
+    assert keep.prior is prior and NormClamp.fit(natural, then=keep).prior is prior  # the hooks find its prior
+    assert NormClamp.fit(natural).prior is None
     pull = ScorePull(prior, noise="fresh", seed=2).reseeded(4)
     assert torch.equal(pull.project(x), ScorePull(prior, noise="fresh", seed=4).project(x))
 

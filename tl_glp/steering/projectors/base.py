@@ -139,6 +139,12 @@ class BaseProjector:
     def _set_seed(self, seed: int) -> None:
         self.seed = seed
 
+    @staticmethod
+    def inner_prior(inner: Any) -> Any:
+        """The prior an inner projector runs (None if it runs none): what a wrapper exposes as ``prior``,
+        so the hooks find the layer of a multi-layer prior and check its device."""
+        return getattr(inner, "prior", None)
+
     # ------------------------------------------------------------------ diagnosis
     def diagnostics(
         self, steered: Float[Tensor, "n d"], original: Float[Tensor, "n d"], *, seed: int = 0, layer: int | None = None

@@ -88,6 +88,10 @@ class DirectionPreserving(BaseProjector):
         suffix = "keep w" if keep_outside is None else f"keep w, x0 outside k={keep_outside.shape[0]}"
         self.name = name or f"{getattr(inner, 'name', type(inner).__name__)} ({suffix})"
 
+    @property
+    def prior(self) -> GenerativePrior | None:
+        return self.inner_prior(self.inner)
+
     def _project(self, edited: Tensor, original: Tensor | None, layer: int | None) -> Tensor:
         p = self.inner.project(edited, original=original, layer=layer).to(edited.dtype)
         w = self.on(self.direction, edited)
@@ -388,6 +392,10 @@ class NormClamp(BaseProjector):
         norms = x.norm(dim=-1)
         low, high = (float(torch.quantile(norms, q)) for q in (lo_q, hi_q))
         return cls(low, high, mean=mean, std=std, target=target, then=then, name=name)
+
+    @property
+    def prior(self) -> GenerativePrior | None:
+        return self.inner_prior(self.inner)
 
     def _space(self, x: Tensor) -> tuple[Tensor | float, Tensor | float]:
         if self.mean is None or self.std is None:
