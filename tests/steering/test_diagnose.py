@@ -105,3 +105,43 @@ def test_next_token_kl_matches_a_hand_made_steering_hook(tiny_model, tmp_path):
         assert rows.loc[(0.0, p), "kl"] == pytest.approx(0.0, abs=1e-6)
     assert (rows.loc[4.0].kl > 1e-4).all()
     assert d.to_csv(tmp_path / "d.csv").exists() and d.plot(tmp_path / "d.png").stat().st_size > 0
+
+
+def test_new_projectors_report_their_own_columns():
+    from tl_glp.steering.projectors import DirectionPreserving, LikelihoodGated, NormClamp, ScorePull
+
+    torch.manual_seed(0)
+    natural = torch.randn(600, 8) * 2 + 1
+    prior = GenerativePrior.from_activations(natural, n_blocks=1)
+    w = torch.eye(8)[0]
+    keep = DirectionPreserving(PriorProjector(prior, ProjectionConfig(seed=0)), w)
+    pull = ScorePull(prior, t=0.1)
+    gate = LikelihoodGated.fit(prior, natural[300:], quantile=0.9, seed=0)
+    clamp = NormClamp.fit(natural, space="standardized", then=PriorProjector(prior, ProjectionConfig(seed=0)))
+    acts = natural[:40]
+    d = diagnose_activations(acts, w, [Identity(), keep, pull, gate, clamp], strengths=[2.0], prior=prior, seed=3)
+    rows = d.rows.set_index(["projector", "row"]).sort_index()
+    assert np.allclose(rows.loc[keep.name].kept, 1.0, atol=1e-4)  # the concept kept, by construction
+    # keep-w's noised input is the inner prior projection's: the formula by hand, noise seeded with 3
+    t = 1 - 10 * 0.999 / 19
+    steered = acts + 2.0 * prior.act_norm * w
+    eps = torch.randn(steered.shape, generator=torch.Generator().manual_seed(3))
+    z = prior.normalize(steered)
+    expected = ((1 - t) * z + t * eps).norm(dim=-1) / math.sqrt(((1 - t) ** 2 + t**2) * 8)
+    assert np.allclose(rows.loc[keep.name].noised_norm_ratio, expected.numpy(), atol=1e-4)
+    # score pull: the noise-free input (1 - t) z at t = 0.1
+    expected = (0.9 * z).norm(dim=-1) / math.sqrt((0.81 + 0.01) * 8)
+    assert np.allclose(rows.loc[pull.name].noised_norm_ratio, expected.numpy(), atol=1e-4)
+    assert (rows.loc[pull.name].moved <= pull.max_move + 1e-5).all()
+    # the gate: the time each row got; untouched rows moved nothing and have no noised input
+    g = rows.loc[gate.name]
+    assert set(g.gate_t.unique()) <= {0.0, *gate.times} and (g.gate_t > 0).any()
+    assert np.allclose(g.moved[g.gate_t == 0], 0.0) and g.noised_norm_ratio[g.gate_t == 0].isna().all()
+    # its cost: 3 score evaluations per row, then per time tried its projection's and 3 more
+    cost = {0.0: 3.0}
+    for t in gate.times:
+        cost[t] = cost[max(cost)] + ProjectionConfig(t_start=t).evaluations + 3
+    assert np.allclose(g.evaluations, [cost[t] for t in g.gate_t])
+    assert (rows.loc[keep.name].evaluations == 10).all() and (rows.loc[pull.name].evaluations == 3).all()
+    # the clamp + prior: its prior sees the rescaled input, whose noised norm is nearer the natural one
+    assert rows.loc[clamp.name].noised_norm_ratio.mean() < rows.loc[keep.name].noised_norm_ratio.mean()

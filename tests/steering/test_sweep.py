@@ -5,6 +5,7 @@ from conftest import random_sentences
 from tl_glp import diff_of_means, plot_pareto, sae_direction, steering_sweep
 from tl_glp.steering import LLMJudge, ProbeScorer
 from tl_glp.steering.scorers import Generations, nll_fluency, parse_rating
+from tl_glp.steering.sweep import cost_table
 
 HOOK = "blocks.1.hook_resid_post"
 
@@ -100,6 +101,16 @@ def test_sweep_table_scores_and_pareto_plot(tiny_model, tiny_prior_and_acts, tmp
         "probe",
     }
     assert set(df.method) == {"none", "plain", "prior"}
+    assert (df.seconds > 0).all()
+    cost = cost_table(df, max_new_tokens=4).set_index("method")
+    assert cost.loc["plain", "cost_vs_plain"] == pytest.approx(1.0)
+    steered = df[df.method != "none"]
+    assert cost.loc["prior", "cost_vs_plain"] == pytest.approx(
+        steered[steered.method == "prior"].seconds.sum() / steered[steered.method == "plain"].seconds.sum()
+    )
+    assert cost.loc["prior", "seconds_per_token"] == pytest.approx(
+        steered[steered.method == "prior"].seconds.mean() / 4
+    )
     assert df.loc[df.method == "plain", "alpha"].max() == pytest.approx(2.0 * prior.act_norm)
     assert (df.judge_concept == 2.0).all() and len(judge_calls) == len(df) and "dogs" in judge_calls[0]
     # the default concept score, computed independently: the unsteered model's activations on

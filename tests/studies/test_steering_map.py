@@ -7,6 +7,9 @@ import torch
 
 from tl_glp.steering.pareto import matched_concept_gains
 
+CHEAP = ["prior (keep w)", "score pull t=0.1", "norm clamp (raw)", "norm clamp (std) + prior"]
+"""The projectors that keep the concept and cost no more than the prior per token: in every map."""
+
 
 @pytest.mark.slow
 def test_testbed_steering_map_tables_numbers_and_files(testbed, tmp_path):
@@ -47,7 +50,7 @@ def test_testbed_steering_map_tables_numbers_and_files(testbed, tmp_path):
         n_boot=20,
         progress=False,
     )
-    projectors = ["prior", "sae", "sae+error", "pca k=8", "gaussian cap"]
+    projectors = ["prior", "sae", "sae+error", "pca k=8", "gaussian cap", *CHEAP]
     for fluency in ("grammatical", "nll"):
         table = m.gains[fluency]
         assert set(zip(table.method, table.positions)) == {(p, pos) for p in projectors for pos in ("last", "all")}
@@ -72,10 +75,14 @@ def test_testbed_steering_map_tables_numbers_and_files(testbed, tmp_path):
         s.loc[("prior", 3.0), "noised_norm_ratio"] > s.loc[("prior", 1.0), "noised_norm_ratio"]
     )  # further off, larger input norm
     assert set(m.flips.projector) == set(projectors)
+    assert s.loc[("prior (keep w)", 3.0), "kept"] == pytest.approx(1.0, abs=1e-4)  # keep-w keeps the concept
+    assert set(m.cost.method) == {"plain", *projectors} and "Cost of generation per token" in m.markdown
+    assert m.numbers["map_cost_seconds"]["plain @ last"]["vs_plain"] == pytest.approx(1.0)
     broken = m.numbers["map_plain_breaks_at"]
     assert "what each projection changes" in m.markdown.lower()
     if broken:
         assert m.numbers["map_prior_flips_where_plain_breaks"]["latent"] in m.diagnosis.probe_names
+        assert set(m.numbers["map_flips_where_plain_breaks"]) == set(projectors)
     for name in (
         "steering_map.csv",
         "steering_diagnosis.csv",
@@ -134,12 +141,15 @@ def test_model_steering_map_needs_no_ground_truth(testbed, tmp_path):
         progress=False,
     )
     assert set(m.gains) == {"nll"} and "grammatical" not in m.sweep.columns
-    assert set(m.gains["nll"].method) == {"prior", "pca k=4", "gaussian cap"}  # no SAE given: no SAE round trips
-    assert set(m.sweep.method) == {"none", "plain", "prior", "pca k=4", "gaussian cap"}
+    projectors = {"prior", "pca k=4", "gaussian cap", *CHEAP}
+    assert set(m.gains["nll"].method) == projectors  # no SAE given: no SAE round trips
+    assert set(m.sweep.method) == {"none", "plain", *projectors}
     assert m.sweep.concept.notna().all() and m.flips is None
     summary = m.diagnosis.summary()
     assert set(summary.projector) >= {"prior", "pca k=4", "gaussian cap"} and summary.kl.notna().all()
     assert (tmp_path / "steering_map.csv").is_file() and "map_gain_nll_prior" in m.numbers
+    cost = m.numbers["map_cost_seconds"]
+    assert set(cost) == {f"{p} @ last" for p in ("plain", *projectors)} and cost["plain @ last"]["vs_plain"] == 1.0
     assert "Steering head to head" in m.markdown
 
 
@@ -177,7 +187,20 @@ def test_run_testbed_map_writes_the_map_and_its_numbers_end_to_end(tmp_path):
         numbers
     )
     assert (tmp_path / "map.md").read_text() == m.markdown and (tmp_path / "prior" / "model.safetensors").is_file()
-    assert set(m.sweep.method) == {"none", "plain", "prior", "sae", "sae+error", "pca k=16", "gaussian cap"}
+    assert set(m.sweep.method) == {
+        "none",
+        "plain",
+        "prior",
+        "sae",
+        "sae+error",
+        "pca k=16",
+        "gaussian cap",
+        *CHEAP,
+        "gated prior",
+        "prior (keep w, x0 outside k=16)",
+    }
+    gate = m.diagnosis.rows[m.diagnosis.rows.projector == "gated prior"]
+    assert gate.gate_t.notna().all() and (gate.moved[gate.gate_t == 0] == 0).all()
 
 
 def test_model_steering_map_with_outside_judges(tiny_model, tiny_tokenizer, tmp_path):
@@ -222,3 +245,24 @@ def test_model_steering_map_with_outside_judges(tiny_model, tiny_tokenizer, tmp_
     vader = SentimentIntensityAnalyzer()
     assert m.sweep.concept.tolist() == [vader.polarity_scores(c)["compound"] for c in m.sweep.continuation]
     assert m.sweep.distinct_2.tolist() == distinct_n(m.sweep.continuation.tolist(), 2)
+
+
+def test_standard_projectors_add_the_guided_ones_by_cost():
+    from tl_glp import GenerativePrior
+    from tl_glp.studies.steering_map import standard_projectors
+
+    torch.manual_seed(0)
+    natural = torch.randn(400, 8)
+    prior = GenerativePrior.from_activations(natural, n_blocks=1)
+    w = torch.eye(8)[0]
+    names = {
+        g: [p.name for p in standard_projectors(prior, natural, direction=w, pca_k=4, guided=g)]
+        for g in ("none", "cheap", "all")
+    }
+    assert names["none"] == ["plain", "prior", "pca k=4", "gaussian cap"]
+    assert names["cheap"] == names["none"] + CHEAP
+    assert names["all"] == names["cheap"] + ["gated prior", "prior (keep w, x0 outside k=4)"]
+    no_direction = [p.name for p in standard_projectors(prior, natural, pca_k=4, guided="all")]
+    assert not any("keep w" in n for n in no_direction)  # keep-w needs the direction
+    with pytest.raises(ValueError, match="guided"):
+        standard_projectors(prior, natural, guided="some")  # type: ignore[arg-type]

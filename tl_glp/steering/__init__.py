@@ -11,12 +11,18 @@ from tl_glp.steering.directions import diff_of_means, sae_direction, unit
 from tl_glp.steering.hooks import SteeringHandle, patch, projection_hook, steer, steering_hook
 from tl_glp.steering.pareto import MatchedGain, matched_concept_gain, matched_concept_gains, pareto_front
 from tl_glp.steering.projectors import (
+    BaseProjector,
+    DirectionPreserving,
     GaussianShrinkage,
     Identity,
+    LikelihoodGated,
+    NormClamp,
     PCAProjector,
     PriorProjector,
     Projector,
     SAEProjector,
+    ScorePull,
+    meta_neuron_subspace,
 )
 from tl_glp.steering.scorers import (
     DirectionScorer,
@@ -32,9 +38,23 @@ from tl_glp.steering.scorers import (
     nll_fluency,
     repeated_ngram_share,
 )
-from tl_glp.steering.sweep import PAPER_STRENGTHS, method_label, plot_pareto, position_label, steering_sweep
+from tl_glp.steering.sweep import (
+    PAPER_STRENGTHS,
+    cost_table,
+    method_label,
+    plot_pareto,
+    position_label,
+    steering_sweep,
+)
 
 __all__ = [
+    "BaseProjector",
+    "DirectionPreserving",
+    "LikelihoodGated",
+    "NormClamp",
+    "ScorePull",
+    "cost_table",
+    "meta_neuron_subspace",
     "DirectionScorer",
     "DistinctN",
     "FlooredNLL",

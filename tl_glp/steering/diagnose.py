@@ -12,9 +12,14 @@ projector, and measures per activation:
 - per linear probe ``name`` (trained on natural activations, e.g. with :func:`fit_probes`):
   ``flip_<name>``, 1 when the probe's decision differs from its decision on the unsteered
   activation, and ``shift_<name>``, the change of its logit;
-- ``noised_norm_ratio`` (prior projectors): the norm of the noised, normalised input the denoiser
-  starts from, over the norm a natural activation noised to the same time has in expectation,
-  ``sqrt(((1 - t)^2 + t^2) d)``; ``denoising_steered`` / ``denoising_projected``: the prior's
+- the projector's own columns (its ``diagnostics(steered, original, seed=...)``, see
+  :class:`~tl_glp.steering.projectors.BaseProjector`): ``noised_norm_ratio`` for the projectors that
+  run the prior's denoiser (the norm of the noised, normalised input it sees, over the norm a natural
+  activation noised to the same time has in expectation, ``sqrt(((1 - t)^2 + t^2) d)``;
+  :func:`~tl_glp.steering.projectors.noised_norm_ratio`), ``gate_t`` for the likelihood gate (the
+  time each activation was projected by, 0 = left alone), ``evaluations`` (the prior's network
+  evaluations per activation, where the projector runs it);
+- ``denoising_steered`` / ``denoising_projected``: the prior's
   :func:`~tl_glp.manifold.likelihood.denoising_score` before and after (needs ``prior``);
 - ``kl``: the next-token shift, ``KL(p_unsteered || p)`` of the model's next-token distribution at
   the last token with the hook's activation there replaced by the projected one (nats).
@@ -51,10 +56,9 @@ from tqdm.auto import tqdm
 
 from tl_glp.core import _compat
 from tl_glp.core._plot import pyplot, save_figure
-from tl_glp.core.flow import projection_schedule
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.manifold.likelihood import denoising_score
-from tl_glp.steering.projectors import PriorProjector, Projector
+from tl_glp.steering.projectors import Projector
 
 
 @dataclass
@@ -241,9 +245,9 @@ def diagnose_activations(
                 after = p.logit(out)
                 cols[f"flip_{n}"] = ((after > 0) != (base_logits[n] > 0)).float().tolist()
                 cols[f"shift_{n}"] = (after - base_logits[n]).tolist()
-            cols["noised_norm_ratio"] = (
-                _noised_norm_ratio(proj, steered, seed) if isinstance(proj, PriorProjector) else [math.nan] * len(x)
-            )
+            extra = proj.diagnostics(steered, x, seed=seed) if callable(getattr(proj, "diagnostics", None)) else {}
+            cols["noised_norm_ratio"] = [math.nan] * len(x)
+            cols.update({k: torch.as_tensor(v).double().tolist() for k, v in extra.items()})
             if prior is not None:
                 cols["denoising_steered"] = steered_score.tolist()  # type: ignore[union-attr]
                 cols["denoising_projected"] = denoising_score(prior, out, times=score_times, seed=seed).tolist()
@@ -255,20 +259,6 @@ def diagnose_activations(
             bar.update(1)
     bar.close()
     return ProjectionDiagnosis(pd.DataFrame.from_records(records), list(probes))
-
-
-def _noised_norm_ratio(proj: PriorProjector, steered: Tensor, seed: int) -> list[float]:
-    """||z_t|| / sqrt(((1 - t)^2 + t^2) d): the noised input the denoiser starts from, against a
-    natural activation's expected norm at the same time (normalised activations have E||z||^2 = d)."""
-    prior, cfg = proj.prior, proj.config
-    if cfg.t_start <= 0:
-        return [math.nan] * len(steered)
-    t = float(projection_schedule(float(cfg.t_start), cfg.num_steps, cfg.schedule)[0][0])
-    z = prior.normalize(steered.to(prior.mean.device)).float()
-    eps = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)).to(z.device)
-    zt = (1 - t) * z + t * eps
-    d = z.shape[-1]
-    return (zt.norm(dim=-1) / math.sqrt(((1 - t) ** 2 + t**2) * d)).cpu().tolist()
 
 
 def diagnose_projections(

@@ -10,6 +10,7 @@ Example (see ``examples/steering.py`` for a full walk-through)::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,7 +97,10 @@ def steering_sweep(
     The global RNG is left exactly as it was (generation runs under a forked RNG).
 
     Returns a pandas DataFrame with one row per generation: ``prompt``, ``method`` (its label,
-    :func:`method_label`), ``r``, ``alpha``, ``seed`` (the unit's), ``continuation``, ``nll``
+    :func:`method_label`), ``r``, ``alpha``, ``seed`` (the unit's), ``continuation``, ``seconds``
+    (wall-clock seconds of generating it: the unit's generation time, steering and projection
+    included, scoring not, shared evenly over the unit's prompts; :func:`cost_table` reads the cost
+    per generated token relative to plain steering off it), ``nll``
     (fluency: the unsteered model's mean NLL of the continuation; lower is more fluent),
     ``concept`` (``concept`` scorer; default: projection of the unsteered activations on the
     direction) and one column per extra scorer. ``manifold_score`` (``"denoising"`` or
@@ -130,6 +134,7 @@ def steering_sweep(
             for label, pos_label, pos in unit_methods:
                 projector = _unit_projector(named.get(label), unit_seed)
                 recorder = score_recorder(prior, score=manifold_score, positions=pos) if manifold_score else None
+                tick = time.perf_counter()
                 gens = _generate(
                     model,
                     direction,
@@ -145,6 +150,7 @@ def steering_sweep(
                     temperature,
                     recorder,
                 )
+                seconds = (time.perf_counter() - tick) / len(chunk)
                 scores = {"nll": nll_fluency(model, gens), "concept": concept(model, gens)}
                 if recorder is not None:
                     scores[f"score_{manifold_score}"] = recorder.row_means().tolist()  # type: ignore[attr-defined]
@@ -160,6 +166,7 @@ def steering_sweep(
                             "alpha": float(alphas[i]),
                             "seed": unit_seed,
                             "continuation": gens.continuations[i],
+                            "seconds": seconds,
                             **{k: v[i] for k, v in scores.items()},
                         }
                     )
@@ -182,6 +189,40 @@ def position_label(positions: Positions) -> str:
         stop = "" if positions.stop is None else str(positions.stop)
         return f"{start}:{stop}" + ("" if positions.step is None else f":{positions.step}")
     return "mask"
+
+
+def cost_table(df: Any, *, max_new_tokens: int | None = None, reference: str = "plain") -> Any:
+    """Generation cost per method (and positions): mean wall-clock ``seconds`` per generated token
+    (when ``max_new_tokens`` is given), and ``cost_vs_plain``: the method's total generation time over
+    the ``reference``'s at the same positions (1 = as cheap as plain steering; the sweep runs every
+    method on the same strengths and prompts, so the totals compare like with like). Reads the
+    sweep's ``seconds`` column; the unsteered rows are left out.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"method": ["plain", "plain", "prior", "prior"], "positions": "last",
+        ...                    "r": [1.0, 2.0, 1.0, 2.0], "seconds": [0.1, 0.1, 0.3, 0.5]})
+        >>> cost_table(df, max_new_tokens=10)[["method", "seconds_per_token", "cost_vs_plain"]].round(3).values.tolist()
+        [['plain', 0.01, 1.0], ['prior', 0.04, 4.0]]
+    """
+    import pandas as pd
+
+    if "seconds" not in df.columns:
+        raise ValueError("cost_table needs the sweep's 'seconds' column (steering_sweep writes it).")
+    keys = ["method", "positions"] if "positions" in df.columns else ["method"]
+    totals = df[df.method != "none"].groupby(keys, sort=False).seconds.agg(["sum", "mean"]).reset_index()
+    ref = {tuple(r[k] for k in keys[1:]): r["sum"] for r in totals.to_dict("records") if r["method"] == reference}
+    rows = []
+    for row in totals.to_dict("records"):
+        base = ref.get(tuple(row[k] for k in keys[1:]), float("nan"))
+        rows.append(
+            {
+                **{k: row[k] for k in keys},
+                "seconds_per_token": row["mean"] / max_new_tokens if max_new_tokens else float("nan"),
+                "cost_vs_plain": row["sum"] / base if base else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _position_list(positions: Any) -> list[Any]:
@@ -231,9 +272,11 @@ def _named_methods(
 
 
 def _unit_projector(projector: Any, unit_seed: int) -> Any:
-    """The projector a (strength, batch) unit uses: the prior's noise seeded with the unit's seed."""
-    if isinstance(projector, PriorProjector):
-        return PriorProjector(projector.prior, projector.config.replace(seed=unit_seed), name=projector.name)
+    """The projector a (strength, batch) unit uses: a copy whose noise (and its inner projector's) is
+    seeded with the unit's seed (:meth:`~tl_glp.steering.projectors.BaseProjector.reseeded`); other
+    objects are reset."""
+    if callable(getattr(projector, "reseeded", None)):
+        return projector.reseeded(unit_seed)
     if projector is not None and hasattr(projector, "reset"):
         projector.reset()
     return projector

@@ -7,12 +7,19 @@ seed), reads each projector's fluency gain over plain steering at matched concep
 (:func:`~tl_glp.steering.matched_concept_gains`, bootstrap CIs over prompts), draws one Pareto
 front per projector and positions, and diagnoses the projections
 (:func:`~tl_glp.steering.diagnose.diagnose_projections`) with linear probes of other concepts.
-It returns tables, markdown and numbers.
+It also reads the generation cost per token relative to plain steering
+(:func:`~tl_glp.steering.sweep.cost_table`). It returns tables, markdown and numbers.
+
+:func:`standard_projectors` builds the projectors the maps compare: the established ones and those
+that keep the concept (:func:`guided_projectors`: the prior with the direction kept, the score
+pull, the norm clamps, and with ``guided="all"`` the likelihood gate and the keep-w projection
+inside the prior's meta-neuron subspace).
 
 :func:`testbed_steering_map` is the testbed's version: projectors built from natural activations
 and an SAE, probes of the ground-truth latents (sentiment, tense, number, negation, each topic)
 trained on the last token of document prefixes, and the answer to "which latent does the prior's
-projection flip beyond plain steering where plain steering's grammar breaks?".
+projection (and each other projector) flip beyond plain steering where plain steering's grammar
+breaks?".
 
 Example::
 
@@ -28,7 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
@@ -46,14 +53,19 @@ from tl_glp.steering.diagnose import LinearProbe, ProjectionDiagnosis, diagnose_
 from tl_glp.steering.directions import diff_of_means
 from tl_glp.steering.pareto import matched_concept_gains
 from tl_glp.steering.projectors import (
+    DirectionPreserving,
     GaussianShrinkage,
     Identity,
+    LikelihoodGated,
+    NormClamp,
     PCAProjector,
     PriorProjector,
     Projector,
     SAEProjector,
+    ScorePull,
+    meta_neuron_subspace,
 )
-from tl_glp.steering.sweep import plot_pareto, steering_sweep
+from tl_glp.steering.sweep import cost_table, plot_pareto, steering_sweep
 from tl_glp.studies.testbed import MIDDLE_HOOK, load
 from tl_glp.studies.testbed.tasks import concept_scorer, grammatical_scorer, judgement_prefixes, steering_prompts
 from tl_glp.training.config import TrainConfig
@@ -61,6 +73,9 @@ from tl_glp.training.trainer import train
 
 MAP_STRENGTHS = (0.5, 1.0, 1.25, 1.5, 1.75, 2.0)
 """A finer grid around where plain steering breaks on the testbed (between r = 1 and 2)."""
+
+Guided = Literal["none", "cheap", "all"]
+"""Which of the projectors that keep the concept a map adds (:func:`guided_projectors`)."""
 
 
 @dataclass
@@ -71,6 +86,8 @@ class SteeringMap:
     """The sweep's DataFrame (one row per generation)."""
     gains: dict[str, Any]
     """``{fluency column: matched_concept_gains table}`` (each projector and positions vs plain)."""
+    cost: Any
+    """:func:`~tl_glp.steering.sweep.cost_table` of the sweep: seconds per generated token and the cost relative to plain."""
     diagnosis: ProjectionDiagnosis | None
     flips: Any
     """Per projector and r: each probe's flip rate beyond plain steering's (None without probes)."""
@@ -84,18 +101,77 @@ def standard_projectors(
     natural: Float[Tensor, "n d"],
     sae: Any = None,
     *,
+    direction: Float[Tensor, " d"] | None = None,
     pca_k: int = 16,
     projection: ProjectionConfig | None = None,
     gaussian_quantile: float = 0.99,
+    guided: Guided = "cheap",
+    calibration: Float[Tensor, "n d"] | None = None,
 ) -> list[Projector]:
     """Every way back to the manifold the map compares: plain, the prior (``projection``, default the
     reference), the SAE round trip with and without the unsteered error (when ``sae`` is given),
     PCA with ``pca_k`` components and the Gaussian Mahalanobis cap, the last two fitted on
-    ``natural`` activations."""
-    out: list[Projector] = [Identity(), PriorProjector(prior, projection or ProjectionConfig(), name="prior")]
+    ``natural`` activations; then the projectors that keep the concept (:func:`guided_projectors`,
+    ``guided``: ``"cheap"``, ``"all"`` or ``"none"``)."""
+    if guided not in ("none", "cheap", "all"):
+        raise ValueError(f"guided must be 'none', 'cheap' or 'all', got {guided!r}.")
+    prior_projector = PriorProjector(prior, projection or ProjectionConfig(), name="prior")
+    out: list[Projector] = [Identity(), prior_projector]
     if sae is not None:
         out += [SAEProjector(sae), SAEProjector(sae, keep_error=True)]
     out += [PCAProjector.fit(natural, pca_k), GaussianShrinkage.fit(natural, quantile=gaussian_quantile)]
+    if guided != "none":
+        out += guided_projectors(
+            prior_projector, natural, direction, calibration=calibration, cheap_only=guided == "cheap", k=pca_k
+        )
+    return out
+
+
+def guided_projectors(
+    prior_projector: PriorProjector,
+    natural: Float[Tensor, "n d"],
+    direction: Float[Tensor, " d"] | None,
+    *,
+    calibration: Float[Tensor, "n d"] | None = None,
+    cheap_only: bool = True,
+    k: int = 16,
+) -> list[Projector]:
+    """The projectors that keep the concept (:mod:`tl_glp.steering.projectors.guided`), built around
+    ``prior_projector`` (named ``"prior"`` in the map):
+
+    - ``prior (keep w)``: :class:`~tl_glp.steering.projectors.DirectionPreserving` around the prior
+      (needs ``direction``; as many network evaluations as the prior);
+    - ``score pull t=0.1``: :class:`~tl_glp.steering.projectors.ScorePull` with its defaults (3
+      evaluations, the move capped at 0.25 act_norm);
+    - ``norm clamp (raw)``: :class:`~tl_glp.steering.projectors.NormClamp` into the 0.01-0.99 quantiles of
+      ``natural`` norms (no network);
+    - ``norm clamp (std) + prior``: the same in the prior's standardized space, before the prior;
+
+    and unless ``cheap_only``, the ones that cost more than the prior's projection per token or a fit:
+
+    - ``gated prior``: :class:`~tl_glp.steering.projectors.LikelihoodGated` at the 0.99 quantile of
+      the denoising scores of ``calibration`` rows (held-out natural rows; default ``natural``);
+    - ``prior (keep w, x0 outside k)``: the keep-w projection acting only inside the ``k``-dimensional
+      subspace of the prior's most variable meta-neurons (:func:`~tl_glp.steering.projectors.meta_neuron_subspace`).
+    """
+    prior = prior_projector.prior
+    out: list[Projector] = []
+    if direction is not None:
+        out.append(DirectionPreserving(prior_projector, direction, name=f"{prior_projector.name} (keep w)"))
+    out += [
+        ScorePull(prior),
+        NormClamp.fit(natural),
+        NormClamp.fit(natural, space="standardized", then=prior_projector),
+    ]
+    if not cheap_only:
+        gate = LikelihoodGated.fit(
+            prior, natural if calibration is None else calibration, config=prior_projector.config, name="gated prior"
+        )
+        out.append(gate)
+        if direction is not None:
+            u = meta_neuron_subspace(prior, natural, k)
+            name = f"{prior_projector.name} (keep w, x0 outside k={k})"
+            out.append(DirectionPreserving(prior_projector, direction, keep_outside=u, name=name))
     return out
 
 
@@ -168,20 +244,26 @@ def steering_map(
         figures.append("steering_diagnosis.png")
         if probes:
             flips = diagnosis.flips()
-    result = SteeringMap(df, gains, diagnosis, flips, figures=figures)
+    result = SteeringMap(df, gains, cost_table(df, max_new_tokens=max_new_tokens), diagnosis, flips, figures=figures)
     result.numbers = map_numbers(result)
     result.markdown = map_markdown(result)
     return result
 
 
 def map_numbers(m: SteeringMap) -> dict[str, Any]:
-    """Headline numbers: each projector's gain (with CI) per fluency and positions, and, per
-    projector and r, the probe it flips most beyond plain steering."""
+    """Headline numbers: each projector's gain (with CI) per fluency and positions, the generation
+    cost (``map_cost_seconds``: per projector and positions, seconds per token and the ratio to
+    plain), and, per projector and r, the probe it flips most beyond plain steering."""
     numbers: dict[str, Any] = {}
     for fluency, table in m.gains.items():
         for row in table.to_dict("records"):
             key = f"map_gain_{fluency}_{row['method']}" + (f"_{row['positions']}" if "positions" in row else "")
             numbers[key] = {"gain": row["gain"], "ci": [row["ci_low"], row["ci_high"]], "reason": row["reason"]}
+    cost = {}  # wall clock: one key ending in "seconds", which run-to-run comparisons leave out
+    for row in m.cost.to_dict("records"):
+        key = row["method"] + (f" @ {row['positions']}" if "positions" in row else "")
+        cost[key] = {"seconds_per_token": row["seconds_per_token"], "vs_plain": row["cost_vs_plain"]}
+    numbers["map_cost_seconds"] = cost
     if m.flips is not None:
         for row in m.flips.to_dict("records"):
             numbers[f"map_most_flipped_{row['projector']}_r{row['r']:g}"] = {
@@ -234,6 +316,13 @@ def map_markdown(m: SteeringMap) -> str:
         _md(gains_table(m)),
         "",
     ]
+    lines += [
+        "Cost of generation per token, relative to plain steering at the same positions (wall clock, steering and "
+        "projection included, scoring not):",
+        "",
+        _md(m.cost),
+        "",
+    ]
     lines += [f"![{f}]({f})" for f in m.figures if f.startswith("steering_map_pareto")]
     if m.diagnosis is not None:
         s = m.diagnosis.summary()
@@ -245,6 +334,8 @@ def map_markdown(m: SteeringMap) -> str:
             "off_direction",
             "kl",
             "noised_norm_ratio",
+            "gate_t",
+            "evaluations",
             "denoising_steered",
             "denoising_projected",
         ]
@@ -256,7 +347,9 @@ def map_markdown(m: SteeringMap) -> str:
             "At the last token of held-out document prefixes, steered by `r * act_norm`: `moved` distance the projection moved "
             "the steered activation (/ act_norm), `kept` share of the steering displacement kept along the direction, "
             "`off_direction` displacement orthogonal to it (/ alpha), `kl` next-token KL to the unsteered model (nats), "
-            "`noised_norm_ratio` norm of the prior's noised input over a natural one's at the same time, `denoising_*` the "
+            "`noised_norm_ratio` norm of the prior's noised input over a natural one's at the same time, `gate_t` the "
+            "likelihood gate's time (0 = left alone), `evaluations` the prior's network evaluations per activation, "
+            "`denoising_*` the "
             "prior's denoising score before/after, `flip_<latent>` share of activations whose probe decision flips.",
             "",
             _md(s[[c for c in keep if c in s.columns]]),
@@ -332,6 +425,8 @@ def model_steering_map(
     positions: Sequence[Positions] = ("last", "all"),
     max_new_tokens: int = 12,
     pca_k: int = 16,
+    guided: Guided = "cheap",
+    calibration: Float[Tensor, "n d"] | None = None,
     n_diagnose: int = 200,
     concept: Any = None,
     scorers: Sequence[Any] = (),
@@ -345,7 +440,9 @@ def model_steering_map(
     the concept read by the default :class:`~tl_glp.steering.scorers.DirectionScorer` (the unsteered
     model's activations along ``direction``), fluency as the unsteered model's NLL, and no probes (no
     ground truth): the diagnosis reports distance moved, share kept along the direction, the
-    noised input's norm ratio and denoising score, and the next-token KL.
+    noised input's norm ratio and denoising score, and the next-token KL. The projectors are
+    :func:`standard_projectors` (``guided`` and ``calibration``, held-out natural rows for the
+    likelihood gate, are its).
 
     Judges nobody here wrote replace or join these: ``concept`` (e.g.
     :class:`~tl_glp.steering.scorers.VaderScorer`), ``scorers`` (extra columns, e.g.
@@ -372,7 +469,9 @@ def model_steering_map(
         prior,
         direction,
         prompts,
-        standard_projectors(prior, natural, sae, pca_k=pca_k),
+        standard_projectors(
+            prior, natural, sae, direction=direction, pca_k=pca_k, guided=guided, calibration=calibration
+        ),
         hook_name=hook_name,
         out_dir=out_dir,
         strengths=strengths,
@@ -409,6 +508,8 @@ def testbed_steering_map(
     positions: Sequence[Positions] = ("last", "all"),
     max_new_tokens: int = 12,
     pca_k: int = 16,
+    guided: Guided = "cheap",
+    calibration: Float[Tensor, "n d"] | None = None,
     n_probe_prefixes: int = 1500,
     n_diagnose: int = 200,
     seed: int = 0,
@@ -416,14 +517,18 @@ def testbed_steering_map(
     progress: bool = True,
 ) -> SteeringMap:
     """:func:`steering_map` on the testbed: ground-truth concept and grammaticality, probes of the
-    ground-truth latents, and the numbers ``map_prior_flips_where_plain_breaks`` (the latent the
-    prior's projection flips most beyond plain steering, at the strengths where plain steering's
-    share of grammatical continuations falls below 0.5, if any)."""
+    ground-truth latents, and the numbers ``map_flips_where_plain_breaks`` (per projector, the latent
+    it flips most beyond plain steering, at the strengths where plain steering's share of
+    grammatical continuations falls below 0.5, if any; :func:`flips_where_plain_breaks`) and
+    ``map_prior_flips_where_plain_breaks`` (the prior's). The projectors are
+    :func:`standard_projectors` (``guided``; ``calibration``: held-out natural rows for the gate)."""
     language = testbed.language
     prompts = steering_prompts(language, n_prompts, seed=seed + 3)
     probes = testbed_probes(testbed.model, language, hook_name, n=n_probe_prefixes, seed=seed + 5)
     diag_prompts, _ = testbed_prefixes(language, n_diagnose, seed=seed + 6)
-    projectors = standard_projectors(prior, natural, sae, pca_k=pca_k)
+    projectors = standard_projectors(
+        prior, natural, sae, direction=direction, pca_k=pca_k, guided=guided, calibration=calibration
+    )
     m = steering_map(
         testbed.model,
         prior,
@@ -447,22 +552,45 @@ def testbed_steering_map(
     broken = sorted({r for (pos, r), g in plain.items() if g < 0.5})
     m.numbers["map_plain_breaks_at"] = broken
     if m.flips is not None:
-        at = m.flips[(m.flips.projector == "prior") & (m.flips.r.isin(broken))]
-        if len(at):
-            excess = at[[c for c in at.columns if c.startswith("excess_flip_")]].mean()
-            top = excess.idxmax().removeprefix("excess_flip_")
-            m.numbers["map_prior_flips_where_plain_breaks"] = {
-                "latent": top,
-                "excess": float(excess.max()),
-                "excess_by_latent": {k.removeprefix("excess_flip_"): float(v) for k, v in excess.items()},
-            }
+        import pandas as pd
+
+        where = flips_where_plain_breaks(m.flips, broken)
+        if where:
+            m.numbers["map_flips_where_plain_breaks"] = where
+            if "prior" in where:
+                m.numbers["map_prior_flips_where_plain_breaks"] = where["prior"]
+                top = where["prior"]
+                m.markdown += (
+                    f"\nWhere plain steering's grammar breaks (r in {broken}), the prior's projection flips "
+                    f"**{top['latent']}** most beyond plain steering (flip rate +{top['excess']:.2f} over plain's, "
+                    "averaged over those r).\n"
+                )
+            table = [{"projector": p, "most flipped": v["latent"], "excess": v["excess"]} for p, v in where.items()]
             m.markdown += (
-                f"\nWhere plain steering's grammar breaks (r in {broken}), the prior's projection flips **{top}** most beyond "
-                f"plain steering (flip rate +{excess.max():.2f} over plain's, averaged over those r).\n"
+                "\nEvery projector there (flip rate beyond plain's, mean over those r):\n\n"
+                + _md(pd.DataFrame(table))
+                + "\n"
             )
         else:
             m.markdown += "\nPlain steering stays mostly grammatical (>= 0.5) at every strength mapped here.\n"
     return m
+
+
+def flips_where_plain_breaks(flips: Any, broken: Sequence[float]) -> dict[str, Any]:
+    """Per projector, at the strengths ``broken``: each probe's flip rate beyond plain's averaged over
+    those r, and the latent it flips most (``{projector: {latent, excess, excess_by_latent}}``;
+    empty when ``broken`` is)."""
+    out: dict[str, Any] = {}
+    at = flips[flips.r.isin(list(broken))]
+    cols = [c for c in at.columns if c.startswith("excess_flip_")]
+    for proj, part in at.groupby("projector", sort=False):
+        excess = part[cols].mean()
+        out[str(proj)] = {
+            "latent": excess.idxmax().removeprefix("excess_flip_"),
+            "excess": float(excess.max()),
+            "excess_by_latent": {k.removeprefix("excess_flip_"): float(v) for k, v in excess.items()},
+        }
+    return out
 
 
 def run_testbed_map(
@@ -478,14 +606,16 @@ def run_testbed_map(
     max_new_tokens: int = 12,
     n_probe_prefixes: int = 1500,
     n_diagnose: int = 200,
+    guided: Guided = "all",
     progress: bool = False,
 ) -> SteeringMap:
     """The README's larger steering map for one seed, end to end on the shipped testbed: activations of
     ``n_docs`` documents at ``blocks.2.hook_resid_post`` (the last quarter held out of training), a
     3-block prior trained ``prior_steps`` steps of 512 (lr 2e-3 decaying to 1%), an SAE-Lens TopK SAE
     (1024 latents, k 16, ``sae_steps`` steps), the demo's sentiment direction, then
-    :func:`testbed_steering_map`. Writes its files, ``map.md`` and ``numbers.json`` (with the seconds
-    of each part) into ``out_dir``; about 2 minutes on 2 idle CPU cores at the defaults.
+    :func:`testbed_steering_map` with every projector that keeps the concept (``guided="all"``; the
+    likelihood gate calibrated on the held-out quarter). Writes its files, ``map.md`` and
+    ``numbers.json`` (with the seconds of each part) into ``out_dir``.
 
     Example::
 
@@ -500,7 +630,7 @@ def run_testbed_map(
         tb.model, tb.language.sample_texts(n_docs, seed=seed + 1), MIDDLE_HOOK, progress=progress
     )
     data = acts[0 : len(acts)]
-    natural = data[: -max(len(data) // 4, 200)]
+    natural, held_out = data[: -max(len(data) // 4, 200)], data[-max(len(data) // 4, 200) :]
     source = InMemoryActivations(natural[:, None], [MIDDLE_HOOK], acts.model_name, acts.model_processing)
     prior = GenerativePrior.from_activations(source, n_blocks=3)
     cfg = TrainConfig(
@@ -541,6 +671,8 @@ def run_testbed_map(
         max_new_tokens=max_new_tokens,
         n_probe_prefixes=n_probe_prefixes,
         n_diagnose=n_diagnose,
+        guided=guided,
+        calibration=held_out,
         seed=seed,
         progress=progress,
     )

@@ -295,6 +295,8 @@ def run_demo(
             max_new_tokens=cfg.map_new_tokens,
             pca_k=cfg.map_pca_k,
             n_diagnose=cfg.map_diagnose,
+            guided=cfg.map_guided,
+            calibration=held_b,  # held-out rows: the likelihood gate's natural range (guided="all")
             seed=cfg.seed,
             progress=progress,
         )

@@ -90,6 +90,11 @@ class DemoSettings:
     """Tokens generated per continuation in the head-to-head."""
     map_pca_k: int = 16
     """Principal components the PCA projector keeps."""
+    map_guided: str = "cheap"
+    """Projectors that keep the concept in the head-to-head (``tl_glp.studies.steering_map.guided_projectors``):
+    ``cheap`` (the prior with the direction kept, the score pull, the norm clamps: at most the prior's cost per
+    token), ``all`` (also the likelihood gate and the keep-w projection inside the prior's meta-neuron
+    subspace) or ``none``."""
     map_diagnose: int = 60
     """Held-out document prefixes the projection diagnosis measures (last token)."""
     map_probe_prefixes: int = 800

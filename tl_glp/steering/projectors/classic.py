@@ -1,25 +1,5 @@
-"""Projectors: the ways back to the manifold a steering hook can take, behind one protocol.
-
-A projector is any object with ``project(edited, *, original=None, layer=None) -> Tensor``:
-``edited`` are the steered activations ``[n, d]`` of the positions a hook edits, ``original`` the
-same positions before steering (some projectors restore part of them), ``layer`` the LLM layer of
-the hook (multi-layer priors only). The steering hooks and :func:`~tl_glp.steering_sweep` take
-any projector; ``name`` labels it in tables and plots.
-
-- :class:`PriorProjector`: the prior's SDEdit projection with one :class:`~tl_glp.ProjectionConfig`.
-  Seeded, it draws fresh noise at every call from one generator seeded once (as the reference
-  draws fresh noise per call); :meth:`PriorProjector.reset` (or a new projector with the same
-  seed) repeats the sequence.
-- :class:`Identity`: plain steering, as a projector.
-- :class:`SAEProjector`: an SAE-Lens SAE's round trip ``decode(encode(edited))``; with
-  ``keep_error=True`` the unsteered activation's reconstruction error is added back,
-  ``decode(encode(edited)) + (original - decode(encode(original)))`` (what SAE-Lens's
-  ``use_error_term`` does for an unedited input, applied to the edit).
-- :class:`PCAProjector`: keep the top-``k`` principal subspace (fitted on natural activations) of
-  the steered activation and restore the rest from the unsteered one.
-- :class:`GaussianShrinkage`: in-distribution steering: cap the Mahalanobis distance under a
-  Gaussian fitted to natural activations, by stepping back from the steered activation towards the
-  unsteered one (or towards the mean) just as far as needed.
+"""The established ways back to the manifold: the prior's projection, plain steering, the SAE round
+trips, the PCA subspace and the Gaussian cap (an overview of all projectors: :mod:`tl_glp.steering.projectors`).
 
 Example:
     >>> import torch
@@ -32,40 +12,27 @@ Example:
     True
     >>> _ = proj.reset(); torch.equal(proj.project(x), first)   # the same sequence again
     True
-    >>> proj.name, Identity().project(x) is x
+    >>> proj.name, torch.equal(Identity().project(x), x)
     ('prior reference t=0.5', True)
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tl_glp.core.flow import projection_schedule
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.projection import ProjectionConfig
 from tl_glp.manifold.detection import GaussianBaseline
+from tl_glp.steering.projectors.base import BaseProjector, noised_norm_ratio
 
 
-@runtime_checkable
-class Projector(Protocol):
-    """Anything that maps steered activations back towards the manifold."""
-
-    name: str
-
-    def project(
-        self,
-        edited: Float[Tensor, "n d"],
-        *,
-        original: Float[Tensor, "n d"] | None = None,
-        layer: int | None = None,
-    ) -> Float[Tensor, "n d"]: ...
-
-
-class PriorProjector:
+class PriorProjector(BaseProjector):
     """The prior's on-manifold projection (glp-method.md section 5) with one :class:`ProjectionConfig`.
 
     ``config.seed`` seeds one generator, once; every call draws fresh noise from it. ``None``
@@ -76,56 +43,53 @@ class PriorProjector:
         self.prior = prior
         self.config = config or ProjectionConfig()
         self.name = name or f"prior {self.config.label}"
-        self.generator: torch.Generator | None = None
         self.reset()
 
-    def reset(self) -> PriorProjector:
-        """Re-seed the noise generator: the next calls repeat the noise of the first ones."""
-        seed = self.config.seed
-        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        return self
+    @property
+    def seed(self) -> int | None:  # type: ignore[override]
+        return self.config.seed
 
-    def project(
-        self,
-        edited: Float[Tensor, "n d"],
-        *,
-        original: Float[Tensor, "n d"] | None = None,
-        layer: int | None = None,
-    ) -> Float[Tensor, "n d"]:
+    def _set_seed(self, seed: int) -> None:
+        self.config = self.config.replace(seed=seed)
+
+    @property
+    def evaluations(self) -> int:
+        """Network evaluations per projected activation."""
+        return self.config.evaluations
+
+    def _project(self, edited: Tensor, original: Tensor | None, layer: int | None) -> Tensor:
         return self.prior.project(edited, self.config, layer=layer, generator=self.generator)
+
+    def noise_time(self) -> float:
+        """The time the input is noised to (the grid time of ``t_start``; 0 for no projection)."""
+        cfg = self.config
+        return float(projection_schedule(float(cfg.t_start), cfg.num_steps, cfg.schedule)[0][0]) if cfg.t_start else 0.0
+
+    def diagnostics(
+        self, steered: Tensor, original: Tensor, *, seed: int = 0, layer: int | None = None
+    ) -> dict[str, Tensor]:
+        """``noised_norm_ratio`` of the noised input (noise seeded with ``seed``, :func:`noised_norm_ratio`)
+        and ``evaluations`` (network evaluations per activation)."""
+        if self.config.t_start <= 0:
+            return {}
+        eps = torch.randn(steered.shape, generator=torch.Generator().manual_seed(seed))
+        ratio = noised_norm_ratio(self.prior, steered, self.noise_time(), eps, layer)
+        return {"noised_norm_ratio": ratio, "evaluations": torch.full((len(ratio),), float(self.evaluations))}
 
     def __repr__(self) -> str:
         return f"PriorProjector({self.config})"
 
 
-class Identity:
+class Identity(BaseProjector):
     """No projection: plain additive steering, as a projector."""
 
     name = "plain"
 
-    def project(
-        self,
-        edited: Float[Tensor, "n d"],
-        *,
-        original: Float[Tensor, "n d"] | None = None,
-        layer: int | None = None,
-    ) -> Float[Tensor, "n d"]:
+    def _project(self, edited: Tensor, original: Tensor | None, layer: int | None) -> Tensor:
         return edited
 
-    def reset(self) -> Identity:
-        return self
 
-
-def _need_original(original: Tensor | None, who: str) -> Tensor:
-    if original is None:
-        raise ValueError(
-            f"{who} restores part of the unsteered activations: call project(edited, original=...) "
-            "(the steering hooks and steering_sweep pass it)."
-        )
-    return original
-
-
-class SAEProjector:
+class SAEProjector(BaseProjector):
     """An SAE-Lens SAE's round trip as a way back to the manifold.
 
     ``keep_error=False``: ``decode(encode(edited))`` (the SAE's reconstruction of the steered
@@ -160,24 +124,18 @@ class SAEProjector:
         inp = x if param is None else x.to(param.device, param.dtype)
         return self.sae.decode(self.sae.encode(inp)).to(x.device, x.dtype)
 
-    def project(
-        self,
-        edited: Float[Tensor, "n d"],
-        *,
-        original: Float[Tensor, "n d"] | None = None,
-        layer: int | None = None,
-    ) -> Float[Tensor, "n d"]:
+    def _project(self, edited: Tensor, original: Tensor | None, layer: int | None) -> Tensor:
         recon = self.reconstruct(edited)
         if not self.keep_error:
             return recon
-        original = _need_original(original, f"The SAE projector {self.name!r} (keep_error=True)")
+        original = self.need_original(original)
         return recon + (original - self.reconstruct(original))
 
     def __repr__(self) -> str:
         return f"SAEProjector(keep_error={self.keep_error})"
 
 
-class PCAProjector:
+class PCAProjector(BaseProjector):
     """Keep the steered activation in the top-``k`` principal subspace of natural activations and the
     unsteered activation in its complement: ``mean + P (edited - mean) + (I - P) (original - mean)``
     with ``P = U U^T`` the projector onto the top-``k`` principal directions ``U``.
@@ -215,23 +173,17 @@ class PCAProjector:
         _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)  # rows of vh: principal directions, by variance
         return cls(mean.float(), vh[:k].float(), name)
 
-    def project(
-        self,
-        edited: Float[Tensor, "n d"],
-        *,
-        original: Float[Tensor, "n d"] | None = None,
-        layer: int | None = None,
-    ) -> Float[Tensor, "n d"]:
-        u, mu = self.components.to(edited.device), self.mean.to(edited.device)
-        inside = ((edited.float() - mu) @ u.T) @ u  # the steered activation's principal part
-        rest = 0.0 if original is None else (original.float() - mu) - ((original.float() - mu) @ u.T) @ u
-        return (mu + inside + rest).to(edited.dtype)
+    def _project(self, edited: Tensor, original: Tensor | None, layer: int | None) -> Tensor:
+        u, mu = self.on(self.components, edited), self.on(self.mean, edited)
+        inside = ((edited - mu) @ u.T) @ u  # the steered activation's principal part
+        rest = 0.0 if original is None else (original - mu) - ((original - mu) @ u.T) @ u
+        return mu + inside + rest
 
     def __repr__(self) -> str:
         return f"PCAProjector(k={self.components.shape[0]})"
 
 
-class GaussianShrinkage:
+class GaussianShrinkage(BaseProjector):
     """In-distribution steering: cap the Mahalanobis distance ``sqrt((x - mean)^T precision (x - mean))``
     under a Gaussian fitted to natural activations at ``radius``.
 
@@ -295,20 +247,14 @@ class GaussianShrinkage:
         diff = x.double() - self.mean.to(x.device)
         return ((diff @ self.precision.to(x.device)) * diff).sum(-1).clamp_min(0).sqrt()
 
-    def project(
-        self,
-        edited: Float[Tensor, "n d"],
-        *,
-        original: Float[Tensor, "n d"] | None = None,
-        layer: int | None = None,
-    ) -> Float[Tensor, "n d"]:
-        prec, mu = self.precision.to(edited.device), self.mean.to(edited.device)
-        e = edited.double()
+    compute_dtype = torch.float64
+
+    def _project(self, edited: Tensor, original: Tensor | None, layer: int | None) -> Tensor:
+        prec, mu, e = self.on(self.precision, edited), self.on(self.mean, edited), edited
         if self.toward == "mean":
-            d = self.distance(e)
-            scale = torch.clamp(self.radius / d.clamp_min(1e-12), max=1.0)
-            return (mu + (e - mu) * scale[..., None]).to(edited.dtype)
-        o = _need_original(original, f"The projector {self.name!r} (toward='original')").double()
+            scale = torch.clamp(self.radius / self.distance(e).clamp_min(1e-12), max=1.0)
+            return mu + (e - mu) * scale[..., None]
+        o = self.need_original(original)
         delta, rel = e - o, o - mu
         a = ((delta @ prec) * delta).sum(-1)  # distance^2(o + s delta) = a s^2 + 2 b s + c
         b = ((delta @ prec) * rel).sum(-1)
@@ -317,7 +263,7 @@ class GaussianShrinkage:
         disc = (b**2 - a * (c - cap)).clamp_min(0)
         s = torch.where(a > 0, (-b + disc.sqrt()) / a.clamp_min(1e-300), torch.ones_like(a))
         s = s.clamp(0.0, 1.0)
-        return (o + s[..., None] * delta).to(edited.dtype)
+        return o + s[..., None] * delta
 
     def __repr__(self) -> str:
         return f"GaussianShrinkage(radius={self.radius:.3g}, toward={self.toward!r})"
