@@ -1,0 +1,197 @@
+"""The README and the documentation pages stay true: their code runs, their tables come from run files,
+the site's generated parts cover the package.
+
+Convention (docs/writing-docs.md): every fenced ``python`` block of ``README.md`` and ``docs/**/*.md``
+runs, in order, one namespace per page, in a scratch folder; a block that cannot run offline (or takes
+minutes) says so on the line just above it with ``<!-- not run: REASON -->``. Shell blocks (``bash``,
+``sh``, ``console``) are never run here, so each needs that line. ``text`` blocks are output or pictures,
+not code. A page whose blocks take over ~20 s on 2 cores carries ``<!-- docs-test: slow -->``.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+sys.path.insert(0, str(DOCS / "_hooks"))
+
+CODE = {"python", "py", "bash", "sh", "shell", "console"}
+SHELL = {"bash", "sh", "shell", "console"}
+NOT_RUN = re.compile(r"^<!--\s*not run:(.*?)-->\s*$")
+SLOW = "<!-- docs-test: slow -->"
+
+
+@dataclass
+class Block:
+    page: Path
+    line: int  # 1-based line of the opening fence
+    lang: str
+    code: str
+    not_run: str | None  # the reason, when marked
+
+
+def pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+
+
+def blocks(page: Path) -> list[Block]:
+    """The fenced blocks of ``page`` (also indented ones, e.g. inside an admonition), with their marks."""
+    lines = page.read_text().splitlines()
+    found, i = [], 0
+    while i < len(lines):
+        stripped = lines[i].lstrip()
+        if stripped.startswith("```"):
+            indent = len(lines[i]) - len(stripped)
+            lang = stripped[3:].strip().split(" ")[0].lower()
+            start, i = i, i + 1
+            while i < len(lines) and not lines[i].lstrip().startswith("```"):
+                i += 1
+            code = "\n".join(line[indent:] for line in lines[start + 1 : i])
+            prev = next((lines[j].strip() for j in range(start - 1, -1, -1) if lines[j].strip()), "")
+            mark = NOT_RUN.match(prev)
+            found.append(Block(page, start + 1, lang, code, mark.group(1).strip() if mark else None))
+        i += 1
+    return found
+
+
+def runnable_pages() -> list[Path]:
+    return [p for p in pages() if any(b.lang in {"python", "py"} and b.not_run is None for b in blocks(p))]
+
+
+def page_id(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+def test_every_code_block_runs_or_says_why_not():
+    problems = []
+    for page in pages():
+        for b in blocks(page):
+            where = f"{page_id(page)}:{b.line}"
+            if b.lang not in CODE:
+                continue
+            if b.not_run is not None and not b.not_run:
+                problems.append(f"{where}: `<!-- not run: -->` needs a reason")
+            if b.lang in SHELL and b.not_run is None:
+                problems.append(f"{where}: shell blocks are not run by the tests; mark it `<!-- not run: REASON -->`")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_block_parser_reads_marks_and_indented_fences(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text(
+        "text\n\n<!-- not run: needs the Hub -->\n```python\nx = 1\n```\n\n```python\ny = 2\n```\n"
+        "!!! note\n    ```bash\n    echo hi\n    ```\n```text\nout\n```\n"
+    )
+    got = [(b.line, b.lang, b.code, b.not_run) for b in blocks(page)]
+    assert got == [
+        (4, "python", "x = 1", "needs the Hub"),
+        (8, "python", "y = 2", None),
+        (12, "bash", "echo hi", None),
+        (15, "text", "out", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param(p, id=page_id(p), marks=[pytest.mark.slow] if SLOW in p.read_text() else [])
+        for p in runnable_pages()
+    ],
+)
+def test_page_code_runs(page, testbed, tmp_path, monkeypatch):
+    """Every unmarked python block of the page, in order, in one namespace, in a scratch folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace: dict = {"__name__": "__docs__"}
+    for b in blocks(page):
+        if b.lang in {"python", "py"} and b.not_run is None:
+            exec(compile(b.code, f"{page_id(page)}:{b.line}", "exec"), namespace)
+
+
+def test_readme_quickstart_is_short_and_defines_what_it_uses():
+    readme = ROOT / "README.md"
+    runnable = [b for b in blocks(readme) if b.lang == "python" and b.not_run is None]
+    assert runnable, "the README's quickstart must be a runnable python block"
+    quickstart = runnable[0].code
+    assert len(quickstart.splitlines()) <= 20
+    assert "direction =" in quickstart and "tl_glp.steer" in quickstart
+
+
+def test_the_docs_quickstart_is_the_readmes():
+    """Getting started shows the README's quickstart without running it twice: the two must not drift."""
+    readme = [b for b in blocks(ROOT / "README.md") if b.lang == "python" and b.not_run is None][0].code
+    assert readme in [b.code for b in blocks(DOCS / "getting-started.md") if b.lang == "python"]
+
+
+def test_generated_results_match_the_run_files():
+    """Every table between `<!-- generated: ... -->` markers is what docs/gen_results.py renders now."""
+    out = subprocess.run(
+        [sys.executable, str(DOCS / "gen_results.py"), "--check"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_page_is_in_the_nav():
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+
+    def walk(node):
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+        elif isinstance(node, dict):
+            for value in node.values():
+                yield from walk(value)
+
+    import mkdocs_hooks
+
+    in_nav = set(walk(mkdocs_hooks.on_config(cfg)["nav"]))  # with the API reference's entries the hook adds
+    generated = {f"api/{page}.md" for page in mkdocs_hooks.api_pages()}
+    assert generated <= in_nav
+    in_nav -= generated
+    on_disk = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md") if not p.relative_to(DOCS).parts[0].startswith("_")}
+    on_disk -= {p for p in on_disk if p.startswith("results/")}  # the run folders' notes, excluded from the site
+    assert on_disk - in_nav == set(), f"pages missing from mkdocs.yml's nav: {sorted(on_disk - in_nav)}"
+    assert in_nav - on_disk == set(), f"nav entries without a page: {sorted(in_nav - on_disk)}"
+
+
+def test_api_reference_covers_every_public_module():
+    import mkdocs_hooks
+
+    listed = [m for modules in mkdocs_hooks.api_pages().values() for m in modules]
+    assert len(listed) == len(set(listed))
+    for expected in ["tl_glp.core.prior", "tl_glp.steering.projectors", "tl_glp.studies.demo.settings"]:
+        assert expected in listed
+    assert not [m for m in listed if m.startswith("tl_glp.cli") or "._" in m]
+    assert list(mkdocs_hooks.api_pages())[0] == "tl_glp.core"  # the layers, bottom up
+
+
+def test_cli_reference_holds_every_commands_help():
+    import mkdocs_hooks
+
+    from tl_glp.cli import COMMANDS
+
+    text = mkdocs_hooks.cli_reference()
+    for name in COMMANDS:
+        assert f"## `tl-glp {name}`" in text
+    assert "usage: tl-glp demo" in text and "--prior-steps" in text
+    assert "\x1b[" not in text, "no terminal colour codes in the page"
+
+
+def test_docstring_doctests_become_fenced_blocks():
+    from griffe_doctests import fence_doctests
+
+    text = "Sum.\n\nExample:\n    >>> [1] + [2]\n    [1, 2]\n\nSee :class:`~tl_glp.GenerativePrior`."
+    assert fence_doctests(text) == (
+        "Sum.\n\nExample:\n    ```pycon\n    >>> [1] + [2]\n    [1, 2]\n    ```\n\nSee `tl_glp.GenerativePrior`."
+    )
