@@ -246,7 +246,7 @@ def regenerate(text: str) -> str:
 
 def add_run(src: Path, name: str, command: str, seed: int, sizes: str, machine: str, commit: str | None) -> Path:
     """Copy a run's small files (numbers.json, CSVs under 200 KB, report.md) into docs/results/<name>/
-    and write its run.json."""
+    and write its run.json (the demo's settings read from its report.md)."""
     dest = RESULTS / name
     dest.mkdir(parents=True, exist_ok=True)
     copied = []
@@ -256,6 +256,11 @@ def add_run(src: Path, name: str, command: str, seed: int, sizes: str, machine: 
             copied.append(path.name)
     if commit is None:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    settings = None
+    report = src / "report.md"
+    if report.is_file():  # the demo's report records its settings: `settings: `{...}``
+        m = re.search(r"settings: `(\{.*?\})`", report.read_text())
+        settings = json.loads(m.group(1)) if m else None
     info = {
         "command": command,
         "seed": seed,
@@ -264,6 +269,7 @@ def add_run(src: Path, name: str, command: str, seed: int, sizes: str, machine: 
         "machine": machine,
         "date": date.today().isoformat(),
         "files": copied,
+        "settings": settings,
     }
     (dest / "run.json").write_text(json.dumps(info, indent=2) + "\n")
     return dest

@@ -195,3 +195,76 @@ def test_docstring_doctests_become_fenced_blocks():
     assert fence_doctests(text) == (
         "Sum.\n\nExample:\n    ```pycon\n    >>> [1] + [2]\n    [1, 2]\n    ```\n\nSee `tl_glp.GenerativePrior`."
     )
+
+
+def fake_run(folder: Path, seed: int = 0, delta: float = 0.0123) -> Path:
+    """A run folder with the files the demo writes, holding numbers this test chose."""
+    import json
+
+    import pandas as pd
+
+    folder.mkdir(parents=True)
+    n = {
+        "seed": seed,
+        "eval_samples": 100,
+        "seconds": 61.0,
+        "lm_eval_docs": 5,
+        "lm_eval_tokens": 50,
+        **{
+            f"fd_{k}": v
+            for k, v in {"prior": 30.0, "lower_bound": 3.0, "held_out_halves": 5.0, "gaussian": 6.0}.items()
+        },
+        **{
+            f"fd_{k}_at_n": v
+            for k, v in {"prior": 50.0, "lower_bound": 19.0, "held_out_halves": 20.0, "gaussian": 22.0}.items()
+        },
+        "c2st_auc_prior": 0.55,
+        "c2st_auc_held_out": 0.5,
+        "c2st_auc_gaussian": 1.0,
+        "delta_lm_loss_prior": delta,
+        "delta_lm_loss_prior_ci": [delta - 0.001, delta + 0.001],
+        "delta_lm_loss_sae": 0.0,
+        "delta_lm_loss_sae_ci": [-0.001, 0.001],
+        "delta_lm_loss_prior_minus_sae": delta,
+        "delta_lm_loss_prior_minus_sae_ci": [delta - 0.001, delta + 0.001],
+        "map_gain_grammatical_prior_last": {"gain": -0.5, "ci": [-0.7, -0.3], "reason": ""},
+        "map_gain_nll_prior_last": {"gain": -2.0, "ci": [-3.0, -1.0], "reason": ""},
+        "map_plain_breaks_at": [1.5, 2.0],
+    }
+    (folder / "numbers.json").write_text(json.dumps(n))
+    rows = [("d1", "meta", 0.9), ("d1", "raw", 0.8), ("d2", "meta", 0.8), ("d2", "raw", 0.6)]
+    pd.DataFrame(
+        [{"dataset": d, "source": s, "feature": 0, "val_auc": a, "test_auc": a, "control": False} for d, s, a in rows]
+    ).to_csv(folder / "probing.csv", index=False)
+    pd.DataFrame({"condition": ["random"], "r": [0.1], "log_prob": [0.9], "denoising": [0.7]}).to_csv(
+        folder / "off_manifold.csv", index=False
+    )
+    info = {"command": "tl-glp demo", "seed": seed, "sizes": "default sizes", "commit": "abcdef0123", "machine": "m"}
+    (folder / "run.json").write_text(json.dumps(info))
+    return folder
+
+
+def test_gen_results_renders_what_the_files_hold_and_notices_a_stale_table(tmp_path, monkeypatch):
+    sys.path.insert(0, str(DOCS))
+    import gen_results
+
+    monkeypatch.setattr(gen_results, "RESULTS", tmp_path)
+    fake_run(tmp_path / "run-a")
+    page = "intro\n<!-- generated: verdicts run-a -->\nold text\n<!-- end generated -->\nafter\n"
+    new = gen_results.regenerate(page)
+    assert new.startswith("intro\n<!-- generated: verdicts run-a -->\n") and new.endswith(
+        "<!-- end generated -->\nafter\n"
+    )
+    assert "+0.0123 [+0.0113, +0.0133]" in new  # delta LM loss prior - SAE, as the file holds it
+    assert "the prior costs more LM loss than the SAE" in new  # the demo's own verdict rule
+    # paired over the two datasets: differences 0.1 and 0.2, Student-t CI with 1 degree of freedom
+    assert "| 1-D probing: meta-neurons - raw (test AUC) | +0.150 [-0.485, +0.785] | no clear difference" in new
+    assert "commit abcdef0" in new
+    assert gen_results.regenerate(new) == new  # idempotent: --check passes on a fresh page
+    fake_run(tmp_path / "run-b", seed=1, delta=0.5)
+    both = gen_results.regenerate("<!-- generated: demo_table run-a,run-b -->\n<!-- end generated -->")
+    assert "| figure | seed 0 | seed 1 |" in both and "+0.5000" in both and "30.0 / 3.0 / 5.0 / 6.0" in both
+    m = gen_results.regenerate("<!-- generated: steering_map run-a -->\n<!-- end generated -->")
+    assert "| prior | last | -0.50 [-0.70, -0.30] | -2.00 [-3.00, -1.00] |" in m and "r in {1.5, 2}" in m
+    with pytest.raises(SystemExit, match="unknown renderer"):
+        gen_results.regenerate("<!-- generated: nope run-a -->\n<!-- end generated -->")
