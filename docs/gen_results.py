@@ -240,7 +240,20 @@ def render(name: str, runs: str) -> str:
     return RENDERERS[name](folders).rstrip() + "\n"
 
 
+FENCE = re.compile(r"^( *)```.*?^\1```[^\n]*$", re.S | re.M)
+
+
 def regenerate(text: str) -> str:
+    """``text`` with every generated region outside fenced code blocks rendered anew (a marker shown
+    inside a code block, as in docs/writing-docs.md, is an example, not a region)."""
+    out, end = [], 0
+    for fence in FENCE.finditer(text):
+        out += [_regions(text[end : fence.start()]), fence.group(0)]
+        end = fence.end()
+    return "".join([*out, _regions(text[end:])])
+
+
+def _regions(text: str) -> str:
     return REGION.sub(lambda m: m.group(1) + render(m.group(2), m.group(3)) + m.group(5), text)
 
 

@@ -266,5 +266,7 @@ def test_gen_results_renders_what_the_files_hold_and_notices_a_stale_table(tmp_p
     assert "| figure | seed 0 | seed 1 |" in both and "+0.5000" in both and "30.0 / 3.0 / 5.0 / 6.0" in both
     m = gen_results.regenerate("<!-- generated: steering_map run-a -->\n<!-- end generated -->")
     assert "| prior | last | -0.50 [-0.70, -0.30] | -2.00 [-3.00, -1.00] |" in m and "r in {1.5, 2}" in m
+    example = "```text\n<!-- generated: RENDERER RUN -->\nx\n<!-- end generated -->\n```\n"
+    assert gen_results.regenerate(example + page) == example + new  # a marker inside a code block is an example
     with pytest.raises(SystemExit, match="unknown renderer"):
         gen_results.regenerate("<!-- generated: nope run-a -->\n<!-- end generated -->")
