@@ -101,7 +101,7 @@ def test_the_block_parser_reads_marks_and_indented_fences(tmp_path):
 @pytest.mark.parametrize(
     "page",
     [
-        pytest.param(p, id=page_id(p), marks=[pytest.mark.slow] if SLOW in p.read_text() else [])
+        pytest.param(p, id=page_id(p), marks=[pytest.mark.slow] if SLOW in p.read_text().splitlines() else [])
         for p in runnable_pages()
     ],
 )
