@@ -1,0 +1,272 @@
+"""The README and the documentation pages stay true: their code runs, their tables come from run files,
+the site's generated parts cover the package.
+
+Convention (docs/writing-docs.md): every fenced ``python`` block of ``README.md`` and ``docs/**/*.md``
+runs, in order, one namespace per page, in a scratch folder; a block that cannot run offline (or takes
+minutes) says so on the line just above it with ``<!-- not run: REASON -->``. Shell blocks (``bash``,
+``sh``, ``console``) are never run here, so each needs that line. ``text`` blocks are output or pictures,
+not code. A page whose blocks take over ~20 s on 2 cores carries ``<!-- docs-test: slow -->``.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+sys.path.insert(0, str(DOCS / "_hooks"))
+
+CODE = {"python", "py", "bash", "sh", "shell", "console"}
+SHELL = {"bash", "sh", "shell", "console"}
+NOT_RUN = re.compile(r"^<!--\s*not run:(.*?)-->\s*$")
+SLOW = "<!-- docs-test: slow -->"
+
+
+@dataclass
+class Block:
+    page: Path
+    line: int  # 1-based line of the opening fence
+    lang: str
+    code: str
+    not_run: str | None  # the reason, when marked
+
+
+def pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+
+
+def blocks(page: Path) -> list[Block]:
+    """The fenced blocks of ``page`` (also indented ones, e.g. inside an admonition), with their marks."""
+    lines = page.read_text().splitlines()
+    found, i = [], 0
+    while i < len(lines):
+        stripped = lines[i].lstrip()
+        if stripped.startswith("```"):
+            indent = len(lines[i]) - len(stripped)
+            lang = stripped[3:].strip().split(" ")[0].lower()
+            start, i = i, i + 1
+            while i < len(lines) and not lines[i].lstrip().startswith("```"):
+                i += 1
+            code = "\n".join(line[indent:] for line in lines[start + 1 : i])
+            prev = next((lines[j].strip() for j in range(start - 1, -1, -1) if lines[j].strip()), "")
+            mark = NOT_RUN.match(prev)
+            found.append(Block(page, start + 1, lang, code, mark.group(1).strip() if mark else None))
+        i += 1
+    return found
+
+
+def runnable_pages() -> list[Path]:
+    return [p for p in pages() if any(b.lang in {"python", "py"} and b.not_run is None for b in blocks(p))]
+
+
+def page_id(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+def test_every_code_block_runs_or_says_why_not():
+    problems = []
+    for page in pages():
+        for b in blocks(page):
+            where = f"{page_id(page)}:{b.line}"
+            if b.lang not in CODE:
+                continue
+            if b.not_run is not None and not b.not_run:
+                problems.append(f"{where}: `<!-- not run: -->` needs a reason")
+            if b.lang in SHELL and b.not_run is None:
+                problems.append(f"{where}: shell blocks are not run by the tests; mark it `<!-- not run: REASON -->`")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_block_parser_reads_marks_and_indented_fences(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text(
+        "text\n\n<!-- not run: needs the Hub -->\n```python\nx = 1\n```\n\n```python\ny = 2\n```\n"
+        "!!! note\n    ```bash\n    echo hi\n    ```\n```text\nout\n```\n"
+    )
+    got = [(b.line, b.lang, b.code, b.not_run) for b in blocks(page)]
+    assert got == [
+        (4, "python", "x = 1", "needs the Hub"),
+        (8, "python", "y = 2", None),
+        (12, "bash", "echo hi", None),
+        (15, "text", "out", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param(p, id=page_id(p), marks=[pytest.mark.slow] if SLOW in p.read_text().splitlines() else [])
+        for p in runnable_pages()
+    ],
+)
+def test_page_code_runs(page, testbed, tmp_path, monkeypatch):
+    """Every unmarked python block of the page, in order, in one namespace, in a scratch folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace: dict = {"__name__": "__docs__"}
+    for b in blocks(page):
+        if b.lang in {"python", "py"} and b.not_run is None:
+            exec(compile(b.code, f"{page_id(page)}:{b.line}", "exec"), namespace)
+
+
+def test_readme_quickstart_is_short_and_defines_what_it_uses():
+    readme = ROOT / "README.md"
+    runnable = [b for b in blocks(readme) if b.lang == "python" and b.not_run is None]
+    assert runnable, "the README's quickstart must be a runnable python block"
+    quickstart = runnable[0].code
+    assert len(quickstart.splitlines()) <= 20
+    assert "direction =" in quickstart and "tl_glp.steer" in quickstart
+
+
+def test_the_docs_quickstart_is_the_readmes():
+    """Getting started shows the README's quickstart without running it twice: the two must not drift."""
+    readme = [b for b in blocks(ROOT / "README.md") if b.lang == "python" and b.not_run is None][0].code
+    assert readme in [b.code for b in blocks(DOCS / "getting-started.md") if b.lang == "python"]
+
+
+def test_generated_results_match_the_run_files():
+    """Every table between `<!-- generated: ... -->` markers is what docs/gen_results.py renders now."""
+    out = subprocess.run(
+        [sys.executable, str(DOCS / "gen_results.py"), "--check"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_page_is_in_the_nav():
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+
+    def walk(node):
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+        elif isinstance(node, dict):
+            for value in node.values():
+                yield from walk(value)
+
+    import mkdocs_hooks
+
+    in_nav = set(walk(mkdocs_hooks.on_config(cfg)["nav"]))  # with the API reference's entries the hook adds
+    generated = {f"api/{page}.md" for page in mkdocs_hooks.api_pages()}
+    assert generated <= in_nav
+    in_nav -= generated
+    on_disk = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md") if not p.relative_to(DOCS).parts[0].startswith("_")}
+    on_disk -= {p for p in on_disk if p.startswith("results/")}  # the run folders' notes, excluded from the site
+    assert on_disk - in_nav == set(), f"pages missing from mkdocs.yml's nav: {sorted(on_disk - in_nav)}"
+    assert in_nav - on_disk == set(), f"nav entries without a page: {sorted(in_nav - on_disk)}"
+
+
+def test_api_reference_covers_every_public_module():
+    import mkdocs_hooks
+
+    listed = [m for modules in mkdocs_hooks.api_pages().values() for m in modules]
+    assert len(listed) == len(set(listed))
+    for expected in ["tl_glp.core.prior", "tl_glp.steering.projectors", "tl_glp.studies.demo.settings"]:
+        assert expected in listed
+    assert not [m for m in listed if m.startswith("tl_glp.cli") or "._" in m]
+    assert list(mkdocs_hooks.api_pages())[0] == "tl_glp.core"  # the layers, bottom up
+
+
+def test_cli_reference_holds_every_commands_help():
+    import mkdocs_hooks
+
+    from tl_glp.cli import COMMANDS
+
+    text = mkdocs_hooks.cli_reference()
+    for name in COMMANDS:
+        assert f"## `tl-glp {name}`" in text
+    assert "usage: tl-glp demo" in text and "--prior-steps" in text
+    assert "\x1b[" not in text, "no terminal colour codes in the page"
+
+
+def test_docstring_doctests_become_fenced_blocks():
+    from griffe_doctests import fence_doctests
+
+    text = "Sum.\n\nExample:\n    >>> [1] + [2]\n    [1, 2]\n\nSee :class:`~tl_glp.GenerativePrior`."
+    assert fence_doctests(text) == (
+        "Sum.\n\nExample:\n    ```pycon\n    >>> [1] + [2]\n    [1, 2]\n    ```\n\nSee `tl_glp.GenerativePrior`."
+    )
+
+
+def fake_run(folder: Path, seed: int = 0, delta: float = 0.0123) -> Path:
+    """A run folder with the files the demo writes, holding numbers this test chose."""
+    import json
+
+    import pandas as pd
+
+    folder.mkdir(parents=True)
+    n = {
+        "seed": seed,
+        "eval_samples": 100,
+        "seconds": 61.0,
+        "lm_eval_docs": 5,
+        "lm_eval_tokens": 50,
+        **{
+            f"fd_{k}": v
+            for k, v in {"prior": 30.0, "lower_bound": 3.0, "held_out_halves": 5.0, "gaussian": 6.0}.items()
+        },
+        **{
+            f"fd_{k}_at_n": v
+            for k, v in {"prior": 50.0, "lower_bound": 19.0, "held_out_halves": 20.0, "gaussian": 22.0}.items()
+        },
+        "c2st_auc_prior": 0.55,
+        "c2st_auc_held_out": 0.5,
+        "c2st_auc_gaussian": 1.0,
+        "delta_lm_loss_prior": delta,
+        "delta_lm_loss_prior_ci": [delta - 0.001, delta + 0.001],
+        "delta_lm_loss_sae": 0.0,
+        "delta_lm_loss_sae_ci": [-0.001, 0.001],
+        "delta_lm_loss_prior_minus_sae": delta,
+        "delta_lm_loss_prior_minus_sae_ci": [delta - 0.001, delta + 0.001],
+        "map_gain_grammatical_prior_last": {"gain": -0.5, "ci": [-0.7, -0.3], "reason": ""},
+        "map_gain_nll_prior_last": {"gain": -2.0, "ci": [-3.0, -1.0], "reason": ""},
+        "map_plain_breaks_at": [1.5, 2.0],
+    }
+    (folder / "numbers.json").write_text(json.dumps(n))
+    rows = [("d1", "meta", 0.9), ("d1", "raw", 0.8), ("d2", "meta", 0.8), ("d2", "raw", 0.6)]
+    pd.DataFrame(
+        [{"dataset": d, "source": s, "feature": 0, "val_auc": a, "test_auc": a, "control": False} for d, s, a in rows]
+    ).to_csv(folder / "probing.csv", index=False)
+    pd.DataFrame({"condition": ["random"], "r": [0.1], "log_prob": [0.9], "denoising": [0.7]}).to_csv(
+        folder / "off_manifold.csv", index=False
+    )
+    info = {"command": "tl-glp demo", "seed": seed, "sizes": "default sizes", "commit": "abcdef0123", "machine": "m"}
+    (folder / "run.json").write_text(json.dumps(info))
+    return folder
+
+
+def test_gen_results_renders_what_the_files_hold_and_notices_a_stale_table(tmp_path, monkeypatch):
+    sys.path.insert(0, str(DOCS))
+    import gen_results
+
+    monkeypatch.setattr(gen_results, "RESULTS", tmp_path)
+    fake_run(tmp_path / "run-a")
+    page = "intro\n<!-- generated: verdicts run-a -->\nold text\n<!-- end generated -->\nafter\n"
+    new = gen_results.regenerate(page)
+    assert new.startswith("intro\n<!-- generated: verdicts run-a -->\n") and new.endswith(
+        "<!-- end generated -->\nafter\n"
+    )
+    assert "+0.0123 [+0.0113, +0.0133]" in new  # delta LM loss prior - SAE, as the file holds it
+    assert "the prior costs more LM loss than the SAE" in new  # the demo's own verdict rule
+    # paired over the two datasets: differences 0.1 and 0.2, Student-t CI with 1 degree of freedom
+    assert "| 1-D probing: meta-neurons - raw (test AUC) | +0.150 [-0.485, +0.785] | no clear difference" in new
+    assert "commit abcdef0" in new
+    assert gen_results.regenerate(new) == new  # idempotent: --check passes on a fresh page
+    fake_run(tmp_path / "run-b", seed=1, delta=0.5)
+    both = gen_results.regenerate("<!-- generated: demo_table run-a,run-b -->\n<!-- end generated -->")
+    assert "| figure | seed 0 | seed 1 |" in both and "+0.5000" in both and "30.0 / 3.0 / 5.0 / 6.0" in both
+    m = gen_results.regenerate("<!-- generated: steering_map run-a -->\n<!-- end generated -->")
+    assert "| prior | last | -0.50 [-0.70, -0.30] | -2.00 [-3.00, -1.00] |" in m and "r in {1.5, 2}" in m
+    example = "```text\n<!-- generated: RENDERER RUN -->\nx\n<!-- end generated -->\n```\n"
+    assert gen_results.regenerate(example + page) == example + new  # a marker inside a code block is an example
+    with pytest.raises(SystemExit, match="unknown renderer"):
+        gen_results.regenerate("<!-- generated: nope run-a -->\n<!-- end generated -->")
