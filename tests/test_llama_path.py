@@ -305,16 +305,22 @@ def test_demo_command_on_a_local_folder(llama_dir, tmp_path):
             "eval_samples=200",
             "--set",
             "strengths=1.0",
+            "--set",
+            f"judge_model={llama_dir}",  # the fluency judge: any local folder (here the model itself)
         ]
     )
     assert code == 0
     report = (out / "report.md").read_text()
     assert "Llama-3.2-1B" in report and HOOK in report
     assert (out / "probing.csv").is_file() and (out / "steering.csv").is_file()
-    # the steering head to head runs on a real model too: every projector vs plain, NLL fluency
-    assert "Steering head to head" in report and (out / "steering_map.csv").is_file()
+    steering = pd.read_csv(out / "steering.csv")
+    assert {"concept", "nll", "nll_judge", "distinct_2"} <= set(steering.columns)  # VADER, the judge, repetition
     numbers = json.loads((out / "numbers.json").read_text())
-    assert {f"map_gain_nll_{p}" for p in ("prior", "sae", "sae+error", "pca k=16", "gaussian cap")} <= set(numbers)
+    check = numbers["direction_check"]
+    assert "Direction check" in report and "VADER" in numbers["judges"]
+    # a random model's continuations do not move VADER: the head to head is left out, and the report says why
+    assert not check["steers"] and "steering_map_skipped" in numbers
+    assert "head to head is left out" in report and not (out / "steering_map.csv").exists()
 
 
 def test_demo_dataset_arguments_with_csv_files():

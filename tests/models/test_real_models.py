@@ -61,3 +61,37 @@ def test_a_registered_model_loads_by_name_and_matches_transformers(name, toleran
     clock = time.perf_counter()
     again = models.resolve_model(name, progress=False)  # the folder is reused: only the checksum is computed
     assert time.perf_counter() - clock < 10 and models.read_manifest(again)["name"] == name
+
+
+def test_the_demo_runs_on_smollm2_in_quick_mode(tmp_path):
+    """``tl-glp demo --model smollm2-135m --quick``: the offline corpus, the prior, sample quality, delta LM
+    loss against an SAE-Lens SAE, steering judged by VADER, Gemma-3-270M's NLL and distinct-2 with the
+    direction check first, and probing on SAE-Probes datasets (the issue's target: at most 6 minutes on 2 CPU cores)."""
+    import json
+
+    import pandas as pd
+
+    need("smollm2-135m")
+    pytest.importorskip("vaderSentiment", reason="the concept judge: pip install 'tl-glp[judges]'")
+    pytest.importorskip("sae_probes", reason="the offline corpus: pip install 'tl-glp[probes]'")
+    from tl_glp.studies.demo import DemoSettings, run_demo
+
+    judge = "gemma3-270m" if models.status("gemma3-270m") != "missing" else ""
+    settings = DemoSettings.from_overrides(DemoSettings.quick(), [f"judge_model={judge}"])
+    clock = time.perf_counter()
+    result = run_demo(tmp_path / "demo", model_name="smollm2-135m", settings=settings, progress=False)
+    print(f"demo --model smollm2-135m --quick: {time.perf_counter() - clock:.0f} s")
+    out = tmp_path / "demo"
+    numbers = json.loads((out / "numbers.json").read_text())
+    assert numbers == json.loads(json.dumps(result.numbers, default=str))
+    for key in ("fd_prior", "fd_robust_prior", "fd_robust_gaussian", "c2st_auc_prior", "delta_lm_loss_prior"):
+        assert numbers[key] == numbers[key], key  # finite, not NaN
+    steering = pd.read_csv(out / "steering.csv")
+    assert {"concept", "distinct_2"} <= set(steering.columns) and ("nll_judge" in steering.columns) == bool(judge)
+    assert steering[steering.method == "none"].prompt.tolist()[:2] == ["I think that", "The movie was"]
+    check = numbers["direction_check"]
+    assert "steers" in check and ("steering_map_skipped" in numbers) != check["steers"]
+    probing = pd.read_csv(out / "probing.csv")
+    assert probing.dataset.nunique() == settings.probe_datasets
+    report = (out / "report.md").read_text()
+    assert "Direction check" in report and "smollm2-135m" in report and (out / "norms.png").is_file()

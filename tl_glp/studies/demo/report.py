@@ -31,6 +31,41 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def _steering_intro(n: dict) -> list[str]:
+    """What the steering section measures: the testbed's ground truth, or a real model's outside judges and
+    the direction check that decides whether projectors are compared at all."""
+    if "judges" not in n:
+        return [
+            "Positive-sentiment direction (difference of means at the token before a judged adjective), plain vs prior-guided steering at the last position of each forward pass. "
+            "`concept`: ground-truth sentiment score of the continuation (+1 all positive, -1 all negative), averaged over the `n_concept_scored` generations that hold a sentiment word "
+            "(n/a where none does); `grammatical`: share of continuations the grammar accepts; `nll`: the unsteered model's NLL of the continuation (lower = more fluent). "
+            "The conclusions above compare the two Pareto fronts at matched concept, with a bootstrap CI over prompts."
+        ]
+    check = n.get("direction_check", {})
+    lines = [
+        "Positive-sentiment direction: a contrastive difference of means (three positive minus three negative sentences, last token), "
+        "plain vs prior-guided steering at the last position of each forward pass, on neutral prompt stems. "
+        f"Judges nobody here wrote: {n['judges']}. `nll` is the steered model's own NLL (it rewards repetition; read it beside distinct-2). "
+        "The conclusions above compare the two Pareto fronts at matched concept, with a bootstrap CI over prompts.",
+    ]
+    if check.get("per_r"):
+        lines += [
+            "",
+            f"**Direction check** (before any projector is compared): unsteered VADER {check['unsteered']:+.3f}; plain steering's best shift "
+            f"{check['shift']:+.3f} [95% CI {check['ci_low']:+.3f}, {check['ci_high']:+.3f}] at r = {check['best_r']} over {check['n_prompts']} prompts: "
+            + ("the direction steers." if check["steers"] else "the direction does **not** steer clearly."),
+        ]
+    else:
+        lines += [
+            "",
+            "**Direction check** (before any projector is compared): the concept judge scored none of the plain-steered "
+            "continuations (no sentiment word in any): the direction does **not** steer measurably.",
+        ]
+    if "steering_map_skipped" in n:
+        lines += ["", f"The steering head to head is left out: {n['steering_map_skipped']}."]
+    return lines
+
+
 def write_report(result: DemoResult, cfg: DemoSettings, model_name: str, hook: str) -> None:
     """``report.md`` (sections numbered as the stages) and ``numbers.json`` in ``result.out_dir``, each atomically."""
     n = result.numbers
@@ -101,10 +136,7 @@ def write_report(result: DemoResult, cfg: DemoSettings, model_name: str, hook: s
         "",
         "## 4. Steering",
         "",
-        "Positive-sentiment direction (difference of means at the token before a judged adjective), plain vs prior-guided steering at the last position of each forward pass. "
-        "`concept`: ground-truth sentiment score of the continuation (+1 all positive, -1 all negative), averaged over the `n_concept_scored` generations that hold a sentiment word "
-        "(n/a where none does); `grammatical`: share of continuations the grammar accepts; `nll`: the unsteered model's NLL of the continuation (lower = more fluent). "
-        "The conclusions above compare the two Pareto fronts at matched concept, with a bootstrap CI over prompts.",
+        *_steering_intro(n),
         "",
         "![pareto](steering_pareto.png)",
         "",

@@ -23,6 +23,7 @@ from tl_glp.saes import load_sae, sae_reconstruction_hook, train_sae
 from tl_glp.steering import diff_of_means, matched_concept_gain, plot_pareto, projection_hook, steering_sweep
 from tl_glp.studies.demo.corpus import DEMO_NEGATIVE, DEMO_POSITIVE, corpus_texts, split_dataset_args
 from tl_glp.studies.demo.quality import heavy_tail_quality
+from tl_glp.studies.demo.real import NEUTRAL_STEMS, direction_check, offline_texts, outside_judges, probing_subsets
 from tl_glp.studies.demo.report import library_versions, write_report
 from tl_glp.studies.demo.settings import STAGES, TESTBED_ONLY_STAGES, DemoResult, DemoSettings
 from tl_glp.studies.demo.verdicts import conclusions, steering_table, summary_text
@@ -132,8 +133,13 @@ def run_demo(
         model = load_model(model_name, device=device, bridge=bridge, progress=progress)
         if hook is None:
             hook = f"blocks.{model.cfg.n_layers // 2}.hook_resid_post"
-        corpus, probe_args = split_dataset_args(datasets)
-        texts = corpus_texts(corpus, probe_args, cfg.n_docs + cfg.lm_eval_docs)
+        if datasets:
+            corpus, probe_args = split_dataset_args(datasets)
+            texts = corpus_texts(corpus, probe_args, cfg.n_docs + cfg.lm_eval_docs)
+        else:  # offline: the SAE-Probes texts, split so that no evaluation text is in training
+            say.step("the SAE-Probes corpus, split into training and evaluation documents (no near duplicates across)")
+            train_part, eval_part = offline_texts(cfg.n_docs, cfg.lm_eval_docs, seed=cfg.seed, progress=progress)
+            texts = train_part + eval_part
     train_texts, eval_texts = texts[: cfg.n_docs], texts[cfg.n_docs :]
 
     # 2. activations ----------------------------------------------------------------------------
@@ -147,10 +153,14 @@ def run_demo(
     result.numbers["activation_rows"] = len(acts)
 
     # 3. the prior --------------------------------------------------------------------------------
-    say.stage("prior", f"{cfg.n_blocks} blocks, {cfg.prior_steps} steps of {cfg.prior_batch} rows")
+    width = 2 * data.shape[-1] if cfg.prior_d_hidden <= 0 else min(2 * data.shape[-1], cfg.prior_d_hidden)
+    say.stage(
+        "prior",
+        f"{cfg.n_blocks} blocks of width {width} (MLP {2 * width}), {cfg.prior_steps} steps of {cfg.prior_batch} rows",
+    )
 
     train_src = InMemoryActivations(train_rows[:, None], [hook], acts.model_name, acts.model_processing)
-    prior = GenerativePrior.from_activations(train_src, n_blocks=cfg.n_blocks)
+    prior = GenerativePrior.from_activations(train_src, n_blocks=cfg.n_blocks, d_hidden=width, d_mlp=2 * width)
     run = train(
         prior,
         train_src,
@@ -248,12 +258,16 @@ def run_demo(
         prompts = steering_prompts(testbed.language, cfg.steer_prompts, seed=cfg.seed + 3)
         scorers: list[Any] = [grammatical_scorer(testbed.language)]
         concept: Any = concept_scorer(testbed.language)
-    else:
+        fluencies: tuple[str, ...] = ("grammatical", "nll")
+    else:  # judges nobody here wrote: VADER for concept, another family's NLL and distinct-2 for fluency
         positive, negative = DEMO_POSITIVE, DEMO_NEGATIVE
-        prompts = ["I think that", "The movie was", "Yesterday we", "My friend said"][: cfg.steer_prompts]
-        scorers, concept = [], None
-    # the sentiment direction where it matters: at the last token before a judged adjective
-    direction = diff_of_means(model, positive, negative, hook, positions="last" if testbed is not None else "all")
+        prompts = NEUTRAL_STEMS[: cfg.steer_prompts]
+        say.step(f"the judges: VADER, distinct-2 and the NLL under {cfg.judge_model or '(no judge model)'}")
+        concept, scorers, fluencies, result.numbers["judges"] = outside_judges(
+            cfg.judge_model, device=device, progress=progress
+        )
+    # a contrastive direction where it matters: at the last token of sentences that carry the sentiment
+    direction = diff_of_means(model, positive, negative, hook, positions="last")
     df = steering_sweep(
         model,
         direction,
@@ -271,18 +285,34 @@ def run_demo(
     plot_pareto(df, out / "steering_pareto.png", title="Sentiment steering: concept vs fluency")
     result.figures.append("steering_pareto.png")
     result.tables["steering"] = steering_table(df)
-    if concept is not None:
-        for fluency in ("grammatical", "nll"):
-            if fluency in df.columns:
-                gain = matched_concept_gain(df, fluency=fluency, seed=cfg.seed)
-                result.numbers[f"steering_gain_{fluency}"] = gain.to_dict()
+    for fluency in fluencies:
+        if fluency in df.columns:
+            gain = matched_concept_gain(df, fluency=fluency, seed=cfg.seed)
+            result.numbers[f"steering_gain_{fluency}"] = gain.to_dict()
+    # check the direction first: does plain steering move the concept judge at all?
+    check = direction_check(df, seed=cfg.seed)
+    result.numbers["direction_check"] = check
+    if testbed is None:
+        say.step(
+            f"direction check: plain steering moves VADER by {check['shift']:+.3f} [{check['ci_low']:+.3f}, "
+            f"{check['ci_high']:+.3f}] at r = {check['best_r']} ({'steers' if check['steers'] else 'does not steer'})"
+            if check["per_r"]
+            else "direction check: no prompt was scored"
+        )
     mid = sorted(cfg.strengths)[len(cfg.strengths) // 2]
     chosen = df[df.r.isin([0.0, mid])].sort_values(["prompt", "method"], kind="stable")
     examples = chosen[chosen.prompt.isin(list(dict.fromkeys(df.prompt))[:4])]  # none / plain / prior side by side
     result.tables["steering_examples"] = examples[["prompt", "method", "r", "continuation"]]
 
     # 4b. steering head to head (tl_glp.studies.steering_map) -- begin --------------------------------------------
-    if cfg.map_prompts > 0:
+    if cfg.map_prompts > 0 and testbed is None and not check["steers"]:
+        result.numbers["steering_map_skipped"] = (
+            "plain steering does not move the concept judge clearly (the CI of its best shift holds 0), so "
+            "projectors are not compared: a head to head would measure noise"
+        )
+        say.stage("steering head to head", "left out")
+        say.step(result.numbers["steering_map_skipped"])
+    elif cfg.map_prompts > 0:
         say.stage(
             "steering head to head", f"{cfg.map_prompts} prompts x {len(cfg.map_strengths)} strengths x every projector"
         )
@@ -305,7 +335,19 @@ def run_demo(
                 testbed, prior, train_rows, sae_model, direction, n_probe_prefixes=cfg.map_probe_prefixes, **map_args
             )
         else:  # the same sweep and diagnosis on prefixes of held-out text, concept along the direction, NLL fluency
-            steering_map = model_steering_map(model, prior, train_rows, sae_model, direction, eval_texts, **map_args)
+            map_args["strengths"] = cfg.real_map_strengths
+            steering_map = model_steering_map(
+                model,
+                prior,
+                train_rows,
+                sae_model,
+                direction,
+                eval_texts,
+                concept=concept,
+                scorers=scorers,
+                fluencies=fluencies,
+                **map_args,
+            )
         result.numbers.update(steering_map.numbers)
         result.tables["steering_map_md"] = steering_map.markdown
         result.figures += steering_map.figures
@@ -316,8 +358,10 @@ def run_demo(
     sources = [MetaNeurons(prior), RawActivations(), MLPNeurons(), PCAFeatures(64), SAEFeatures(sae_model)]
     if testbed is not None:
         probe_sets: Any = [load_dataset(frame, name=name) for name, frame in testbed.datasets.items()]
-    else:
+    elif datasets:
         probe_sets = split_dataset_args(datasets)[1]
+    else:
+        probe_sets = probing_subsets(cfg.probe_datasets, cfg.probe_examples, seed=cfg.seed)
     probing = run_probing(model, prior, sources, probe_sets, hook_name=hook, top_k=cfg.probe_top_k, progress=progress)
     probing.to_csv(out / "probing.csv")
     probing.plot(out / "probing.png", a="meta", b="raw")

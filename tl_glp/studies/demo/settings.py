@@ -46,6 +46,10 @@ class DemoSettings:
     0.01x 42, at 0.001x 46; 8000 steps at 0.01x gave 44. Real rows of other documents score 25 there."""
     n_blocks: int = 3
     """Denoiser blocks of the prior."""
+    prior_d_hidden: int = 512
+    """Most hidden width of the prior: ``d_hidden = min(2 * d_input, prior_d_hidden)`` and ``d_mlp = 2 *
+    d_hidden`` (the paper's widths up to d_input 256; the testbed's are unchanged). A CPU trains SmolLM2's
+    paper-width prior (d_input 576: d_hidden 1152, d_mlp 2304) about 4x slower; 0 lifts the cap."""
     eval_samples: int = 4000
     """Generated and held-out activations per side for the Frechet distance (FD-infinity) and c2st (``full()``: 10,000)."""
     sample_steps: int = 50
@@ -100,6 +104,18 @@ class DemoSettings:
     map_probe_prefixes: int = 800
     """Prefixes the ground-truth latent probes of the diagnosis train on."""
 
+    # --- on a real model (tl_glp.studies.demo.real; issue 25) ---
+    judge_model: str = "gemma3-270m"
+    """Real models: the fluency judge, a model of another family than the steered one (a registered name,
+    a ``.gguf`` file or a model folder; ``""`` leaves the NLL judge out, distinct-2 stays)."""
+    real_map_strengths: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    """Real models: strengths r of the head to head (SmolLM2's text breaks near r = 1, the testbed's near 1.5)."""
+    probe_datasets: int = 24
+    """Real models without ``--dataset``: SAE-Probes datasets probed, spread over the 113 (0: all 113)."""
+    probe_examples: int = 300
+    """Real models without ``--dataset``: prompts per probed dataset, half of each class (0: all; a CPU
+    forward over all 334k prompts takes hours)."""
+
     @classmethod
     def from_overrides(cls, base: DemoSettings, overrides: list[str]) -> DemoSettings:
         """``base`` with ``FIELD=VALUE`` strings applied (what ``tl-glp demo --set`` passes), each
@@ -150,6 +166,9 @@ class DemoSettings:
             map_new_tokens=4,
             map_diagnose=16,
             map_probe_prefixes=300,
+            real_map_strengths=(0.25, 1.0),
+            probe_datasets=4,
+            probe_examples=200,
         )
 
     @classmethod

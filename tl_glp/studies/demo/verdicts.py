@@ -15,7 +15,7 @@ def steering_table(df: Any) -> Any:
     """Per method and strength: how many generations, how many of them have a concept score (a
     continuation without a sentiment word has none), and the means of the scores (concept over
     the scored ones only; NaN, printed "n/a", only where none was scored)."""
-    metrics = [c for c in ("concept", "grammatical", "nll") if c in df.columns]
+    metrics = [c for c in ("concept", "grammatical", "nll", "nll_judge", "distinct_2") if c in df.columns]
     groups = df.groupby(["method", "r"], sort=True)
     table = groups.size().rename("n_generations").to_frame()
     if "concept" in df.columns:
@@ -38,10 +38,18 @@ def fd_ci(numbers: dict, name: str, digits: int = 3) -> str:
     return f"[{lo_hi[0]:.{digits}f}, {lo_hi[1]:.{digits}f}]" if lo_hi else "n/a"
 
 
-PRACTICAL_MARGINS = {"delta_lm_loss": 0.01, "grammatical": 0.05, "nll": 0.1, "probe_auc": 0.01}
+PRACTICAL_MARGINS = {
+    "delta_lm_loss": 0.01,
+    "grammatical": 0.05,
+    "nll": 0.1,
+    "nll_judge": 0.1,
+    "distinct_2": 0.05,
+    "probe_auc": 0.01,
+}
 """The smallest difference each headline comparison treats as real, fixed before any run: delta LM
 loss 0.01 nats per token (0.6% of the testbed's clean loss; the paper's GLP-vs-SAE gap is 0.15),
-fluency 0.05 in share of grammatical continuations or 0.1 nats of NLL, probe AUC 0.01 (the
+fluency 0.05 in share of grammatical continuations, 0.1 nats of NLL (the judge model's too) or 0.05 in
+distinct-2, probe AUC 0.01 (the
 region of practical equivalence Benavoli et al. 2017 use for classifier comparisons)."""
 
 
@@ -89,7 +97,13 @@ def conclusions(result: DemoResult) -> Any:
             ),
         }
     )
-    for fluency, unit in (("grammatical", "share grammatical"), ("nll", "NLL, sign flipped")):
+    units = {
+        "grammatical": "share grammatical",
+        "nll": "NLL, sign flipped",
+        "nll_judge": "judge model's NLL, sign flipped",
+        "distinct_2": "distinct-2",
+    }
+    for fluency, unit in units.items():
         gain = n.get(f"steering_gain_{fluency}")
         if gain is None:
             continue
