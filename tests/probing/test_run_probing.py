@@ -170,3 +170,37 @@ def test_sae_probes_own_evaluation_runs_on_the_meta_neuron_adapter(tiny_model, t
     assert [m["k"] for m in metrics] == [1, 4]
     assert all(0.0 <= m["test_auc"] <= 1.0 for m in metrics)
     assert max(max(m["indices"]) for m in metrics) < prior.n_features
+
+
+def test_run_probing_passes_its_context_size_to_the_extraction(tiny_model, monkeypatch):
+    """``context_size`` reaches the activations: a truncated prompt (BOS + last tokens) gives other
+    last-token activations above layer 0, and the probe reads exactly those."""
+    from tl_glp.probing import runner
+
+    seen = []
+    real_extract = runner.last_token_activations
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("context_size"))
+        return real_extract(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "last_token_activations", recording)
+    frame = concept_frame(240, seed=4)
+    for context in (None, 3):
+        run_probing(tiny_model, None, ["raw"], [frame], hook_name=HOOK, top_k=8, controls=False, progress=False)
+        run_probing(
+            tiny_model,
+            None,
+            ["raw"],
+            [frame],
+            hook_name=HOOK,
+            top_k=8,
+            controls=False,
+            context_size=context,
+            progress=False,
+        )
+    assert seen == [None, None, None, 3]
+    long_prompts = [p for p in frame.prompt if len(tiny_model.to_tokens(p)[0]) > 3][:4]
+    full = real_extract(tiny_model, long_prompts, [HOOK])[HOOK]
+    cut = real_extract(tiny_model, long_prompts, [HOOK], context_size=3)[HOOK]
+    assert not torch.allclose(full, cut)

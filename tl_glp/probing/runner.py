@@ -63,6 +63,7 @@ def run_probing(
     cache_dir: str | Path | None = None,
     batch_size: int = 32,
     padding_side: str = "right",
+    context_size: int | None = None,
     seed: int = 42,
     progress: bool = True,
 ) -> ProbingResults:
@@ -80,6 +81,9 @@ def run_probing(
         controls: also probe every source on labels shuffled across the dataset (a permutation
             null: the test AUC a feature reaches by chance).
         cache_dir: cache last-token activations on disk, so another source does not re-run the model.
+        context_size: the most tokens kept per prompt (default: the model's context, at most 1024, as
+            SAE-Probes); longer prompts keep BOS and their last tokens
+            (:func:`~tl_glp.probing.last_token_activations`).
     """
     import pandas as pd
 
@@ -101,6 +105,7 @@ def run_probing(
             needed,
             batch_size=batch_size,
             padding_side=padding_side,
+            context_size=context_size,
             cache_dir=cache_dir,
             cache_key=ds.name,
         )

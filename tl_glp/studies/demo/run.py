@@ -362,7 +362,16 @@ def run_demo(
         probe_sets = split_dataset_args(datasets)[1]
     else:
         probe_sets = probing_subsets(cfg.probe_datasets, cfg.probe_examples, seed=cfg.seed)
-    probing = run_probing(model, prior, sources, probe_sets, hook_name=hook, top_k=cfg.probe_top_k, progress=progress)
+    probing = run_probing(
+        model,
+        prior,
+        sources,
+        probe_sets,
+        hook_name=hook,
+        top_k=cfg.probe_top_k,
+        context_size=None if testbed is not None else cfg.probe_context,
+        progress=progress,
+    )
     probing.to_csv(out / "probing.csv")
     probing.plot(out / "probing.png", a="meta", b="raw")
     result.figures.append("probing.png")

@@ -115,6 +115,9 @@ class DemoSettings:
     probe_examples: int = 300
     """Real models without ``--dataset``: prompts per probed dataset, half of each class (0: all; a CPU
     forward over all 334k prompts takes hours)."""
+    probe_context: int = 256
+    """Real models: the most tokens kept per probing prompt (BOS and the last ones, as SAE-Probes truncates;
+    SAE-Probes keeps 1024, which makes the long-text datasets dominate a CPU run)."""
 
     @classmethod
     def from_overrides(cls, base: DemoSettings, overrides: list[str]) -> DemoSettings:
