@@ -88,3 +88,19 @@ def test_outside_judges_score_with_vader_distinct_2_and_a_judge_model(tmp_path):
     assert d2 == distinct_n(texts, 2) and all(np.isfinite(nll))
     no_model = real.outside_judges("", progress=False)
     assert no_model[2] == ("distinct_2",)
+
+
+def test_the_report_states_the_direction_check_and_why_the_head_to_head_is_left_out():
+    from tl_glp.studies.demo.report import _steering_intro
+
+    base = [0.0, 0.1, -0.1, 0.05, 0.0, 0.02]
+    check = real.direction_check(_sweep({0.5: [0.3, -0.2, 0.1, -0.1, 0.1, -0.25]}, base), n_boot=200, seed=0)
+    numbers = {"judges": "VADER; distinct-2", "direction_check": check, "steering_map_skipped": "the CI holds 0"}
+    text = "\n".join(_steering_intro(numbers))
+    assert f"{check['shift']:+.3f}" in text and "does **not** steer" in text
+    assert "head to head is left out: the CI holds 0" in text
+    # nothing scored at all: the report says so instead of printing NaNs
+    empty = "\n".join(_steering_intro({"judges": "VADER", "direction_check": real.direction_check(_sweep({}, base))}))
+    assert "scored none" in empty and "nan" not in empty.lower()
+    # the testbed's report has no judges and no direction check
+    assert "Direction check" not in "\n".join(_steering_intro({}))
