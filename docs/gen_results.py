@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 REGION = re.compile(r"(<!-- generated: (\w+) ([\w.,-]+) -->\n)(.*?)(<!-- end generated -->)", re.S)
+DIAGNOSIS_MEANS = "steering_diagnosis_means.csv"  # a map's diagnosis, averaged per projector and r by --add-run
 SMALL_FILE = 200_000  # bytes: what --add-run copies (numbers.json and the CSVs below this size)
 RENDERERS: dict[str, Callable[[list[Path]], str]] = {}
 
@@ -107,6 +108,16 @@ def verdicts(runs: list[Path]) -> str:
     return table(["comparison", "estimate [95% CI]", "verdict"], rows) + "\n\n" + source_line(runs)
 
 
+FLUENCY_LABELS = {
+    "grammatical": "grammatical",
+    "nll": "NLL",
+    "nll_judge": "judge NLL",
+    "distinct_2": "distinct-2",
+}
+"""The fluency columns a demo or a map can hold (testbed: grammatical, NLL; real models: the steered
+model's NLL, the judge model's NLL, distinct-2), with their labels."""
+
+
 @renderer
 def demo_table(runs: list[Path]) -> str:
     """The demo's figures side by side, one column per run: fidelity, delta LM loss, steering, probing."""
@@ -132,15 +143,26 @@ def demo_table(runs: list[Path]) -> str:
             "c2st prior / held-out / Gaussian": four(
                 "c2st_auc_prior", "c2st_auc_held_out", "c2st_auc_gaussian", fmt="{:.3f}"
             ),
+        }
+        for kind, label in (("norm", "standardised"), ("robust", "robust")):
+            keys = [f"fd_{kind}_{ref}" for ref in ("prior", "lower_bound", "held_out_halves", "gaussian")]
+            if all(k in n for k in keys):
+                col[f"FD {label} prior / lower / halves / Gaussian"] = four(*keys)
+        col |= {
             "dLM prior": with_ci("delta_lm_loss_prior"),
             "dLM SAE": with_ci("delta_lm_loss_sae"),
             "dLM prior-SAE": with_ci("delta_lm_loss_prior_minus_sae"),
         }
-        for fluency in ("grammatical", "nll"):
+        check = n.get("direction_check")
+        if check and check.get("per_r"):
+            col["direction check: VADER shift (best r)"] = (
+                f"{ci(check['shift'], check['ci_low'], check['ci_high'], 3)} at r {check['best_r']:g}"
+                + ("" if check["steers"] else ", does not steer")
+            )
+        for fluency, label in FLUENCY_LABELS.items():
             g = n.get(f"steering_gain_{fluency}")
             if g is not None:
-                label = "steer gain (grammatical)" if fluency == "grammatical" else "steer gain (NLL)"
-                col[label] = ci(g["gain"], g["ci_low"], g["ci_high"])
+                col[f"steer gain ({label})"] = ci(g["gain"], g["ci_low"], g["ci_high"])
         for source in ["meta", "raw", "mlp", "pca", *[s for s in means.index if s.startswith("sae")]]:
             if source in means.index:
                 col[f"probe {source}"] = f"{means[source]:.3f}"
@@ -161,9 +183,12 @@ def demo_table(runs: list[Path]) -> str:
 @renderer
 def steering_map(runs: list[Path]) -> str:
     """The steering head to head: each projector's fluency gain over plain at matched concept (one column
-    per run and fluency measure), where plain's grammar breaks, and what the prior flips most there."""
-    key = re.compile(r"map_gain_(grammatical|nll)_(.+?)(?:_(last|all))?$")
+    per run and fluency measure), its generation cost per token as a ratio to plain (the range over runs),
+    where plain's grammar breaks, and what the prior flips most there."""
+    fluencies = "|".join(sorted(FLUENCY_LABELS, key=len, reverse=True))  # nll_judge before nll
+    key = re.compile(rf"map_gain_({fluencies})_(.+?)(?:_(last|all))?$")
     cells: dict[tuple[str, str], dict[str, str]] = {}
+    costs: dict[tuple[str, str], list[float]] = {}
     notes = []
     for run in runs:
         n, seed = numbers(run), run_info(run)["seed"]
@@ -173,6 +198,9 @@ def steering_map(runs: list[Path]) -> str:
                 fluency, method, positions = m.group(1), m.group(2), m.group(3) or "last"
                 text = ci(value["gain"], *value["ci"], 2) if math.isfinite(value["gain"]) else value["reason"]
                 cells.setdefault((method, positions), {})[f"{fluency}, seed {seed}"] = text
+        for name, value in n.get("map_cost_seconds", {}).items():
+            method, _, positions = name.partition(" @ ")
+            costs.setdefault((method, positions or "last"), []).append(value["vs_plain"])
         broken = n.get("map_plain_breaks_at")
         if broken is not None:
             notes.append(
@@ -189,13 +217,131 @@ def steering_map(runs: list[Path]) -> str:
                 f"Seed {seed}: there, the prior's projection flips **{flips['latent']}** most beyond plain steering "
                 f"(flip rate over plain's, averaged over those r: {others})."
             )
-    columns = [f"{f}, seed {run_info(run)['seed']}" for f in ("grammatical", "nll") for run in runs]
-    header = ["projector", "positions", *[c.replace("nll", "NLL (sign flipped)") for c in columns]]
-    rows = [[method, positions, *[cell.get(c, "-") for c in columns]] for (method, positions), cell in cells.items()]
+    present = [f for f in FLUENCY_LABELS if any(c.startswith(f"{f}, ") for cell in cells.values() for c in cell)]
+    columns = [f"{f}, seed {run_info(run)['seed']}" for f in present for run in runs]
+    labels = [
+        f"{FLUENCY_LABELS[f]}{' (sign flipped)' if f.startswith('nll') else ''}, seed {run_info(run)['seed']}"
+        for f in present
+        for run in runs
+    ]
+    with_cost = bool(costs)
+    header = ["projector", "positions", *labels, *(["wall-clock cost per token vs plain"] if with_cost else [])]
+    rows = []
+    for (method, positions), cell in cells.items():
+        row = [method, positions, *[cell.get(c, "-") for c in columns]]
+        if with_cost:
+            ratios = costs.get((method, positions), [])
+            lo, hi = (f"{min(ratios):.1f}", f"{max(ratios):.1f}") if ratios else ("", "")
+            row.append("-" if not ratios else f"{lo}x" if lo == hi else f"{lo}-{hi}x")
+        rows.append(row)
     out = table(header, rows)
     if notes:
         out += "\n\n" + "\n".join(f"- {note}" for note in notes)
     return out + "\n\n" + source_line(runs)
+
+
+PAPER = {
+    "fd_ratio": "2.8x (Llama-1B, d6; 0.61 / 0.22), 2.3x (Llama-8B; 5.93 / 2.60)",
+    "delta_lm_loss_prior": "+0.051 (Llama-8B)",
+    "delta_lm_loss_sae": "+0.198 (Llama-8B)",
+    "probe": {"meta": "0.84 / 0.87", "raw": "0.77 / 0.77", "mlp": "0.79 / 0.82", "sae": "0.70 / 0.76"},
+    "meta_minus_raw": "+0.07 / +0.10 (from the means)",
+    "steering": "the prior more fluent at matched concept (Pareto fronts; no single figure)",
+}
+"""The paper's figures (Luo et al., 2026; ../shared/reference/glp-method.md section 9): Tables 1, 2 and 4
+and the steering result. These are the only typed numbers here, and they are the paper's, not ours."""
+
+
+@renderer
+def real_vs_paper(runs: list[Path]) -> str:
+    """A real model's demo runs beside the paper: sample quality, delta LM loss, 1-D probing and steering
+    (one column per run, then the paper's Llama figures)."""
+    cols, paper = [], {}
+    for run in runs:
+        n, probes = numbers(run), probing(run)
+        means = probes.table[~probes.table["control"]].groupby("source")["test_auc"].mean()
+        paired = probes.paired("meta", seed=n.get("seed", 0)).set_index("other")
+        col = {}
+        fd = f"FD@{n['eval_samples']} prior / lower bound (raw rows)"
+        col[fd] = (
+            f"{n['fd_prior_at_n'] / n['fd_lower_bound_at_n']:.1f}x ({n['fd_prior_at_n']:.0f} / {n['fd_lower_bound_at_n']:.0f})"
+        )
+        paper[fd] = PAPER["fd_ratio"]
+        if "fd_robust_prior" in n:
+            key = "FD prior / lower bound (robust rows); Gaussian / lower"
+            col[key] = (
+                f"{n['fd_robust_prior'] / n['fd_robust_lower_bound']:.1f}x; "
+                f"{n['fd_robust_gaussian'] / n['fd_robust_lower_bound']:.1f}x"
+            )
+        col["c2st AUC prior (0.5: indistinguishable); Gaussian"] = (
+            f"{n['c2st_auc_prior']:.3f}; {n['c2st_auc_gaussian']:.3f}"
+        )
+        for name, label in (("prior", "delta LM loss, prior projection"), ("sae", "delta LM loss, TopK SAE")):
+            col[label] = ci(n[f"delta_lm_loss_{name}"], *n[f"delta_lm_loss_{name}_ci"], 3)
+            paper[label] = PAPER[f"delta_lm_loss_{name}"]
+        for source in ("meta", "raw", "mlp", "pca", "sae"):
+            match = [s for s in means.index if s == source or (source == "sae" and s.startswith("sae"))]
+            if match:
+                label = f"1-D probing mean test AUC, {source}"
+                col[label] = f"{means[match[0]]:.3f} ({probes.table['dataset'].nunique()} datasets)"
+                if source in PAPER["probe"]:
+                    paper[label] = PAPER["probe"][source] + " (1B / 8B, 113 datasets)"
+        if "raw" in paired.index:
+            p = paired.loc["raw"]
+            col["meta - raw, paired over datasets"] = ci(p.mean_difference, p.ci_low, p.ci_high)
+            paper["meta - raw, paired over datasets"] = PAPER["meta_minus_raw"]
+        check = n.get("direction_check", {})
+        if check.get("per_r"):
+            col["direction check: plain's VADER shift"] = (
+                f"{ci(check['shift'], check['ci_low'], check['ci_high'])} at r {check['best_r']:g}"
+                + ("" if check["steers"] else " (does not steer)")
+            )
+        for fluency in ("nll_judge", "distinct_2"):
+            g = n.get(f"steering_gain_{fluency}")
+            if g is not None:
+                label = f"prior vs plain at matched concept ({FLUENCY_LABELS[fluency]})"
+                col[label] = ci(g["gain"], g["ci_low"], g["ci_high"])
+                paper[label] = PAPER["steering"]
+        cols.append(col)
+    labels = list(dict.fromkeys(k for col in cols for k in col))
+    header = ["figure", *[f"seed {run_info(run)['seed']}" for run in runs], "paper (Llama)"]
+    rows = [[label, *[col.get(label, "-") for col in cols], paper.get(label, "-")] for label in labels]
+    return table(header, rows) + "\n\n" + source_line(runs)
+
+
+@renderer
+def map_diagnosis(runs: list[Path]) -> str:
+    """What each projector of a steering map changes, at the smallest and the largest strength: the mean
+    over runs of the diagnosis's per-activation means (the range over runs in brackets where there are several)."""
+    import pandas as pd
+
+    frames = [pd.read_csv(run / DIAGNOSIS_MEANS) for run in runs]
+    columns = {
+        "moved": "moved (/ act_norm)",
+        "kept": "kept along w",
+        "kl": "next-token KL",
+        "noised_norm_ratio": "noised-input norm ratio",
+        "evaluations": "network evaluations",
+    }
+    strengths = sorted(frames[0]["r"].unique())
+    picked = [strengths[0], strengths[-1]]
+    rows = []
+    for projector in dict.fromkeys(frames[0]["projector"]):
+        for r in picked:
+            row = [projector, f"{r:g}"]
+            for column in columns:
+                values = [
+                    float(f.loc[(f.projector == projector) & (f.r == r), column].mean()) for f in frames if column in f
+                ]
+                values = [v for v in values if math.isfinite(v)]
+                if not values:
+                    row.append("-")
+                elif len(values) == 1 or max(values) - min(values) < 5e-4:
+                    row.append(f"{sum(values) / len(values):.3g}")
+                else:
+                    row.append(f"{sum(values) / len(values):.3g} ({min(values):.3g}-{max(values):.3g})")
+            rows.append(row)
+    return table(["projector", "r", *columns.values()], rows) + "\n\n" + source_line(runs)
 
 
 @renderer
@@ -267,6 +413,14 @@ def add_run(src: Path, name: str, command: str, seed: int, sizes: str, machine: 
         if path.suffix in {".json", ".csv", ".md"} and path.is_file() and path.stat().st_size < SMALL_FILE:
             shutil.copy2(path, dest / path.name)
             copied.append(path.name)
+    diagnosis = src / "steering_diagnosis.csv"
+    if diagnosis.is_file() and diagnosis.stat().st_size >= SMALL_FILE:  # one row per activation: keep the means
+        import pandas as pd
+
+        frame = pd.read_csv(diagnosis)
+        means = frame.drop(columns=["row", "prompt"], errors="ignore").groupby(["projector", "r"], sort=False).mean()
+        means.reset_index().to_csv(dest / DIAGNOSIS_MEANS, index=False)
+        copied.append(DIAGNOSIS_MEANS)
     if commit is None:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     settings = None
