@@ -224,7 +224,9 @@ def steering_map(runs: list[Path]) -> str:
         for f in present
         for run in runs
     ]
-    with_cost = bool(costs)
+    # wall-clock costs only where every run says its machine was idle: on shared, loaded cores they varied
+    # 5-10x between seeds of one map (network evaluations per activation, map_diagnosis, are the stable cost)
+    with_cost = bool(costs) and all("idle" in run_info(run)["machine"] for run in runs)
     header = ["projector", "positions", *labels, *(["wall-clock cost per token vs plain"] if with_cost else [])]
     rows = []
     for (method, positions), cell in cells.items():
@@ -322,6 +324,7 @@ def map_diagnosis(runs: list[Path]) -> str:
         "kl": "next-token KL",
         "noised_norm_ratio": "noised-input norm ratio",
         "evaluations": "network evaluations",
+        "flip_tense": "tense probe flips (testbed)",
     }
     strengths = sorted(frames[0]["r"].unique())
     picked = [strengths[0], strengths[-1]]
