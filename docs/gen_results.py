@@ -278,6 +278,12 @@ def real_vs_paper(runs: list[Path]) -> str:
         col["c2st AUC prior (0.5: indistinguishable); Gaussian"] = (
             f"{n['c2st_auc_prior']:.3f}; {n['c2st_auc_gaussian']:.3f}"
         )
+        settings = run_info(run).get("settings") or {}
+        if "sae_fraction_variance_unexplained" in n:
+            col["TopK SAE: L0 (k), steps; FVU on held-out rows"] = (
+                f"{settings.get('sae_k', '?')}, {settings.get('sae_steps', '?')}; "
+                f"{n['sae_fraction_variance_unexplained']:.3f}"
+            )
         for name, label in (("prior", "delta LM loss, prior projection"), ("sae", "delta LM loss, TopK SAE")):
             col[label] = ci(n[f"delta_lm_loss_{name}"], *n[f"delta_lm_loss_{name}_ci"], 3)
             paper[label] = PAPER[f"delta_lm_loss_{name}"]
@@ -306,7 +312,7 @@ def real_vs_paper(runs: list[Path]) -> str:
                 paper[label] = PAPER["steering"]
         cols.append(col)
     labels = list(dict.fromkeys(k for col in cols for k in col))
-    header = ["figure", *[f"seed {run_info(run)['seed']}" for run in runs], "paper (Llama)"]
+    header = ["figure", *[f"seed {run_info(run)['seed']}, {run_info(run)['sizes']}" for run in runs], "paper (Llama)"]
     rows = [[label, *[col.get(label, "-") for col in cols], paper.get(label, "-")] for label in labels]
     return table(header, rows) + "\n\n" + source_line(runs)
 
