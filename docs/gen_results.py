@@ -137,9 +137,8 @@ def demo_table(runs: list[Path]) -> str:
             "FD-inf prior / lower / held-out halves / Gaussian": four(
                 "fd_prior", "fd_lower_bound", "fd_held_out_halves", "fd_gaussian"
             ),
-            f"FD@{n['eval_samples']} prior / lower / halves / Gaussian": four(
-                "fd_prior_at_n", "fd_lower_bound_at_n", "fd_held_out_halves_at_n", "fd_gaussian_at_n"
-            ),
+            "FD@N prior / lower / halves / Gaussian": f"N {n['eval_samples']}: "
+            + four("fd_prior_at_n", "fd_lower_bound_at_n", "fd_held_out_halves_at_n", "fd_gaussian_at_n"),
             "c2st prior / held-out / Gaussian": four(
                 "c2st_auc_prior", "c2st_auc_held_out", "c2st_auc_gaussian", fmt="{:.3f}"
             ),
@@ -175,7 +174,7 @@ def demo_table(runs: list[Path]) -> str:
         col["seconds"] = f"{n['seconds']:.0f}"
         cols.append(col)
     labels = list(dict.fromkeys(k for col in cols for k in col))
-    header = ["figure", *[f"seed {run_info(run)['seed']}" for run in runs]]
+    header = ["figure", *[f"seed {run_info(run)['seed']}, {run_info(run)['sizes']}" for run in runs]]
     rows = [[label, *[col.get(label, "-") for col in cols]] for label in labels]
     return table(header, rows) + "\n\n" + source_line(runs)
 
@@ -264,9 +263,10 @@ def real_vs_paper(runs: list[Path]) -> str:
         means = probes.table[~probes.table["control"]].groupby("source")["test_auc"].mean()
         paired = probes.paired("meta", seed=n.get("seed", 0)).set_index("other")
         col = {}
-        fd = f"FD@{n['eval_samples']} prior / lower bound (raw rows)"
+        fd = "FD prior / lower bound (raw rows, N per side)"
         col[fd] = (
-            f"{n['fd_prior_at_n'] / n['fd_lower_bound_at_n']:.1f}x ({n['fd_prior_at_n']:.0f} / {n['fd_lower_bound_at_n']:.0f})"
+            f"{n['fd_prior_at_n'] / n['fd_lower_bound_at_n']:.1f}x "
+            f"({n['fd_prior_at_n']:.0f} / {n['fd_lower_bound_at_n']:.0f}; N {n['eval_samples']})"
         )
         paper[fd] = PAPER["fd_ratio"]
         if "fd_robust_prior" in n:

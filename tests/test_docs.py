@@ -263,10 +263,78 @@ def test_gen_results_renders_what_the_files_hold_and_notices_a_stale_table(tmp_p
     assert gen_results.regenerate(new) == new  # idempotent: --check passes on a fresh page
     fake_run(tmp_path / "run-b", seed=1, delta=0.5)
     both = gen_results.regenerate("<!-- generated: demo_table run-a,run-b -->\n<!-- end generated -->")
-    assert "| figure | seed 0 | seed 1 |" in both and "+0.5000" in both and "30.0 / 3.0 / 5.0 / 6.0" in both
+    assert "| figure | seed 0, default sizes | seed 1, default sizes |" in both and "+0.5000" in both
+    assert "30.0 / 3.0 / 5.0 / 6.0" in both and "N 100: 50.0 / 19.0 / 20.0 / 22.0" in both
     m = gen_results.regenerate("<!-- generated: steering_map run-a -->\n<!-- end generated -->")
     assert "| prior | last | -0.50 [-0.70, -0.30] | -2.00 [-3.00, -1.00] |" in m and "r in {1.5, 2}" in m
     example = "```text\n<!-- generated: RENDERER RUN -->\nx\n<!-- end generated -->\n```\n"
     assert gen_results.regenerate(example + page) == example + new  # a marker inside a code block is an example
     with pytest.raises(SystemExit, match="unknown renderer"):
         gen_results.regenerate("<!-- generated: nope run-a -->\n<!-- end generated -->")
+
+
+def test_gen_results_renders_a_real_model_run_beside_the_paper_and_a_maps_diagnosis(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    sys.path.insert(0, str(DOCS))
+    import gen_results
+
+    monkeypatch.setattr(gen_results, "RESULTS", tmp_path)
+    run = fake_run(tmp_path / "real")
+    n = json.loads((run / "numbers.json").read_text())
+    check = {"steers": False, "best_r": 0.25, "shift": 0.2, "ci_low": -0.01, "ci_high": 0.4, "per_r": {"0.25": {}}}
+    n |= {
+        **{
+            f"fd_robust_{k}": v
+            for k, v in {"prior": 13.0, "lower_bound": 10.0, "held_out_halves": 9.0, "gaussian": 27.0}.items()
+        },
+        **{
+            f"fd_norm_{k}": v
+            for k, v in {"prior": 1.0, "lower_bound": 2.0, "held_out_halves": 3.0, "gaussian": 4.0}.items()
+        },
+        "sae_fraction_variance_unexplained": 0.5,
+        "direction_check": check,
+        "steering_gain_nll_judge": {"gain": -0.4, "ci_low": -0.9, "ci_high": -0.1},
+        "steering_gain_distinct_2": {"gain": 0.0, "ci_low": -0.02, "ci_high": 0.01},
+        "map_gain_nll_judge_prior_all": {"gain": -1.0, "ci": [-1.5, -0.5], "reason": ""},
+        "map_gain_distinct_2_prior_all": {"gain": 0.1, "ci": [0.0, 0.2], "reason": ""},
+    }
+    (run / "numbers.json").write_text(json.dumps(n))
+    info = json.loads((run / "run.json").read_text()) | {"sizes": "--quick", "settings": {"sae_k": 16, "sae_steps": 60}}
+    (run / "run.json").write_text(json.dumps(info))
+    text = gen_results.regenerate("<!-- generated: real_vs_paper real -->\n<!-- end generated -->")
+    assert "| figure | seed 0, --quick | paper (Llama) |" in text
+    assert "2.6x (50 / 19; N 100)" in text and "1.3x; 2.7x" in text  # FD ratios to the floor, raw and robust
+    assert "16, 60; 0.500" in text and "+0.012 [+0.011, +0.013]" in text and "+0.051 (Llama-8B)" in text
+    assert "+0.200 [-0.010, +0.400] at r 0.25 (does not steer)" in text and "-0.400 [-0.900, -0.100]" in text
+    assert "| meta - raw, paired over datasets | +0.150 [-0.485, +0.785] |" in text
+    table = gen_results.regenerate("<!-- generated: demo_table real -->\n<!-- end generated -->")
+    assert "| FD robust prior / lower / halves / Gaussian | 13.0 / 10.0 / 9.0 / 27.0 |" in table
+    assert "steer gain (judge NLL) | -0.400 [-0.900, -0.100]" in table and "does not steer" in table
+    m = gen_results.regenerate("<!-- generated: steering_map real -->\n<!-- end generated -->")
+    assert "judge NLL (sign flipped), seed 0" in m and "distinct-2, seed 0" in m  # nll_judge is not read as nll
+    assert "| prior | all | - | - | -1.00 [-1.50, -0.50] | +0.10 [+0.00, +0.20] |" in m
+    # a map's diagnosis: means per projector at the smallest and largest r, the range over runs
+    for seed, moved in ((0, 0.2), (1, 0.4)):
+        folder = tmp_path / f"map{seed}"
+        folder.mkdir()
+        (folder / "run.json").write_text(json.dumps(info | {"seed": seed}))
+        pd.DataFrame(
+            [
+                {
+                    "projector": p,
+                    "r": r,
+                    "moved": moved * r if p == "prior" else 0.0,
+                    "kept": 1.0,
+                    "kl": 0.1,
+                    "evaluations": 10.0 if p == "prior" else float("nan"),
+                }
+                for p in ("plain", "prior")
+                for r in (0.5, 1.0, 2.0)
+            ]
+        ).to_csv(folder / gen_results.DIAGNOSIS_MEANS, index=False)
+    d = gen_results.regenerate("<!-- generated: map_diagnosis map0,map1 -->\n<!-- end generated -->")
+    assert "| prior | 0.5 | 0.15 (0.1-0.2) | 1 | 0.1 | - | 10 | - |" in d and "| prior | 2 | 0.6 (0.4-0.8) |" in d
+    assert "| plain | 1 |" not in d  # only the smallest and the largest strength
