@@ -108,6 +108,12 @@ def verdicts(runs: list[Path]) -> str:
     return table(["comparison", "estimate [95% CI]", "verdict"], rows) + "\n\n" + source_line(runs)
 
 
+def direction_check_text(check: dict) -> str:
+    """The demo's direction check in one cell: plain steering's best VADER shift, its CI and strength."""
+    text = f"{ci(check['shift'], check['ci_low'], check['ci_high'], 3)} at r {check['best_r']:g}"
+    return text + ("" if check["steers"] else " (does not steer)")
+
+
 FLUENCY_LABELS = {
     "grammatical": "grammatical",
     "nll": "NLL",
@@ -154,10 +160,7 @@ def demo_table(runs: list[Path]) -> str:
         }
         check = n.get("direction_check")
         if check and check.get("per_r"):
-            col["direction check: VADER shift (best r)"] = (
-                f"{ci(check['shift'], check['ci_low'], check['ci_high'], 3)} at r {check['best_r']:g}"
-                + ("" if check["steers"] else ", does not steer")
-            )
+            col["direction check: VADER shift (best r)"] = direction_check_text(check)
         for fluency, label in FLUENCY_LABELS.items():
             g = n.get(f"steering_gain_{fluency}")
             if g is not None:
@@ -182,8 +185,8 @@ def demo_table(runs: list[Path]) -> str:
 @renderer
 def steering_map(runs: list[Path]) -> str:
     """The steering head to head: each projector's fluency gain over plain at matched concept (one column
-    per run and fluency measure), its generation cost per token as a ratio to plain (the range over runs),
-    where plain's grammar breaks, and what the prior flips most there."""
+    per run and fluency measure), its wall-clock cost per token as a ratio to plain where every run was on
+    idle cores (the range over runs), where plain's grammar breaks, and what the prior flips most there."""
     fluencies = "|".join(sorted(FLUENCY_LABELS, key=len, reverse=True))  # nll_judge before nll
     key = re.compile(rf"map_gain_({fluencies})_(.+?)(?:_(last|all))?$")
     cells: dict[tuple[str, str], dict[str, str]] = {}
@@ -300,10 +303,7 @@ def real_vs_paper(runs: list[Path]) -> str:
             paper["meta - raw, paired over datasets"] = PAPER["meta_minus_raw"]
         check = n.get("direction_check", {})
         if check.get("per_r"):
-            col["direction check: plain's VADER shift"] = (
-                f"{ci(check['shift'], check['ci_low'], check['ci_high'])} at r {check['best_r']:g}"
-                + ("" if check["steers"] else " (does not steer)")
-            )
+            col["direction check: plain's VADER shift"] = direction_check_text(check)
         for fluency in ("nll_judge", "distinct_2"):
             g = n.get(f"steering_gain_{fluency}")
             if g is not None:
