@@ -94,6 +94,46 @@ def test_each_rank_reads_only_its_slice_of_a_store(tmp_path):
     assert [int((tmp_path / f"read.{r}").read_text()) for r in range(2)] == [7 * 32, 7 * 32]
 
 
+def _resume_worker(rank, world, init_file, out):
+    """Trains 4 steps into ``out``; then, resuming, rank 1 reads the folder slowly and records whether
+    ``train_config.json`` changed under it while it read (the file rank 0 rewrites on every start)."""
+    from tl_glp.training import trainer
+
+    dist = _init(rank, world, init_file)
+    check_same_run = trainer._check_same_run
+
+    def slow_reader(folder, fingerprint):
+        before = os.stat(folder / "train_config.json")
+        check_same_run(folder, fingerprint)
+        time.sleep(1.0)  # rank 0 is far ahead by now: without a barrier it rewrites the file in this window
+        after = os.stat(folder / "train_config.json")
+        same = (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+        Path(f"{out}.read").write_text("unchanged" if same else "rewritten while rank 1 read it")
+
+    try:
+        data = torch.randn(512, 1, 8, generator=torch.Generator().manual_seed(0))
+        cfg = TrainConfig(batch_size=32, max_steps=4, checkpoint_every=2, progress=False, eval_every=0, prefetch=0)
+        for attempt in range(2):
+            if attempt == 1 and rank == 1:
+                trainer._check_same_run = slow_reader
+            torch.manual_seed(0)
+            prior = GenerativePrior.from_activations(InMemoryActivations(data, [HOOK]), n_blocks=1)
+            train(prior, InMemoryActivations(data, [HOOK]), cfg, out_dir=out)
+    finally:
+        trainer._check_same_run = check_same_run
+        dist.destroy_process_group()
+
+
+def test_a_resuming_rank_reads_the_run_folder_before_rank_0_rewrites_it(tmp_path):
+    """Every rank reads the run's fingerprint and checkpoint on resume, and rank 0 then rewrites
+    train_config.json. A rank still reading must never see that file change (a half-written file failed a
+    resumed torchrun in CI): rank 0 writes only after every rank has read, and writes atomically."""
+    mp.spawn(_resume_worker, args=(2, str(tmp_path / "init"), tmp_path / "run"), nprocs=2, join=True)
+    assert (tmp_path / "run.read").read_text() == "unchanged"
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["fingerprint"]["total_steps"] == 4
+    assert (tmp_path / "run" / "checkpoints" / "step_00000004").is_dir()
+
+
 def _stream_worker(rank, world, init_file, out):
     dist = _init(rank, world, init_file)
     try:
@@ -217,6 +257,13 @@ def _torchrun(out, delay, steps, port):
     )
 
 
+def _what_each_rank_said(proc) -> str:
+    """The end of each rank's own error output (torchrun's tail alone shows only the rank that failed last)."""
+    lines = proc.stderr.read().decode().splitlines()
+    by_rank = {r: [ln for ln in lines if ln.startswith(f"[rank{r}]")][-25:] for r in range(2)}
+    return "\n".join(["\n".join(v) for v in by_rank.values()] + lines[-15:])
+
+
 @pytest.mark.slow
 def test_a_killed_two_rank_streaming_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     port = 29500 + os.getpid() % 1000
@@ -233,9 +280,9 @@ def test_a_killed_two_rank_streaming_run_resumes_and_ends_like_an_uninterrupted_
     )
     assert [s["rank"] for s in state["stream"]] == [0, 1]  # both ranks' stream positions in the one checkpoint
     resumed = _torchrun(tmp_path / "killed", 0.0, 40, port + 1)
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-3000:]
+    assert resumed.wait(timeout=300) == 0, _what_each_rank_said(resumed)
     straight = _torchrun(tmp_path / "straight", 0.0, 40, port + 2)
-    assert straight.wait(timeout=300) == 0, straight.stderr.read().decode()[-3000:]
+    assert straight.wait(timeout=300) == 0, _what_each_rank_said(straight)
     a = GenerativePrior.from_pretrained(tmp_path / "straight").state_dict()
     b = GenerativePrior.from_pretrained(tmp_path / "killed").state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

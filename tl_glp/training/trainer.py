@@ -43,6 +43,7 @@ from tl_glp.training.metrics import frechet_distance
 from tl_glp.training.schedule import lr_factor
 
 METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "train_config.json"
 
 
 @dataclass
@@ -162,12 +163,17 @@ def train(
         )  # starting over: old checkpoints must not be resumed later
     start_step = state["step"]
     metrics = _read_metrics(out, upto=start_step) if out is not None else []
+    if world > 1 and out is not None:
+        dist.barrier()  # every rank has read the folder (fingerprint, checkpoint, metrics) before rank 0 rewrites it
     if rank == 0 and out is not None:
         out.mkdir(parents=True, exist_ok=True)
         _write_metrics(out, metrics)
-        (out / "train_config.json").write_text(
-            json.dumps({**cfg.to_dict(), "source": src.describe(), "fingerprint": fingerprint}, indent=2, default=str)
-        )
+        with _io.atomic_path(out / CONFIG_FILE) as tmp:
+            tmp.write_text(
+                json.dumps(
+                    {**cfg.to_dict(), "source": src.describe(), "fingerprint": fingerprint}, indent=2, default=str
+                )
+            )
     loss_module: nn.Module = _LossModule(prior)
     if world > 1:
         loss_module = data_parallel(loss_module, device)
@@ -397,7 +403,7 @@ def _fingerprint(
 
 
 def _check_same_run(out: Path, fingerprint: dict[str, Any]) -> None:
-    saved_path = out / "train_config.json"
+    saved_path = out / CONFIG_FILE
     if not saved_path.is_file():
         return
     saved = json.loads(saved_path.read_text()).get("fingerprint")

@@ -6,13 +6,13 @@ Nothing printed is NaN: a figure that could not be computed is written ``n/a`` w
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tl_glp.core import _io
 from tl_glp.core._plot import pyplot, save_figure
 from tl_glp.studies.scaling.fit import PowerLawFit, compute_frontier, fit_power_law, spearman_ci
 
@@ -71,13 +71,14 @@ def write_report(
     _plot_loss(out / "loss_vs_compute.png", table, fit)
     _plot_downstream(out / "downstream_vs_loss.png", table, refs)
     text = _markdown(table, refs, cfg, timing, fit, fit_error, correlations, model_name, hook_name, steering)
-    (out / "report.md").write_text(text)
+    with _io.atomic_path(out / "report.md") as tmp:
+        tmp.write_text(text)
     summary = {
         "fit": fit.to_dict() if fit else None,
         "fit_error": fit_error,
         "correlations": {k: v.to_dict() for k, v in correlations.items()},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _io.write_json(out / "summary.json", summary)
     return fit, correlations
 
 
