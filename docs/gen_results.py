@@ -114,6 +114,15 @@ def direction_check_text(check: dict) -> str:
     return text + ("" if check["steers"] else " (does not steer)")
 
 
+def direction_choice_text(choice: dict) -> str:
+    """The demo's direction choice in one cell: the layer and side chosen, and its calibration shift."""
+    layer = choice["hook"].split(".")[1] if choice["hook"].startswith("blocks.") else choice["hook"]
+    return (
+        f"layer {layer} towards {choice['target']} (calibration: "
+        f"{ci(choice['shift'], choice['ci_low'], choice['ci_high'], 3)} at r {choice['best_r']:g})"
+    )
+
+
 FLUENCY_LABELS = {
     "grammatical": "grammatical",
     "nll": "NLL",
@@ -158,6 +167,8 @@ def demo_table(runs: list[Path]) -> str:
             "dLM SAE": with_ci("delta_lm_loss_sae"),
             "dLM prior-SAE": with_ci("delta_lm_loss_prior_minus_sae"),
         }
+        if "direction_choice" in n:
+            col["steering direction chosen"] = direction_choice_text(n["direction_choice"])
         check = n.get("direction_check")
         if check and check.get("per_r"):
             col["direction check: VADER shift (best r)"] = direction_check_text(check)
@@ -301,6 +312,8 @@ def real_vs_paper(runs: list[Path]) -> str:
             p = paired.loc["raw"]
             col["meta - raw, paired over datasets"] = ci(p.mean_difference, p.ci_low, p.ci_high)
             paper["meta - raw, paired over datasets"] = PAPER["meta_minus_raw"]
+        if "direction_choice" in n:
+            col["steering direction chosen"] = direction_choice_text(n["direction_choice"])
         check = n.get("direction_check", {})
         if check.get("per_r"):
             col["direction check: plain's VADER shift"] = direction_check_text(check)

@@ -177,6 +177,12 @@ def test_options_reach_the_library_dataclasses():
     assert quick.quick and quick.settings == dataclasses.replace(DemoSettings.quick(), prior_steps=7, seed=3)
     full = parse("demo", command("demo"), ["--full", "--seed", "2"])  # the README's full-size run, behind a flag
     assert full.full and full.settings == dataclasses.replace(DemoSettings.full(), seed=2)
+    # a real model starts from the real-model sizes; --quick and flags still win; the testbed keeps its own
+    for model in (["--model", "smollm2-135m"], ["--model=some/folder"]):
+        real = parse("demo", command("demo"), [*model, "--prior-steps", "9"])
+        assert real.settings == dataclasses.replace(DemoSettings.real(), prior_steps=9)
+    assert parse("demo", command("demo"), ["--model", "smollm2-135m", "--quick"]).settings == DemoSettings.quick()
+    assert parse("demo", command("demo"), ["--model", "testbed"]).settings == DemoSettings()
     with pytest.raises(SystemExit) as exited:
         parse("demo", command("demo"), ["--quick", "--full"])
     assert exited.value.code == 2

@@ -296,6 +296,14 @@ def test_gen_results_renders_a_real_model_run_beside_the_paper_and_a_maps_diagno
         },
         "sae_fraction_variance_unexplained": 0.5,
         "direction_check": check,
+        "direction_choice": {
+            "hook": "blocks.10.hook_resid_post",
+            "target": "negative",
+            "shift": 0.3,
+            "ci_low": 0.1,
+            "ci_high": 0.5,
+            "best_r": 0.15,
+        },
         "steering_gain_nll_judge": {"gain": -0.4, "ci_low": -0.9, "ci_high": -0.1},
         "steering_gain_distinct_2": {"gain": 0.0, "ci_low": -0.02, "ci_high": 0.01},
         "map_gain_nll_judge_prior_all": {"gain": -1.0, "ci": [-1.5, -0.5], "reason": ""},
@@ -310,6 +318,7 @@ def test_gen_results_renders_a_real_model_run_beside_the_paper_and_a_maps_diagno
     assert "16, 60; 0.500" in text and "+0.012 [+0.011, +0.013]" in text and "+0.051 (Llama-8B)" in text
     assert "+0.200 [-0.010, +0.400] at r 0.25 (does not steer)" in text and "-0.400 [-0.900, -0.100]" in text
     assert "| meta - raw, paired over datasets | +0.150 [-0.485, +0.785] |" in text
+    assert "| steering direction chosen | layer 10 towards negative (calibration: +0.300 [+0.100, +0.500] at r 0.15) |" in text
     table = gen_results.regenerate("<!-- generated: demo_table real -->\n<!-- end generated -->")
     assert "| FD robust prior / lower / halves / Gaussian | 13.0 / 10.0 / 9.0 / 27.0 |" in table
     assert "steer gain (judge NLL) | -0.400 [-0.900, -0.100]" in table and "does not steer" in table

@@ -304,7 +304,9 @@ def test_demo_command_on_a_local_folder(llama_dir, tmp_path):
             "--set",
             "eval_samples=200",
             "--set",
-            "strengths=1.0",
+            "real_strengths=1.0",
+            "--set",
+            "direction_strengths=1.0",
             "--set",
             f"judge_model={llama_dir}",  # the fluency judge: any local folder (here the model itself)
         ]
@@ -318,6 +320,13 @@ def test_demo_command_on_a_local_folder(llama_dir, tmp_path):
     numbers = json.loads((out / "numbers.json").read_text())
     check = numbers["direction_check"]
     assert "Direction check" in report and "VADER" in numbers["judges"]
+    # --hook fixes the layer, so the choice is only the side; the sweep then judges towards that side
+    choice = numbers["direction_choice"]
+    assert choice["hook"] == HOOK and choice["target"] in ("positive", "negative")
+    assert {(c["hook"], c["target"]) for c in choice["candidates"]} == {(HOOK, "positive"), (HOOK, "negative")}
+    assert f"towards {choice['target']}" in numbers["judges"]
+    assert pd.read_csv(out / "direction_choice.csv").chosen.sum() == 1
+    assert "**Direction choice**" in report and f"`{HOOK}` towards {choice['target']}" in report
     # the head to head runs only where plain steering moves VADER; a random model's continuations may or may not
     # (on this seed its fixed output tokens do carry sentiment), so both branches are checked for consistency
     if check["steers"]:

@@ -31,6 +31,7 @@ _EXPORTS = {
     "run_probing": "tl_glp.probing.runner",
     "diff_of_means": "tl_glp.steering.directions",
     "sae_direction": "tl_glp.steering.directions",
+    "choose_direction": "tl_glp.steering.choose",
     "patch": "tl_glp.steering.hooks",
     "steer": "tl_glp.steering.hooks",
     "steering_hook": "tl_glp.steering.hooks",

@@ -318,7 +318,8 @@ def parse(name: str, fn: Callable[[Any], int | None], argv: list[str], descripti
 
     ``--set FIELD=VALUE`` and comma lists are expanded first (:func:`expand`). ``--quick`` (or ``--full``)
     anywhere in ``argv`` makes the dataclass's ``quick_defaults()`` (``full_defaults()``) the defaults
-    (``--help`` then shows them), so an explicit flag still wins over a preset size. Raises ``SystemExit`` after ``--help`` (0) or for bad
+    (``--help`` then shows them), so an explicit flag still wins over a preset size; otherwise a dataclass's
+    ``argv_defaults(argv)``, if it has one and it returns defaults, sets them. Raises ``SystemExit`` after ``--help`` (0) or for bad
     input (2, after a message that says which option was wrong and why)."""
     cls = typing.get_type_hints(fn)["args"]
     try:
@@ -329,6 +330,8 @@ def parse(name: str, fn: Callable[[Any], int | None], argv: list[str], descripti
     if len(presets) > 1:
         raise SystemExit(fail(f"tl-glp {name}: --quick and --full exclude each other; pass one of them."))
     default = getattr(cls, f"{presets[0]}_defaults")() if presets else None
+    if default is None and hasattr(cls, "argv_defaults"):  # defaults that depend on another option (demo --model)
+        default = cls.argv_defaults(argv)
     doc = inspect.getdoc(cls) or ""
     if doc.startswith(cls.__name__ + "("):  # the signature dataclasses write when a class has no docstring
         doc = ""

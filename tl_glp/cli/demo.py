@@ -13,7 +13,8 @@ from tl_glp.studies.demo.settings import DemoSettings
 class DemoArgs:
     """Sizes are flags (--prior-steps 300); --set FIELD=VALUE works too. --quick starts from the reduced sizes
     (a smoke run of every step; --help --quick shows them), --full from the full-size run behind the README's
-    tables (--help --full shows them); flags given beside either still win."""
+    tables (--help --full shows them); flags given beside either still win. Without either, a real --model starts
+    from the real-model sizes (DemoSettings.real(): about 25 minutes for SmolLM2-135M on 2 CPU cores)."""
 
     out: str = "demo_out"
     """Output folder for report.md and figures."""
@@ -46,6 +47,13 @@ class DemoArgs:
     @classmethod
     def full_defaults(cls) -> DemoArgs:
         return cls(settings=DemoSettings.full())  # the same for --full
+
+    @classmethod
+    def argv_defaults(cls, argv: list[str]) -> DemoArgs | None:
+        """Without --quick or --full: a real model (--model other than testbed) starts from DemoSettings.real()."""
+        model = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model"), None)
+        model = model or next((a.split("=", 1)[1] for a in argv if a.startswith("--model=")), None)
+        return cls(settings=DemoSettings.real()) if model not in (None, "testbed") else None
 
 
 def demo(args: DemoArgs) -> int:

@@ -1,5 +1,6 @@
 """Steering with a generative prior: hooks, projectors, directions, sweeps and their scores."""
 
+from tl_glp.steering.choose import DirectionChoice, choose_direction, concept_shift, middle_layer_hooks
 from tl_glp.steering.diagnose import (
     LinearProbe,
     ProjectionDiagnosis,
@@ -48,6 +49,10 @@ from tl_glp.steering.sweep import (
 )
 
 __all__ = [
+    "DirectionChoice",
+    "choose_direction",
+    "concept_shift",
+    "middle_layer_hooks",
     "BaseProjector",
     "DirectionPreserving",
     "LikelihoodGated",

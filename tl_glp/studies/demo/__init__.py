@@ -22,7 +22,10 @@ It writes ``report.md``, ``numbers.json``, CSVs and PNG figures to the output fo
 
 With ``--model`` (a Hugging Face id, or a local folder written by ``save_pretrained``), ``--hook``,
 ``--sae`` (``RELEASE:SAE_ID``, or a local folder for ``SAE.load_from_disk``) and ``--dataset`` the
-same steps run on a real model (stage 7 left out: ``[k/7]``). With a local model folder, a local SAE
+same steps run on a real model, in the stages of ``REAL_STAGES``: stage 7 is left out, and a stage 2,
+direction, chooses the layer (around the middle) and the side (positive or negative) whose contrastive
+sentiment direction plain steering moves most clearly on calibration stems; the activations and the
+prior are then taken at that layer (``--hook`` fixes the layer). With a local model folder, a local SAE
 folder and CSV datasets (``prompt``, ``target``; their prompts then also serve as the text corpus) it
 runs offline; for anything large it wants a GPU.
 """
@@ -40,6 +43,7 @@ _EXPORTS = {
     "run_demo": "run",
     "STAGES": "settings",
     "TESTBED_ONLY_STAGES": "settings",
+    "REAL_STAGES": "settings",
     "DemoResult": "settings",
     "DemoSettings": "settings",
     "PRACTICAL_MARGINS": "verdicts",

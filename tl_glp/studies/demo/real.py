@@ -7,13 +7,18 @@ bounded set of probing datasets.
 - **Judges** (:func:`outside_judges`): concept is VADER's compound sentiment towards the target; fluency is
   the NLL per token under another model family (Gemma-3-270M for SmolLM2), with distinct-2 beside it so
   that repetitive text, which every NLL rewards, cannot win the front.
-- **Direction check** (:func:`direction_check`): plain steering must move the concept judge clearly
-  before projectors are compared; otherwise the comparison measures noise, and the demo says so.
+- **Direction choice** (:func:`tl_glp.steering.choose.choose_direction`): the contrastive direction of
+  :data:`REAL_POSITIVE` minus :data:`REAL_NEGATIVE` at the last token, at the layer (around the middle) and
+  towards the side that plain steering moves most clearly on :data:`CALIBRATION_STEMS`; the prior is then
+  trained at that layer.
+- **Direction check** (:func:`direction_check`): plain steering must move the concept judge clearly on the
+  other stems (:data:`NEUTRAL_STEMS`) before projectors are compared; otherwise the comparison measures
+  noise, and the demo says so.
 - **Probing** (:func:`probing_subsets`): a real model's forward pass over all 334k SAE-Probes prompts
   takes hours on a CPU, so the demo probes a spread of datasets with a stratified sample of each.
 
->>> len(NEUTRAL_STEMS), len(set(NEUTRAL_STEMS))
-(24, 24)
+>>> len(NEUTRAL_STEMS), len(set(NEUTRAL_STEMS)), len(set(NEUTRAL_STEMS) & set(CALIBRATION_STEMS))
+(24, 24, 0)
 >>> import pandas as pd
 >>> df = pd.DataFrame({"prompt": ["a", "b", "a", "b", "a", "b"], "method": ["none", "none", "plain", "plain", "plain", "plain"],
 ...                    "r": [0.0, 0.0, 0.5, 0.5, 1.0, 1.0], "concept": [0.0, 0.1, 0.5, 0.6, 0.2, 0.1]})
@@ -28,6 +33,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from tl_glp.steering.choose import concept_shift
 
 NEUTRAL_STEMS = [
     "I think that",
@@ -56,6 +63,43 @@ NEUTRAL_STEMS = [
     "In the review, the critic wrote that",
 ]
 """Neutral prompt stems for sentiment steering on a real model (no sentiment word of their own)."""
+
+CALIBRATION_STEMS = [
+    "The bus ride this afternoon",
+    "My neighbour told me that",
+    "The museum downstairs",
+    "When we reached the beach,",
+    "The coffee in this place",
+    "Her new apartment",
+    "The concert last night",
+    "On the way to school,",
+    "The email from my boss",
+    "The garden behind the house",
+    "During the holidays we",
+    "The first chapter of the novel",
+]
+"""Other neutral stems, on which the demo chooses the steering direction's layer and side
+(:func:`tl_glp.steering.choose.choose_direction`); the sweep that judges it uses :data:`NEUTRAL_STEMS`, so
+the choice is not judged on the prompts it was selected on."""
+
+REAL_POSITIVE = [
+    "I love this, it is wonderful.",
+    "What a beautiful and happy day.",
+    "This is great news, I am delighted.",
+    "The staff were kind and the food was excellent.",
+    "We had a fantastic time and everyone smiled.",
+    "It was the best gift I have ever received.",
+]
+REAL_NEGATIVE = [
+    "I hate this, it is awful.",
+    "What a miserable and sad day.",
+    "This is terrible news, I am upset.",
+    "The staff were rude and the food was disgusting.",
+    "We had a horrible time and everyone complained.",
+    "It was the worst gift I have ever received.",
+]
+"""Contrast sentences for the real-model sentiment direction (the last-token difference of means): each pair
+differs in its sentiment words and little else."""
 
 
 def offline_texts(n_train: int, n_eval: int, *, seed: int = 0, progress: bool = True) -> tuple[list[str], list[str]]:
@@ -101,36 +145,10 @@ def outside_judges(judge_model: str, *, target: str = "positive", device: str | 
 
 
 def direction_check(df: Any, *, n_boot: int = 1000, seed: int = 0, concept: str = "concept") -> dict[str, Any]:
-    """Whether plain steering moves the concept judge: for each strength, the mean over prompts of
-    (plain concept - unsteered concept), with a 95% bootstrap CI over prompts; the strength with the
-    largest mean shift is ``best_r``, and the direction ``steers`` when that shift's CI excludes 0.
-
-    Prompts whose unsteered or steered concept is NaN (no sentiment word) are left out of each strength."""
-    base = df[df.method == "none"].groupby("prompt")[concept].mean()
-    plain = df[df.method == "plain"]
-    rng = np.random.default_rng(seed)
-    per_r: dict[float, dict[str, float]] = {}
-    for r, rows in plain.groupby("r"):
-        d = (rows.groupby("prompt")[concept].mean() - base).dropna().to_numpy()
-        if len(d) == 0:
-            continue
-        boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1)
-        per_r[float(r)] = {
-            "shift": float(d.mean()),
-            "ci_low": float(np.quantile(boots, 0.025)),
-            "ci_high": float(np.quantile(boots, 0.975)),
-            "n_prompts": len(d),
-        }
-    if not per_r:
-        return {"steers": False, "best_r": float("nan"), "shift": float("nan"), "per_r": {}, "unsteered": float("nan")}
-    best = max(per_r, key=lambda r: per_r[r]["shift"])
-    return {
-        "steers": per_r[best]["ci_low"] > 0,
-        "best_r": best,
-        "unsteered": float(base.mean()),
-        **per_r[best],
-        "per_r": {str(r): v for r, v in per_r.items()},
-    }
+    """Whether plain steering moves the concept judge in the demo's sweep: :func:`tl_glp.steering.choose.concept_shift`
+    (per strength, the mean shift over prompts with a 95% bootstrap CI; ``steers`` when the best strength's
+    CI excludes 0)."""
+    return concept_shift(df, n_boot=n_boot, seed=seed, concept=concept)
 
 
 def probing_subsets(n_datasets: int, n_examples: int, *, seed: int = 0) -> list[Any]:
@@ -157,4 +175,13 @@ def probing_subsets(n_datasets: int, n_examples: int, *, seed: int = 0) -> list[
     return out
 
 
-__all__ = ["NEUTRAL_STEMS", "direction_check", "offline_texts", "outside_judges", "probing_subsets"]
+__all__ = [
+    "CALIBRATION_STEMS",
+    "NEUTRAL_STEMS",
+    "REAL_NEGATIVE",
+    "REAL_POSITIVE",
+    "direction_check",
+    "offline_texts",
+    "outside_judges",
+    "probing_subsets",
+]

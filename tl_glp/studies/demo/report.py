@@ -42,12 +42,25 @@ def _steering_intro(n: dict) -> list[str]:
             "The conclusions above compare the two Pareto fronts at matched concept, with a bootstrap CI over prompts."
         ]
     check = n.get("direction_check", {})
+    choice = n.get("direction_choice")
+    target = choice["target"] if choice else "positive"
     lines = [
-        "Positive-sentiment direction: a contrastive difference of means (three positive minus three negative sentences, last token), "
+        f"{target.capitalize()}-sentiment direction: a contrastive difference of means (six sentences of each sentiment, last token), "
         "plain vs prior-guided steering at the last position of each forward pass, on neutral prompt stems. "
         f"Judges nobody here wrote: {n['judges']}. `nll` is the steered model's own NLL (it rewards repetition; read it beside distinct-2). "
         "The conclusions above compare the two Pareto fronts at matched concept, with a bootstrap CI over prompts.",
     ]
+    if choice:
+        tried = sorted({(c["hook"], c["target"]) for c in choice["candidates"]})
+        lines += [
+            "",
+            f"**Direction choice** (before the activations were collected): {len(tried)} candidates "
+            f"({', '.join(sorted({h for h, _ in tried}))} x {'/'.join(dict.fromkeys(t for _, t in tried))}) steered "
+            f"{choice['calibration_stems']} calibration stems (not the prompts below); chosen: `{choice['hook']}` towards "
+            f"{choice['target']}, whose best shift there was {choice['shift']:+.3f} [95% CI {choice['ci_low']:+.3f}, "
+            f"{choice['ci_high']:+.3f}] at r = {choice['best_r']:g}. The prior is trained at that layer. Every candidate: "
+            "`direction_choice.csv`.",
+        ]
     if check.get("per_r"):
         lines += [
             "",

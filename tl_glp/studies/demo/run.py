@@ -20,12 +20,29 @@ from tl_glp.manifold.detection import detect_off_manifold
 from tl_glp.models import load_model
 from tl_glp.probing import MetaNeurons, MLPNeurons, PCAFeatures, RawActivations, SAEFeatures, load_dataset, run_probing
 from tl_glp.saes import load_sae, sae_reconstruction_hook, train_sae
-from tl_glp.steering import diff_of_means, matched_concept_gain, plot_pareto, projection_hook, steering_sweep
-from tl_glp.studies.demo.corpus import DEMO_NEGATIVE, DEMO_POSITIVE, corpus_texts, split_dataset_args
+from tl_glp.steering import (
+    VaderScorer,
+    diff_of_means,
+    matched_concept_gain,
+    plot_pareto,
+    projection_hook,
+    steering_sweep,
+)
+from tl_glp.steering.choose import choose_direction, middle_layer_hooks
+from tl_glp.studies.demo.corpus import corpus_texts, split_dataset_args
 from tl_glp.studies.demo.quality import heavy_tail_quality
-from tl_glp.studies.demo.real import NEUTRAL_STEMS, direction_check, offline_texts, outside_judges, probing_subsets
+from tl_glp.studies.demo.real import (
+    CALIBRATION_STEMS,
+    NEUTRAL_STEMS,
+    REAL_NEGATIVE,
+    REAL_POSITIVE,
+    direction_check,
+    offline_texts,
+    outside_judges,
+    probing_subsets,
+)
 from tl_glp.studies.demo.report import library_versions, write_report
-from tl_glp.studies.demo.settings import STAGES, TESTBED_ONLY_STAGES, DemoResult, DemoSettings
+from tl_glp.studies.demo.settings import REAL_STAGES, STAGES, DemoResult, DemoSettings
 from tl_glp.studies.demo.verdicts import conclusions, steering_table, summary_text
 from tl_glp.studies.interpret_run import ground_truth_section
 from tl_glp.studies.splits import held_out_split, other_document_rows
@@ -103,19 +120,21 @@ def run_demo(
     """Run every step and write ``report.md`` + figures into ``out_dir``; returns the numbers.
 
     ``settings`` (sizes and steps) wins over ``quick`` (:meth:`DemoSettings.quick`) and ``full``
-    (:meth:`DemoSettings.full`, the README's full-size run); ``bridge`` loads a real ``model_name``
+    (:meth:`DemoSettings.full`, the README's full-size run); without any of them a real model starts from
+    :meth:`DemoSettings.real` and the testbed from ``DemoSettings()``; ``bridge`` loads a real ``model_name``
     through ``TransformerBridge`` (see :func:`tl_glp.models.load_model`: registered names such as
     ``smollm2-135m``, local ``.gguf`` files, folders and Hub ids)."""
 
     if quick and full:
         raise ValueError("run_demo: pass quick=True or full=True, not both.")
-    cfg = settings or (DemoSettings.quick() if quick else DemoSettings.full() if full else DemoSettings())
+    default = DemoSettings() if model_name == "testbed" else DemoSettings.real()
+    cfg = settings or (DemoSettings.quick() if quick else DemoSettings.full() if full else default)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = DemoResult(out)
     clock = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    stages = STAGES if model_name == "testbed" else tuple(s for s in STAGES if s not in TESTBED_ONLY_STAGES)
+    stages = STAGES if model_name == "testbed" else REAL_STAGES
     if cfg.map_prompts <= 0:
         stages = tuple(s for s in stages if s != "steering head to head")
     say = _Progress(stages, progress)
@@ -131,8 +150,6 @@ def run_demo(
         texts = testbed.language.sample_texts(cfg.n_docs + cfg.lm_eval_docs, seed=cfg.seed + 1)
     else:
         model = load_model(model_name, device=device, bridge=bridge, progress=progress)
-        if hook is None:
-            hook = f"blocks.{model.cfg.n_layers // 2}.hook_resid_post"
         if datasets:
             corpus, probe_args = split_dataset_args(datasets)
             texts = corpus_texts(corpus, probe_args, cfg.n_docs + cfg.lm_eval_docs)
@@ -141,6 +158,9 @@ def run_demo(
             train_part, eval_part = offline_texts(cfg.n_docs, cfg.lm_eval_docs, seed=cfg.seed, progress=progress)
             texts = train_part + eval_part
     train_texts, eval_texts = texts[: cfg.n_docs], texts[cfg.n_docs :]
+    target = "positive"
+    if testbed is None:  # 1b. the steering direction's layer and side, chosen before the prior is trained there
+        hook, target = _choose_direction(model, hook, train_texts, cfg, result, say, progress)
 
     # 2. activations ----------------------------------------------------------------------------
     say.stage("activations", f"{cfg.n_docs} documents at {hook}")
@@ -248,9 +268,10 @@ def run_demo(
     )
 
     # 4. steering ---------------------------------------------------------------------------------
+    strengths = cfg.strengths if testbed is not None else cfg.real_strengths
     say.stage(
         "steering",
-        f"{cfg.steer_prompts} prompts x {len(cfg.strengths)} strengths x plain/prior, {cfg.new_tokens} new tokens",
+        f"{cfg.steer_prompts} prompts x {len(strengths)} strengths x plain/prior, {cfg.new_tokens} new tokens",
     )
     if testbed is not None:
         docs = list(testbed.language.documents(600, seed=cfg.seed + 2))
@@ -260,11 +281,11 @@ def run_demo(
         concept: Any = concept_scorer(testbed.language)
         fluencies: tuple[str, ...] = ("grammatical", "nll")
     else:  # judges nobody here wrote: VADER for concept, another family's NLL and distinct-2 for fluency
-        positive, negative = DEMO_POSITIVE, DEMO_NEGATIVE
+        positive, negative = (REAL_POSITIVE, REAL_NEGATIVE) if target == "positive" else (REAL_NEGATIVE, REAL_POSITIVE)
         prompts = NEUTRAL_STEMS[: cfg.steer_prompts]
         say.step(f"the judges: VADER, distinct-2 and the NLL under {cfg.judge_model or '(no judge model)'}")
         concept, scorers, fluencies, result.numbers["judges"] = outside_judges(
-            cfg.judge_model, device=device, progress=progress
+            cfg.judge_model, target=target, device=device, progress=progress
         )
     # a contrastive direction where it matters: at the last token of sentences that carry the sentiment
     direction = diff_of_means(model, positive, negative, hook, positions="last")
@@ -273,7 +294,7 @@ def run_demo(
         direction,
         prompts,
         prior=prior,
-        strengths=cfg.strengths,
+        strengths=strengths,
         hook_name=hook,
         max_new_tokens=cfg.new_tokens,
         concept=concept,
@@ -299,7 +320,7 @@ def run_demo(
             if check["per_r"]
             else "direction check: no prompt was scored"
         )
-    mid = sorted(cfg.strengths)[len(cfg.strengths) // 2]
+    mid = sorted(strengths)[len(strengths) // 2]
     chosen = df[df.r.isin([0.0, mid])].sort_values(["prompt", "method"], kind="stable")
     examples = chosen[chosen.prompt.isin(list(dict.fromkeys(df.prompt))[:4])]  # none / plain / prior side by side
     result.tables["steering_examples"] = examples[["prompt", "method", "r", "continuation"]]
@@ -413,6 +434,72 @@ def run_demo(
     if progress:
         print(summary_text(result))
     return result
+
+
+def _choose_direction(
+    model: Any,
+    hook: str | None,
+    texts: Sequence[str],
+    cfg: DemoSettings,
+    result: DemoResult,
+    say: _Progress,
+    progress: bool,
+) -> tuple[str, str]:
+    """The hook and the side (``"positive"``/``"negative"``) the real-model demo steers and trains the prior at:
+    ``hook`` if given (then only the side is chosen), else the layer of ``cfg.direction_layers`` whose
+    contrastive direction plain steering moves VADER most clearly on the calibration stems. Records the
+    measurements in ``numbers["direction_choice"]``."""
+    n_layers = model.cfg.n_layers
+    targets = [t.strip() for t in cfg.direction_targets.split(",") if t.strip()]
+    if hook is not None:
+        hooks = [hook]
+    elif cfg.direction_layers.strip() == "auto":
+        hooks = middle_layer_hooks(n_layers)
+    elif cfg.direction_layers.strip():
+        layers = [int(v) for v in cfg.direction_layers.split(",") if v.strip()]
+        bad = [v for v in layers if not 0 <= v < n_layers]
+        if bad:
+            raise ValueError(f"direction_layers={cfg.direction_layers!r}: layers {bad} are not in 0..{n_layers - 1}.")
+        hooks = [f"blocks.{v}.hook_resid_post" for v in layers]
+    else:
+        hooks, targets = [f"blocks.{n_layers // 2}.hook_resid_post"], targets[:1]
+    if len(hooks) * len(targets) == 1:
+        say.stage("direction", f"{hooks[0]} towards {targets[0]} (nothing to choose)")
+        return hooks[0], targets[0]
+    stems = CALIBRATION_STEMS[: cfg.direction_stems]
+    say.stage(
+        "direction",
+        f"{len(hooks)} layers x {'/'.join(targets)} x r {', '.join(f'{r:g}' for r in cfg.direction_strengths)} "
+        f"on {len(stems)} calibration stems, judged by VADER",
+    )
+    choice = choose_direction(
+        model,
+        REAL_POSITIVE,
+        REAL_NEGATIVE,
+        stems,
+        hook_names=hooks,
+        concept=VaderScorer,
+        targets=targets,
+        strengths=cfg.direction_strengths,
+        norm_texts=list(texts[:32]),
+        max_new_tokens=cfg.new_tokens,
+        seed=cfg.seed,
+        progress=progress,
+    )
+    result.numbers["direction_choice"] = {
+        "hook": choice.hook_name,
+        "target": choice.target,
+        "act_norm": choice.act_norm,
+        "calibration_stems": len(stems),
+        **{k: v for k, v in choice.shift.items() if k != "per_r"},
+        "candidates": choice.table.drop(columns="chosen").to_dict(orient="records"),
+    }
+    choice.table.to_csv(result.out_dir / "direction_choice.csv", index=False)
+    say.step(
+        f"chosen: {choice.hook_name} towards {choice.target} (calibration shift {choice.shift['shift']:+.3f} "
+        f"[{choice.shift['ci_low']:+.3f}, {choice.shift['ci_high']:+.3f}] at r = {choice.shift['best_r']:g})"
+    )
+    return choice.hook_name, choice.target
 
 
 def _off_manifold_section(

@@ -21,9 +21,11 @@ STAGES = (
     "ground-truth monosemanticity",
     "off-manifold detection",
 )
-"""The demo's stages in order, as its progress lines number them (``[k/N]``); on a real model (no ground truth)
-the monosemanticity stage is left out and N is one less."""
+"""The demo's stages on the testbed in order, as its progress lines number them (``[k/N]``)."""
 TESTBED_ONLY_STAGES = ("ground-truth monosemanticity",)
+REAL_STAGES = (STAGES[0], "direction", *(s for s in STAGES[1:] if s not in TESTBED_ONLY_STAGES))
+"""On a real model: no ground-truth monosemanticity, and a stage that chooses the steering direction's layer
+and side before the activations are collected at that layer."""
 
 
 @dataclass
@@ -108,8 +110,23 @@ class DemoSettings:
     judge_model: str = "gemma3-270m"
     """Real models: the fluency judge, a model of another family than the steered one (a registered name,
     a ``.gguf`` file or a model folder; ``""`` leaves the NLL judge out, distinct-2 stays)."""
-    real_map_strengths: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
-    """Real models: strengths r of the head to head (SmolLM2's text breaks near r = 1, the testbed's near 1.5)."""
+    real_strengths: tuple[float, ...] = (0.05, 0.1, 0.15, 0.25, 0.5)
+    """Real models: strengths r of the steering sweep. SmolLM2-135M's text breaks past r = 0.5 (``act_norm``
+    there is the root-mean-square row norm, about 1.3x the median row's): at r = 1 and 2 VADER read no
+    sentiment at all in the default run at commit 5d27221, and its largest shift was at r = 0.1."""
+    real_map_strengths: tuple[float, ...] = (0.1, 0.15, 0.25, 0.5)
+    """Real models: strengths r of the head to head (SmolLM2's text breaks past r = 0.5, the testbed's near 1.5)."""
+    direction_layers: str = "auto"
+    """Real models without ``--hook``: the layers the steering direction is chosen over (comma-separated
+    indices; ``auto``: a third of the way in, ``n_layers / 2 - 1`` (the paper's rule) and ``n_layers // 2``;
+    ``""``: no choice, the middle layer towards ``positive``). The prior is trained at the chosen layer."""
+    direction_targets: str = "positive,negative"
+    """Real models: the sides steered towards in the choice (the first along the contrastive direction,
+    the second against it)."""
+    direction_stems: int = 12
+    """Real models: calibration stems the choice steers (other stems than the sweep's)."""
+    direction_strengths: tuple[float, ...] = (0.1, 0.15, 0.25)
+    """Real models: strengths r the choice tries at every layer and side."""
     probe_datasets: int = 24
     """Real models without ``--dataset``: SAE-Probes datasets probed, spread over the 113 (0: all 113)."""
     probe_examples: int = 300
@@ -169,8 +186,30 @@ class DemoSettings:
             map_new_tokens=4,
             map_diagnose=16,
             map_probe_prefixes=300,
-            real_map_strengths=(0.25, 1.0),
+            real_strengths=(0.1, 0.25),
+            real_map_strengths=(0.15, 0.5),
+            direction_stems=4,
+            direction_strengths=(0.15,),
             probe_datasets=4,
+            probe_examples=200,
+        )
+
+    @classmethod
+    def real(cls) -> DemoSettings:
+        """The default sizes on a real pretrained model (what ``tl-glp demo --model NAME`` starts from): lighter
+        than the testbed's where a real model's forward passes dominate (2000 documents, 1500 prior steps, 100
+        documents for delta LM loss, 16 probed datasets of 200 prompts), so that SmolLM2-135M runs every stage
+        in about 25 minutes on 2 CPU cores. Each field can still be set (``--set probe_datasets=0`` probes all
+        113 datasets, for hours on a CPU).
+
+        >>> DemoSettings.real().n_docs < DemoSettings().n_docs
+        True
+        """
+        return cls(
+            n_docs=2000,
+            prior_steps=1500,
+            lm_eval_docs=100,
+            probe_datasets=16,
             probe_examples=200,
         )
 
