@@ -334,14 +334,15 @@ def run_demo(
         say.stage("steering head to head", "left out")
         say.step(result.numbers["steering_map_skipped"])
     elif cfg.map_prompts > 0:
+        map_strengths = cfg.map_strengths if testbed is not None else cfg.real_map_strengths
         say.stage(
-            "steering head to head", f"{cfg.map_prompts} prompts x {len(cfg.map_strengths)} strengths x every projector"
+            "steering head to head", f"{cfg.map_prompts} prompts x {len(map_strengths)} strengths x every projector"
         )
         map_args: dict[str, Any] = dict(
             hook_name=hook,
             out_dir=out,
             n_prompts=cfg.map_prompts,
-            strengths=cfg.map_strengths,
+            strengths=map_strengths,
             positions=[p.strip() for p in cfg.map_positions.split(",") if p.strip()],
             max_new_tokens=cfg.map_new_tokens,
             pca_k=cfg.map_pca_k,
@@ -356,7 +357,6 @@ def run_demo(
                 testbed, prior, train_rows, sae_model, direction, n_probe_prefixes=cfg.map_probe_prefixes, **map_args
             )
         else:  # the same sweep and diagnosis on prefixes of held-out text, concept along the direction, NLL fluency
-            map_args["strengths"] = cfg.real_map_strengths
             steering_map = model_steering_map(
                 model,
                 prior,

@@ -114,7 +114,7 @@ class DemoSettings:
     """Real models: strengths r of the steering sweep. SmolLM2-135M's text breaks past r = 0.5 (``act_norm``
     there is the root-mean-square row norm, about 1.3x the median row's): at r = 1 and 2 VADER read no
     sentiment at all in the default run at commit 5d27221, and its largest shift was at r = 0.1."""
-    real_map_strengths: tuple[float, ...] = (0.1, 0.15, 0.25, 0.5)
+    real_map_strengths: tuple[float, ...] = (0.15, 0.25, 0.5)
     """Real models: strengths r of the head to head (SmolLM2's text breaks past r = 0.5, the testbed's near 1.5)."""
     direction_layers: str = "auto"
     """Real models without ``--hook``: the layers the steering direction is chosen over (comma-separated
@@ -125,7 +125,7 @@ class DemoSettings:
     the second against it)."""
     direction_stems: int = 12
     """Real models: calibration stems the choice steers (other stems than the sweep's)."""
-    direction_strengths: tuple[float, ...] = (0.1, 0.15, 0.25)
+    direction_strengths: tuple[float, ...] = (0.15, 0.25)
     """Real models: strengths r the choice tries at every layer and side."""
     probe_datasets: int = 24
     """Real models without ``--dataset``: SAE-Probes datasets probed, spread over the 113 (0: all 113)."""
@@ -197,19 +197,23 @@ class DemoSettings:
     @classmethod
     def real(cls) -> DemoSettings:
         """The default sizes on a real pretrained model (what ``tl-glp demo --model NAME`` starts from): lighter
-        than the testbed's where a real model's forward passes dominate (2000 documents, 1500 prior steps, 100
-        documents for delta LM loss, 16 probed datasets of 200 prompts), so that SmolLM2-135M runs every stage
-        in about 25 minutes on 2 CPU cores. Each field can still be set (``--set probe_datasets=0`` probes all
+        than the testbed's where a real model's forward passes dominate (1500 documents, 1000 prior steps, 6
+        bootstrap resamples per FD, 100 documents for delta LM loss, 30 prefixes in the projection diagnosis, 12
+        probed datasets of 200 prompts), so that SmolLM2-135M runs every stage in 25 minutes on 2 CPU cores.
+        The run at commit 1fa8176 with 2000 documents, 1500 steps, 10 resamples, 60 prefixes, 16 datasets and
+        four head-to-head strengths took 33.5 minutes there (the head to head 14 of them). Each field can still be set (``--set probe_datasets=0`` probes all
         113 datasets, for hours on a CPU).
 
         >>> DemoSettings.real().n_docs < DemoSettings().n_docs
         True
         """
         return cls(
-            n_docs=2000,
-            prior_steps=1500,
+            n_docs=1500,
+            prior_steps=1000,
+            fd_boot=6,
             lm_eval_docs=100,
-            probe_datasets=16,
+            map_diagnose=30,
+            probe_datasets=12,
             probe_examples=200,
         )
 
