@@ -318,7 +318,10 @@ def test_gen_results_renders_a_real_model_run_beside_the_paper_and_a_maps_diagno
     assert "16, 60; 0.500" in text and "+0.012 [+0.011, +0.013]" in text and "+0.051 (Llama-8B)" in text
     assert "+0.200 [-0.010, +0.400] at r 0.25 (does not steer)" in text and "-0.400 [-0.900, -0.100]" in text
     assert "| meta - raw, paired over datasets | +0.150 [-0.485, +0.785] |" in text
-    assert "| steering direction chosen | layer 10 towards negative (calibration: +0.300 [+0.100, +0.500] at r 0.15) |" in text
+    assert (
+        "| steering direction chosen | layer 10 towards negative (calibration: +0.300 [+0.100, +0.500] at r 0.15) |"
+        in text
+    )
     table = gen_results.regenerate("<!-- generated: demo_table real -->\n<!-- end generated -->")
     assert "| FD robust prior / lower / halves / Gaussian | 13.0 / 10.0 / 9.0 / 27.0 |" in table
     assert "steer gain (judge NLL) | -0.400 [-0.900, -0.100]" in table and "does not steer" in table
