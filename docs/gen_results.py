@@ -123,6 +123,12 @@ def direction_choice_text(choice: dict) -> str:
     )
 
 
+def run_label(run: Path, runs: list[Path]) -> str:
+    """A run's column label: ``seed S`` where the runs' seeds differ, else the run folder's name."""
+    seeds = [run_info(r)["seed"] for r in runs]
+    return f"seed {run_info(run)['seed']}" if len(set(seeds)) == len(seeds) else run.name
+
+
 FLUENCY_LABELS = {
     "grammatical": "grammatical",
     "nll": "NLL",
@@ -204,13 +210,13 @@ def steering_map(runs: list[Path]) -> str:
     costs: dict[tuple[str, str], list[float]] = {}
     notes = []
     for run in runs:
-        n, seed = numbers(run), run_info(run)["seed"]
+        n, seed, label = numbers(run), run_info(run)["seed"], run_label(run, runs)
         for name, value in n.items():
             m = key.match(name)
             if m and isinstance(value, dict):
                 fluency, method, positions = m.group(1), m.group(2), m.group(3) or "last"
                 text = ci(value["gain"], *value["ci"], 2) if math.isfinite(value["gain"]) else value["reason"]
-                cells.setdefault((method, positions), {})[f"{fluency}, seed {seed}"] = text
+                cells.setdefault((method, positions), {})[f"{fluency}, {label}"] = text
         for name, value in n.get("map_cost_seconds", {}).items():
             method, _, positions = name.partition(" @ ")
             costs.setdefault((method, positions or "last"), []).append(value["vs_plain"])
@@ -231,9 +237,9 @@ def steering_map(runs: list[Path]) -> str:
                 f"(flip rate over plain's, averaged over those r: {others})."
             )
     present = [f for f in FLUENCY_LABELS if any(c.startswith(f"{f}, ") for cell in cells.values() for c in cell)]
-    columns = [f"{f}, seed {run_info(run)['seed']}" for f in present for run in runs]
+    columns = [f"{f}, {run_label(run, runs)}" for f in present for run in runs]
     labels = [
-        f"{FLUENCY_LABELS[f]}{' (sign flipped)' if f.startswith('nll') else ''}, seed {run_info(run)['seed']}"
+        f"{FLUENCY_LABELS[f]}{' (sign flipped)' if f.startswith('nll') else ''}, {run_label(run, runs)}"
         for f in present
         for run in runs
     ]
@@ -436,7 +442,7 @@ def add_run(src: Path, name: str, command: str, seed: int, sizes: str, machine: 
             shutil.copy2(path, dest / path.name)
             copied.append(path.name)
     diagnosis = src / "steering_diagnosis.csv"
-    if diagnosis.is_file() and diagnosis.stat().st_size >= SMALL_FILE:  # one row per activation: keep the means
+    if diagnosis.is_file():  # one row per activation: the means, which map_diagnosis reads, whatever its size
         import pandas as pd
 
         frame = pd.read_csv(diagnosis)

@@ -89,6 +89,9 @@ def test_the_demo_runs_on_smollm2_in_quick_mode(tmp_path):
     steering = pd.read_csv(out / "steering.csv")
     assert {"concept", "distinct_2"} <= set(steering.columns) and ("nll_judge" in steering.columns) == bool(judge)
     assert steering[steering.method == "none"].prompt.tolist()[:2] == ["I think that", "The movie was"]
+    choice = numbers["direction_choice"]  # the layer and side are chosen first, among layers 10, 14 and 15
+    assert choice["hook"] in {f"blocks.{i}.hook_resid_post" for i in (10, 14, 15)}
+    assert len(choice["candidates"]) == 6 and f"towards {choice['target']}" in numbers["judges"]
     check = numbers["direction_check"]
     assert "steers" in check and ("steering_map_skipped" in numbers) != check["steers"]
     probing = pd.read_csv(out / "probing.csv")
