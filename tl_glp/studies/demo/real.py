@@ -19,12 +19,6 @@ bounded set of probing datasets.
 
 >>> len(NEUTRAL_STEMS), len(set(NEUTRAL_STEMS)), len(set(NEUTRAL_STEMS) & set(CALIBRATION_STEMS))
 (24, 24, 0)
->>> import pandas as pd
->>> df = pd.DataFrame({"prompt": ["a", "b", "a", "b", "a", "b"], "method": ["none", "none", "plain", "plain", "plain", "plain"],
-...                    "r": [0.0, 0.0, 0.5, 0.5, 1.0, 1.0], "concept": [0.0, 0.1, 0.5, 0.6, 0.2, 0.1]})
->>> check = direction_check(df, n_boot=200, seed=0)
->>> check["best_r"], round(check["shift"], 3), check["steers"]
-(0.5, 0.5, True)
 """
 
 from __future__ import annotations
