@@ -70,6 +70,11 @@ def ci(value: float, lo: float, hi: float, digits: int = 3) -> str:
     return f"{value:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
+def ci_sign(lo: float, hi: float) -> int:
+    """-1 where a CI lies below 0, +1 above, 0 where it holds 0 (gains are signed so that above is better)."""
+    return -1 if hi < 0 else 1 if lo > 0 else 0
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -112,6 +117,24 @@ def direction_check_text(check: dict) -> str:
     """The demo's direction check in one cell: plain steering's best VADER shift, its CI and strength."""
     text = f"{ci(check['shift'], check['ci_low'], check['ci_high'], 3)} at r {check['best_r']:g}"
     return text + ("" if check["steers"] else " (does not steer)")
+
+
+def map_direction_check(run: Path) -> dict:
+    """The head to head's own direction check: does plain steering move the concept on the map's prompts?
+    ``numbers.json``'s ``map_direction_check`` where the run wrote one, else the library's
+    :func:`~tl_glp.steering.choose.concept_shift` of the run's ``steering_map.csv`` (the rule the demo applies
+    since it writes one); empty without a map."""
+    n = numbers(run)
+    if "map_direction_check" in n:
+        return n["map_direction_check"]
+    csv = run / "steering_map.csv"
+    if not csv.is_file():
+        return {}
+    import pandas as pd
+
+    from tl_glp.steering.choose import concept_shift
+
+    return concept_shift(pd.read_csv(csv, keep_default_na=False, na_values=[""]), seed=run_info(run)["seed"])
 
 
 def direction_choice_text(choice: dict) -> str:
@@ -208,6 +231,7 @@ def steering_map(runs: list[Path]) -> str:
     key = re.compile(rf"map_gain_({fluencies})_(.+?)(?:_(last|all))?$")
     cells: dict[tuple[str, str], dict[str, str]] = {}
     costs: dict[tuple[str, str], list[float]] = {}
+    signs: dict[tuple[str, str, str], list[int]] = {}
     notes = []
     for run in runs:
         n, seed, label = numbers(run), run_info(run)["seed"], run_label(run, runs)
@@ -217,9 +241,18 @@ def steering_map(runs: list[Path]) -> str:
                 fluency, method, positions = m.group(1), m.group(2), m.group(3) or "last"
                 text = ci(value["gain"], *value["ci"], 2) if math.isfinite(value["gain"]) else value["reason"]
                 cells.setdefault((method, positions), {})[f"{fluency}, {label}"] = text
+                if math.isfinite(value["gain"]):
+                    signs.setdefault((method, positions, fluency), []).append(ci_sign(*value["ci"]))
         for name, value in n.get("map_cost_seconds", {}).items():
             method, _, positions = name.partition(" @ ")
             costs.setdefault((method, positions or "last"), []).append(value["vs_plain"])
+        check = map_direction_check(run)
+        if check.get("per_r") and not check["steers"]:
+            notes.append(
+                f"{label.capitalize()}: on the map's prompts plain steering does not move the concept "
+                f"({ci(check['shift'], check['ci_low'], check['ci_high'], 3)} at its best r, {check['best_r']:g}): "
+                "its gains compare fluency at an unchanged concept."
+            )
         broken = n.get("map_plain_breaks_at")
         if broken is not None:
             notes.append(
@@ -246,10 +279,20 @@ def steering_map(runs: list[Path]) -> str:
     # wall-clock costs only where every run says its machine was idle: on shared, loaded cores they varied
     # 5-10x between seeds of one map (network evaluations per activation, map_diagnosis, are the stable cost)
     with_cost = bool(costs) and all("idle" in run_info(run)["machine"] for run in runs)
-    header = ["projector", "positions", *labels, *(["wall-clock cost per token vs plain"] if with_cost else [])]
+    tally = [f for f in present if len(runs) > 1]  # over several runs: in how many does the CI lie below / above 0
+    header = [
+        "projector",
+        "positions",
+        *labels,
+        *[f"{FLUENCY_LABELS[f]}: runs below / above plain" for f in tally],
+        *(["wall-clock cost per token vs plain"] if with_cost else []),
+    ]
     rows = []
     for (method, positions), cell in cells.items():
         row = [method, positions, *[cell.get(c, "-") for c in columns]]
+        for f in tally:
+            s = signs.get((method, positions, f), [])
+            row.append(f"{s.count(-1)} / {s.count(1)} of {len(s)}" if s else "-")
         if with_cost:
             ratios = costs.get((method, positions), [])
             lo, hi = (f"{min(ratios):.1f}", f"{max(ratios):.1f}") if ratios else ("", "")
@@ -323,6 +366,9 @@ def real_vs_paper(runs: list[Path]) -> str:
         check = n.get("direction_check", {})
         if check.get("per_r"):
             col["direction check: plain's VADER shift"] = direction_check_text(check)
+        map_check = map_direction_check(run)
+        if map_check.get("per_r"):
+            col["head to head: plain's VADER shift on the map's own prompts"] = direction_check_text(map_check)
         for fluency in ("nll_judge", "distinct_2"):
             g = n.get(f"steering_gain_{fluency}")
             if g is not None:

@@ -245,6 +245,8 @@ def fake_run(folder: Path, seed: int = 0, delta: float = 0.0123) -> Path:
 
 
 def test_gen_results_renders_what_the_files_hold_and_notices_a_stale_table(tmp_path, monkeypatch):
+    import json
+
     sys.path.insert(0, str(DOCS))
     import gen_results
 
@@ -267,6 +269,13 @@ def test_gen_results_renders_what_the_files_hold_and_notices_a_stale_table(tmp_p
     assert "30.0 / 3.0 / 5.0 / 6.0" in both and "N 100: 50.0 / 19.0 / 20.0 / 22.0" in both
     m = gen_results.regenerate("<!-- generated: steering_map run-a -->\n<!-- end generated -->")
     assert "| prior | last | -0.50 [-0.70, -0.30] | -2.00 [-3.00, -1.00] |" in m and "r in {1.5, 2}" in m
+    assert "runs below / above plain" not in m  # one run: nothing to tally
+    n_b = json.loads((tmp_path / "run-b" / "numbers.json").read_text())
+    n_b["map_gain_grammatical_prior_last"] = {"gain": 0.1, "ci": [-0.1, 0.3], "reason": ""}  # holds 0 in run b
+    (tmp_path / "run-b" / "numbers.json").write_text(json.dumps(n_b))
+    two = gen_results.regenerate("<!-- generated: steering_map run-a,run-b -->\n<!-- end generated -->")
+    assert "| grammatical: runs below / above plain | NLL: runs below / above plain |" in two
+    assert "| +0.10 [-0.10, +0.30] |" in two and "| 1 / 0 of 2 | 2 / 0 of 2 |" in two
     example = "```text\n<!-- generated: RENDERER RUN -->\nx\n<!-- end generated -->\n```\n"
     assert gen_results.regenerate(example + page) == example + new  # a marker inside a code block is an example
     with pytest.raises(SystemExit, match="unknown renderer"):
@@ -327,6 +336,18 @@ def test_gen_results_renders_a_real_model_run_beside_the_paper_and_a_maps_diagno
     assert "steer gain (judge NLL) | -0.400 [-0.900, -0.100]" in table and "does not steer" in table
     m = gen_results.regenerate("<!-- generated: steering_map real -->\n<!-- end generated -->")
     assert "judge NLL (sign flipped), seed 0" in m and "distinct-2, seed 0" in m  # nll_judge is not read as nll
+    assert "does not move the concept" not in m  # no steering_map.csv, no map_direction_check: nothing to say
+    # the map's own direction check, read from its steering_map.csv: plain minus unsteered per prompt
+    unsteered, steered = [0.1, -0.2, 0.0, 0.3], [0.2, -0.3, 0.1, 0.3]  # shifts +0.1, -0.1, +0.1, 0: mean +0.025
+    pd.DataFrame(
+        [{"prompt": f"p{i}", "method": "none", "r": 0.0, "concept": c} for i, c in enumerate(unsteered)]
+        + [{"prompt": f"p{i}", "method": "plain", "r": 0.5, "concept": c} for i, c in enumerate(steered)]
+    ).to_csv(run / "steering_map.csv", index=False)
+    m = gen_results.regenerate("<!-- generated: steering_map real -->\n<!-- end generated -->")
+    assert "- Seed 0: on the map's prompts plain steering does not move the concept (+0.025 [" in m
+    text = gen_results.regenerate("<!-- generated: real_vs_paper real -->\n<!-- end generated -->")
+    assert "| head to head: plain's VADER shift on the map's own prompts | +0.025 [" in text
+    assert "at r 0.5 (does not steer) |" in text
     assert "| prior | all | - | - | -1.00 [-1.50, -0.50] | +0.10 [+0.00, +0.20] |" in m
     # a map's diagnosis: means per projector at the smallest and largest r, the range over runs
     for seed, moved in ((0, 0.2), (1, 0.4)):

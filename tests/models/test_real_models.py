@@ -94,6 +94,14 @@ def test_the_demo_runs_on_smollm2_in_quick_mode(tmp_path):
     assert len(choice["candidates"]) == 6 and f"towards {choice['target']}" in numbers["judges"]
     check = numbers["direction_check"]
     assert "steers" in check and ("steering_map_skipped" in numbers) != check["steers"]
+    if check["steers"]:  # the head to head runs on the stems the direction check passed on, and checks them again
+        from tl_glp.studies.demo.real import NEUTRAL_STEMS
+
+        assert set(pd.read_csv(out / "steering_map.csv").prompt) <= set(NEUTRAL_STEMS[: settings.steer_prompts])
+        assert (
+            numbers["map_direction_check"]["per_r"]
+            and "On these prompts plain steering" in (out / "report.md").read_text()
+        )
     probing = pd.read_csv(out / "probing.csv")
     assert probing.dataset.nunique() == settings.probe_datasets
     report = (out / "report.md").read_text()

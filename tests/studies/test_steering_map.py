@@ -151,6 +151,14 @@ def test_model_steering_map_needs_no_ground_truth(testbed, tmp_path):
     cost = m.numbers["map_cost_seconds"]
     assert set(cost) == {f"{p} @ last" for p in ("plain", *projectors)} and cost["plain @ last"]["vs_plain"] == 1.0
     assert "Steering head to head" in m.markdown
+    # the map's own direction check: plain's concept minus the unsteered one, per prompt, averaged (by hand here)
+    sweep = m.sweep
+    base = sweep[sweep.method == "none"].set_index("prompt").concept
+    plain = sweep[(sweep.method == "plain") & (sweep.r == 1.0)].set_index("prompt").concept
+    check = m.numbers["map_direction_check"]
+    assert check["per_r"]["1.0"]["shift"] == pytest.approx(float((plain - base.loc[plain.index]).mean()))
+    assert check["per_r"]["1.0"]["n_prompts"] == 4 and check["steers"] == (check["ci_low"] > 0)
+    assert "On these prompts plain steering moves the concept by" in m.markdown
 
 
 def test_model_steering_map_refuses_too_little_text(tmp_path):
@@ -237,9 +245,12 @@ def test_model_steering_map_with_outside_judges(tiny_model, tiny_tokenizer, tmp_
         concept=VaderScorer("positive"),
         scorers=[judge, DistinctN(2)],
         fluencies=("nll_other", "distinct_2"),
+        prompts=["the day was", "we saw the", "my friend said", "it is a", "never used"],
         n_boot=20,
         progress=False,
     )
+    # the prompts passed (the first n_prompts of them), not prefixes of the texts
+    assert list(dict.fromkeys(m.sweep.prompt)) == ["the day was", "we saw the", "my friend said", "it is a"]
     assert set(m.gains) == {"nll_other", "distinct_2"}
     assert {"steering_map_pareto_nll_other.png", "steering_map_pareto_distinct_2.png"} <= set(m.figures)
     vader = SentimentIntensityAnalyzer()

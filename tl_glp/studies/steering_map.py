@@ -49,6 +49,7 @@ from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.projection import ProjectionConfig
 from tl_glp.probing.extract import last_token_activations
 from tl_glp.saes import train_sae
+from tl_glp.steering.choose import concept_shift
 from tl_glp.steering.diagnose import LinearProbe, ProjectionDiagnosis, diagnose_projections, fit_probes
 from tl_glp.steering.directions import diff_of_means
 from tl_glp.steering.pareto import matched_concept_gains
@@ -91,6 +92,9 @@ class SteeringMap:
     diagnosis: ProjectionDiagnosis | None
     flips: Any
     """Per projector and r: each probe's flip rate beyond plain steering's (None without probes)."""
+    direction_check: dict[str, Any] = field(default_factory=dict)
+    """:func:`~tl_glp.steering.choose.concept_shift` of the sweep: does plain steering move the concept on
+    *these* prompts? Where it does not (``steers`` False), the gains compare fluency at an unchanged concept."""
     markdown: str = ""
     numbers: dict[str, Any] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
@@ -244,7 +248,15 @@ def steering_map(
         figures.append("steering_diagnosis.png")
         if probes:
             flips = diagnosis.flips()
-    result = SteeringMap(df, gains, cost_table(df, max_new_tokens=max_new_tokens), diagnosis, flips, figures=figures)
+    result = SteeringMap(
+        df,
+        gains,
+        cost_table(df, max_new_tokens=max_new_tokens),
+        diagnosis,
+        flips,
+        direction_check=concept_shift(df, n_boot=n_boot, seed=seed),
+        figures=figures,
+    )
     result.numbers = map_numbers(result)
     result.markdown = map_markdown(result)
     return result
@@ -264,6 +276,8 @@ def map_numbers(m: SteeringMap) -> dict[str, Any]:
         key = row["method"] + (f" @ {row['positions']}" if "positions" in row else "")
         cost[key] = {"seconds_per_token": row["seconds_per_token"], "vs_plain": row["cost_vs_plain"]}
     numbers["map_cost_seconds"] = cost
+    if m.direction_check:
+        numbers["map_direction_check"] = m.direction_check
     if m.flips is not None:
         for row in m.flips.to_dict("records"):
             numbers[f"map_most_flipped_{row['projector']}_r{row['r']:g}"] = {
@@ -271,6 +285,27 @@ def map_numbers(m: SteeringMap) -> dict[str, Any]:
                 "excess": row["excess"],
             }
     return numbers
+
+
+def direction_check_line(check: dict[str, Any]) -> str:
+    """One sentence on the map's own direction check (:attr:`SteeringMap.direction_check`).
+
+    >>> direction_check_line({"steers": False, "best_r": 0.25, "shift": 0.05, "ci_low": -0.1, "ci_high": 0.2,
+    ...                       "per_r": {"0.25": {}}})
+    'On these prompts plain steering moves the concept by +0.050 [-0.100, +0.200] at its best r (0.25): it does not steer here, so the gains above compare fluency at an unchanged concept and say nothing about keeping it.'
+    """
+    if not check.get("per_r"):
+        return "On these prompts no plain steering was scored, so the concept shift is unknown."
+    text = (
+        f"On these prompts plain steering moves the concept by {check['shift']:+.3f} [{check['ci_low']:+.3f}, "
+        f"{check['ci_high']:+.3f}] at its best r ({check['best_r']:g})"
+    )
+    if check["steers"]:
+        return text + ": it steers here."
+    return (
+        text + ": it does not steer here, so the gains above compare fluency at an unchanged concept and say "
+        "nothing about keeping it."
+    )
 
 
 def _fmt(v: Any) -> str:
@@ -316,6 +351,8 @@ def map_markdown(m: SteeringMap) -> str:
         _md(gains_table(m)),
         "",
     ]
+    if m.direction_check:
+        lines += [direction_check_line(m.direction_check), ""]
     lines += [
         "Cost of generation per token, relative to plain steering at the same positions (wall clock, steering and "
         "projection included, scoring not):",
@@ -431,12 +468,15 @@ def model_steering_map(
     concept: Any = None,
     scorers: Sequence[Any] = (),
     fluencies: Sequence[str] = ("nll",),
+    prompts: Sequence[str] | None = None,
     seed: int = 0,
     n_boot: int = 1000,
     progress: bool = True,
 ) -> SteeringMap:
     """:func:`steering_map` on any model (what ``tl-glp demo --model gpt2`` runs): prompts cut from the
-    first half of held-out ``texts`` and diagnosis prefixes from the second (:func:`text_prefixes`),
+    first half of held-out ``texts`` (or the first ``n_prompts`` of ``prompts``: pass the prompts on which
+    the direction was checked to steer, since a direction that moves the concept on neutral stems need not
+    move it on document prefixes) and diagnosis prefixes from the second half (:func:`text_prefixes`),
     the concept read by the default :class:`~tl_glp.steering.scorers.DirectionScorer` (the unsteered
     model's activations along ``direction``), fluency as the unsteered model's NLL, and no probes (no
     ground truth): the diagnosis reports distance moved, share kept along the direction, the
@@ -457,12 +497,16 @@ def model_steering_map(
         m.gains["nll"]  # each projector vs plain at matched concept
     """
     half = len(texts) // 2  # prompts from the first half, diagnosis prefixes from the second: never the same text
-    prompts = text_prefixes(list(texts)[:half], n_prompts, seed=seed + 3)
+    if prompts is None:
+        prompts = text_prefixes(list(texts)[:half], n_prompts, seed=seed + 3)
+    else:
+        prompts = list(prompts)[:n_prompts]
     diag_prompts = text_prefixes(list(texts)[half:], n_diagnose, seed=seed + 6)
     if len(prompts) < 2 or not diag_prompts:
         raise ValueError(
-            f"model_steering_map: {len(texts)} texts gave {len(prompts)} prompts and {len(diag_prompts)} diagnosis "
-            "prefixes (each needs a text of 3 or more words; prompts come from the first half): pass more text."
+            f"model_steering_map: {len(prompts)} prompts and {len(diag_prompts)} diagnosis prefixes from "
+            f"{len(texts)} texts (the map needs 2 or more prompts and 1 or more prefixes; each prefix needs a text "
+            "of 3 or more words; prompts, unless passed, come from the first half): pass more text or prompts."
         )
     return steering_map(
         model,

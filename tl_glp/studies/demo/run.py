@@ -46,7 +46,7 @@ from tl_glp.studies.demo.settings import REAL_STAGES, STAGES, DemoResult, DemoSe
 from tl_glp.studies.demo.verdicts import conclusions, steering_table, summary_text
 from tl_glp.studies.interpret_run import ground_truth_section
 from tl_glp.studies.splits import held_out_split, other_document_rows
-from tl_glp.studies.steering_map import model_steering_map, testbed_steering_map
+from tl_glp.studies.steering_map import direction_check_line, model_steering_map, testbed_steering_map
 from tl_glp.studies.testbed import MIDDLE_HOOK, load
 from tl_glp.studies.testbed.tasks import concept_scorer, grammatical_scorer, judgement_prefixes, steering_prompts
 from tl_glp.training.config import TrainConfig
@@ -367,8 +367,10 @@ def run_demo(
                 concept=concept,
                 scorers=scorers,
                 fluencies=fluencies,
+                prompts=prompts,  # the stems the direction check just passed on, not document prefixes
                 **map_args,
             )
+            say.step(direction_check_line(steering_map.direction_check))
         result.numbers.update(steering_map.numbers)
         result.tables["steering_map_md"] = steering_map.markdown
         result.figures += steering_map.figures
