@@ -70,6 +70,11 @@ def ci(value: float, lo: float, hi: float, digits: int = 3) -> str:
     return f"{value:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
+def times(ratio: float) -> str:
+    """A ratio as ``2.2x``, with two significant digits below 1 (``0.042x``, not ``0.0x``)."""
+    return f"{ratio:.2g}x" if ratio < 1 else f"{ratio:.1f}x"
+
+
 def ci_sign(lo: float, hi: float) -> int:
     """-1 where a CI lies below 0, +1 above, 0 where it holds 0 (gains are signed so that above is better)."""
     return -1 if hi < 0 else 1 if lo > 0 else 0
@@ -249,7 +254,7 @@ def steering_map(runs: list[Path]) -> str:
         check = map_direction_check(run)
         if check.get("per_r") and not check["steers"]:
             notes.append(
-                f"{label.capitalize()}: on the map's prompts plain steering does not move the concept "
+                f"{label[:1].upper()}{label[1:]}: on the map's prompts plain steering does not move the concept "
                 f"({ci(check['shift'], check['ci_low'], check['ci_high'], 3)} at its best r, {check['best_r']:g}): "
                 "its gains compare fluency at an unchanged concept."
             )
@@ -328,15 +333,15 @@ def real_vs_paper(runs: list[Path]) -> str:
         col = {}
         fd = "FD prior / lower bound (raw rows, N per side)"
         col[fd] = (
-            f"{n['fd_prior_at_n'] / n['fd_lower_bound_at_n']:.1f}x "
+            f"{times(n['fd_prior_at_n'] / n['fd_lower_bound_at_n'])} "
             f"({n['fd_prior_at_n']:.0f} / {n['fd_lower_bound_at_n']:.0f}; N {n['eval_samples']})"
         )
         paper[fd] = PAPER["fd_ratio"]
         if "fd_robust_prior" in n:
             key = "FD prior / lower bound (robust rows); Gaussian / lower"
             col[key] = (
-                f"{n['fd_robust_prior'] / n['fd_robust_lower_bound']:.1f}x; "
-                f"{n['fd_robust_gaussian'] / n['fd_robust_lower_bound']:.1f}x"
+                f"{times(n['fd_robust_prior'] / n['fd_robust_lower_bound'])}; "
+                f"{times(n['fd_robust_gaussian'] / n['fd_robust_lower_bound'])}"
             )
         col["c2st AUC prior (0.5: indistinguishable); Gaussian"] = (
             f"{n['c2st_auc_prior']:.3f}; {n['c2st_auc_gaussian']:.3f}"

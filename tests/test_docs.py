@@ -324,6 +324,7 @@ def test_gen_results_renders_a_real_model_run_beside_the_paper_and_a_maps_diagno
     text = gen_results.regenerate("<!-- generated: real_vs_paper real -->\n<!-- end generated -->")
     assert "| figure | seed 0, --quick | paper (Llama) |" in text
     assert "2.6x (50 / 19; N 100)" in text and "1.3x; 2.7x" in text  # FD ratios to the floor, raw and robust
+    assert gen_results.times(5638 / 134007) == "0.042x" and gen_results.times(69.7) == "69.7x"  # never "0.0x"
     assert "16, 60; 0.500" in text and "+0.012 [+0.011, +0.013]" in text and "+0.051 (Llama-8B)" in text
     assert "+0.200 [-0.010, +0.400] at r 0.25 (does not steer)" in text and "-0.400 [-0.900, -0.100]" in text
     assert "| meta - raw, paired over datasets | +0.150 [-0.485, +0.785] |" in text

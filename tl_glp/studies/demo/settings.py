@@ -199,10 +199,11 @@ class DemoSettings:
         """The default sizes on a real pretrained model (what ``tl-glp demo --model NAME`` starts from): lighter
         than the testbed's where a real model's forward passes dominate (1500 documents, 1000 prior steps, 6
         bootstrap resamples per FD, 100 documents for delta LM loss, 30 prefixes in the projection diagnosis, 12
-        probed datasets of 200 prompts): SmolLM2-135M ran every stage in 28.4 minutes on 2 idle CPU cores (the goal is 25).
-        The run at commit 1fa8176 with 2000 documents, 1500 steps, 10 resamples, 60 prefixes, 16 datasets and
-        four head-to-head strengths took 33.5 minutes there (the head to head 14 of them). Each field can still be set (``--set probe_datasets=0`` probes all
-        113 datasets, for hours on a CPU).
+        probed datasets of 200 prompts). SmolLM2-135M ran every stage in 24.1, 25.3 and 28.4 minutes (three
+        seeds) on 2 idle CPU cores; the goal is 25. The run at commit 1fa8176 with 2000 documents, 1500 steps,
+        10 resamples, 60 prefixes, 16 datasets and four head-to-head strengths took 33.5 minutes there (the head
+        to head 14 of them). Each field can still be set (``--set probe_datasets=0`` probes all 113 datasets,
+        for hours on a CPU).
 
         >>> DemoSettings.real().n_docs < DemoSettings().n_docs
         True
