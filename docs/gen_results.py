@@ -119,7 +119,7 @@ def verdicts(runs: list[Path]) -> str:
 
 
 def direction_check_text(check: dict) -> str:
-    """The demo's direction check in one cell: plain steering's best VADER shift, its CI and strength."""
+    """The demo's direction check in one cell: plain steering's best shift of the concept judge (VADER on a real model), its CI and strength."""
     text = f"{ci(check['shift'], check['ci_low'], check['ci_high'], 3)} at r {check['best_r']:g}"
     return text + ("" if check["steers"] else " (does not steer)")
 
@@ -205,7 +205,7 @@ def demo_table(runs: list[Path]) -> str:
             col["steering direction chosen"] = direction_choice_text(n["direction_choice"])
         check = n.get("direction_check")
         if check and check.get("per_r"):
-            col["direction check: VADER shift (best r)"] = direction_check_text(check)
+            col["direction check: concept shift of plain steering (best r)"] = direction_check_text(check)
         for fluency, label in FLUENCY_LABELS.items():
             g = n.get(f"steering_gain_{fluency}")
             if g is not None:
