@@ -276,6 +276,13 @@ def test_gen_results_renders_what_the_files_hold_and_notices_a_stale_table(tmp_p
     two = gen_results.regenerate("<!-- generated: steering_map run-a,run-b -->\n<!-- end generated -->")
     assert "| grammatical: runs below / above plain | NLL: runs below / above plain |" in two
     assert "| +0.10 [-0.10, +0.30] |" in two and "| 1 / 0 of 2 | 2 / 0 of 2 |" in two
+    import pandas as pd
+
+    pd.DataFrame({"condition": ["random"], "r": [0.1], "log_prob": [0.8], "denoising": [0.7]}).to_csv(
+        tmp_path / "run-b" / "off_manifold.csv", index=False
+    )
+    off = gen_results.regenerate("<!-- generated: off_manifold run-a,run-b -->\n<!-- end generated -->")
+    assert "| random | 0.1 | **0.850 (0.800-0.900)** | 0.700 |" in off  # mean (min-max), best in bold
     example = "```text\n<!-- generated: RENDERER RUN -->\nx\n<!-- end generated -->\n```\n"
     assert gen_results.regenerate(example + page) == example + new  # a marker inside a code block is an example
     with pytest.raises(SystemExit, match="unknown renderer"):
