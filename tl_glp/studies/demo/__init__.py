@@ -11,7 +11,8 @@ as ``[k/8]`` with the seconds elapsed (every longer step inside shows a bar or a
 4. steering: plain vs prior-guided sentiment steering scored with ground truth;
 5. steering head to head: every way back to the manifold (prior, SAE round trip, PCA, Gaussian cap) against
    plain steering, and what each projection changes (on the testbed with ground-truth concept, grammar and
-   latent probes; on a real model with the concept along the direction and NLL fluency);
+   latent probes; on a real model on the stems where the direction check passed, checked again there, with
+   the judges' concept and fluency);
 6. probing: 1-D probes on meta-neurons vs raw, MLP, PCA and SAE features;
 7. ground-truth monosemanticity of single units (testbed only);
 8. off-manifold detection: how well each score tells natural from steered or shuffled activations.
