@@ -119,7 +119,8 @@ def verdicts(runs: list[Path]) -> str:
 
 
 def direction_check_text(check: dict) -> str:
-    """The demo's direction check in one cell: plain steering's best shift of the concept judge (VADER on a real model), its CI and strength."""
+    """The demo's direction check in one cell: plain steering's best shift of the concept judge (VADER on a
+    real model), its CI and strength."""
     text = f"{ci(check['shift'], check['ci_low'], check['ci_high'], 3)} at r {check['best_r']:g}"
     return text + ("" if check["steers"] else " (does not steer)")
 
