@@ -458,6 +458,96 @@ def off_manifold(runs: list[Path]) -> str:
     return table(header, rows) + "\n\n" + note + "\n\n" + source_line(runs)
 
 
+SCALING_REFERENCES = {
+    "fd_prior": lambda refs: f"lower bound {fmt_ref(refs, 'fd_lower_bound')}, Gaussian {fmt_ref(refs, 'fd_gaussian')}",
+    "c2st_prior": lambda refs: f"held-out {fmt_ref(refs, 'c2st_held_out')}, Gaussian {fmt_ref(refs, 'c2st_gaussian')}",
+    "delta_lm_loss_prior": lambda refs: (
+        ", ".join(
+            f"SAE k={s['k']}/{s['d_sae']}: {s['delta_lm_loss']:+.4f}"
+            for s in sorted((v for k, v in refs.items() if k.startswith("sae_k")), key=lambda v: v["k"])
+        )
+        or "-"
+    ),
+    "probe_auc_meta": lambda refs: f"raw neurons {fmt_ref(refs, 'probe_auc_raw')}",
+    "steer_gain": lambda refs: "0 (plain steering)",
+}
+"""What each scaling figure is read against, from the study's ``references.json``."""
+
+
+def fmt_ref(refs: dict, key: str) -> str:
+    value = refs.get(key)
+    return "n/a" if value is None or not math.isfinite(float(value)) else f"{float(value):.3g}"
+
+
+@renderer
+def scaling_summary(runs: list[Path]) -> str:
+    """A scaling study (``tl-glp scaling``, one run): the fitted ``L(C)``, each downstream figure's range over
+    the checkpoints with its references and its Spearman rho vs loss, and where the time went."""
+    import pandas as pd
+
+    from tl_glp.studies.scaling.report import DOWNSTREAM
+
+    (run,) = runs
+    frame = pd.read_csv(run / "scaling.csv")
+    summary = json.loads((run / "summary.json").read_text())
+    refs = json.loads((run / "references.json").read_text())
+    timing = json.loads((run / "timing.json").read_text())
+    fit = summary["fit"]
+    loss = f"validation loss {frame.val_loss.max():.3f} to {frame.val_loss.min():.3f} over {len(frame)} checkpoints"
+    if fit is None:
+        head = f"No power law fitted ({summary['fit_error']}); {loss}."
+    else:
+        head = (
+            f"`L(C) = E + A * C^-alpha` on the {fit['n_points']} compute-efficient frontier points: "
+            f"alpha = {fit['alpha']:.3f} [{fit['alpha_ci'][0]:.3f}, {fit['alpha_ci'][1]:.3f}], "
+            f"E = {fit['E']:.3f} [{fit['E_ci'][0]:.3f}, {fit['E_ci'][1]:.3f}] (95% bootstrap CIs; RMS log residual "
+            f"{fit['rmse_log']:.3f}); {loss} (depths {', '.join(str(d) for d in sorted(frame.depth.unique()))})."
+        )
+    rows = []
+    for col, (label, better) in DOWNSTREAM.items():
+        if col not in frame:
+            continue
+        values = frame[col].to_numpy(float)
+        values = values[[math.isfinite(v) for v in values]]
+        span = f"{values.min():.3g} to {values.max():.3g}" if len(values) else "n/a"
+        at_best = frame.loc[frame.val_loss.idxmin(), col]
+        corr = summary["correlations"].get(col)
+        rho = (
+            f"{corr['rho']:+.2f} [{corr['ci_low']:+.2f}, {corr['ci_high']:+.2f}] ({corr['n']} checkpoints)"
+            if corr and math.isfinite(corr["rho"]) and math.isfinite(corr["ci_low"])
+            else "n/a"
+        )
+        rows.append(
+            [
+                label,
+                better,
+                span,
+                "n/a" if not math.isfinite(at_best) else f"{at_best:.3g}",
+                SCALING_REFERENCES[col](refs),
+                rho,
+            ]
+        )
+    header = [
+        "figure",
+        "better",
+        "range over checkpoints",
+        "at the lowest loss",
+        "read against",
+        "Spearman rho vs loss [95% CI]",
+    ]
+    note = (
+        "A figure improves as the loss falls where rho is above 0 for lower-is-better figures and below 0 for "
+        "higher-is-better ones, with the CI excluding 0."
+    )
+    seconds = timing["seconds"]
+    phases = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(seconds.items(), key=lambda kv: -kv[1]))
+    took = (
+        f"Wall time {timing['wall_seconds']:.0f} s ({timing['wall_seconds'] / 60:.1f} minutes), "
+        f"{100 * timing['share_outside_training_steps']:.1f}% of it outside training steps ({phases})."
+    )
+    return "\n\n".join([head, table(header, rows), note, took, source_line(runs)])
+
+
 @renderer
 def demo_time(runs: list[Path]) -> str:
     """How long each run took, and on what machine (from numbers.json's seconds and run.json)."""

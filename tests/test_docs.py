@@ -379,3 +379,76 @@ def test_gen_results_renders_a_real_model_run_beside_the_paper_and_a_maps_diagno
     d = gen_results.regenerate("<!-- generated: map_diagnosis map0,map1 -->\n<!-- end generated -->")
     assert "| prior | 0.5 | 0.15 (0.1-0.2) | 1 | 0.1 | - | 10 | - |" in d and "| prior | 2 | 0.6 (0.4-0.8) |" in d
     assert "| plain | 1 |" not in d  # only the smallest and the largest strength
+
+
+def test_gen_results_renders_a_scaling_study_from_its_files(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    sys.path.insert(0, str(DOCS))
+    import gen_results
+
+    monkeypatch.setattr(gen_results, "RESULTS", tmp_path)
+    run = tmp_path / "scale"
+    run.mkdir()
+    info = {"command": "tl-glp scaling", "seed": 0, "sizes": "default", "commit": "abcdef0", "machine": "m"}
+    (run / "run.json").write_text(json.dumps(info))
+    pd.DataFrame(
+        {
+            "depth": [1, 1, 2],
+            "samples": [100, 200, 200],
+            "val_loss": [0.9, 0.7, 0.6],
+            "fd_prior": [30.0, 20.0, 12.0],
+            "c2st_prior": [0.8, 0.7, 0.65],
+            "delta_lm_loss_prior": [0.3, 0.2, 0.1],
+            "probe_auc_meta": [0.7, 0.75, 0.8],
+            "steer_gain": [-0.1, float("nan"), -0.3],
+        }
+    ).to_csv(run / "scaling.csv", index=False)
+    corr = {"rho": 0.5, "ci_low": 0.1, "ci_high": 0.9, "n": 3, "missing": 0}
+    summary = {
+        "fit": {
+            "E": 0.4,
+            "A": 2.0,
+            "alpha": 0.5,
+            "E_ci": [0.35, 0.45],
+            "A_ci": [1, 3],
+            "alpha_ci": [0.4, 0.6],
+            "n_points": 3,
+            "rmse_log": 0.01,
+        },
+        "fit_error": "",
+        "correlations": {"fd_prior": corr, "steer_gain": corr | {"rho": float("nan")}},
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    refs = {
+        "fd_lower_bound": 4.2,
+        "fd_gaussian": 300.0,
+        "c2st_held_out": 0.5,
+        "c2st_gaussian": 0.99,
+        "probe_auc_raw": 0.8,
+        "sae_k8": {"k": 8, "d_sae": 256, "delta_lm_loss": 0.25, "fvu": 0.1},
+    }
+    (run / "references.json").write_text(json.dumps(refs))
+    timing = {
+        "seconds": {"train_steps": 750.0, "evaluate": 250.0},
+        "wall_seconds": 1000.0,
+        "share_outside_training_steps": 0.25,
+    }
+    (run / "timing.json").write_text(json.dumps(timing))
+    text = gen_results.regenerate("<!-- generated: scaling_summary scale -->\n<!-- end generated -->")
+    assert "alpha = 0.500 [0.400, 0.600], E = 0.400 [0.350, 0.450]" in text and "on the 3 compute-efficient" in text
+    assert "validation loss 0.900 to 0.600 over 3 checkpoints (depths 1, 2)" in text
+    # range over checkpoints, the value at the lowest loss (depth 2), the references, rho
+    assert "| 12 to 30 | 12 | lower bound 4.2, Gaussian 300 | +0.50 [+0.10, +0.90] (3 checkpoints) |" in text
+    assert "SAE k=8/256: +0.2500" in text and "raw neurons 0.8" in text
+    assert "| -0.3 to -0.1 | -0.3 | 0 (plain steering) | n/a |" in text  # NaN gain left out, NaN rho is n/a
+    assert (
+        "Wall time 1000 s (16.7 minutes), 25.0% of it outside training steps (train_steps 750 s, evaluate 250 s)"
+        in text
+    )
+    summary["fit"], summary["fit_error"] = None, "fewer than 3 frontier points"
+    (run / "summary.json").write_text(json.dumps(summary))
+    text = gen_results.regenerate("<!-- generated: scaling_summary scale -->\n<!-- end generated -->")
+    assert "No power law fitted (fewer than 3 frontier points)" in text
