@@ -549,6 +549,54 @@ def scaling_summary(runs: list[Path]) -> str:
 
 
 @renderer
+def projection_options(runs: list[Path]) -> str:
+    """``tl-glp bench project --out DIR`` (one run): each projection option's network evaluations, distance
+    to the reference projection, delta LM loss and its paired difference to the reference; then steering at
+    matched strength, each option's fluency and concept minus the reference's (paired CIs over prompts)."""
+    import pandas as pd
+
+    (run,) = runs
+    n = numbers(run)
+    proj = pd.read_csv(run / "projection.csv")
+    rows = []
+    for r in proj.itertuples(index=False):
+        dist = "-" if not math.isfinite(r.dist_to_ref_rel) else f"{r.dist_to_ref_rel:.2f}"
+        paired = "-" if r.method == "reference" else ci(r.paired_diff_vs_ref, r.paired_lo, r.paired_hi, 4)
+        rows.append(
+            [str(r.method), f"{r.evals:.3g}", dist, f"{r.delta_lm_loss:.4f} [{r.ci_lo:.4f}, {r.ci_hi:.4f}]", paired]
+        )
+    head = (
+        f"Testbed `{n['hook']}`, prior {n['prior']}; {n['activations']} activations for distances; delta LM loss on "
+        f"{n['eval_docs']} documents (95% bootstrap CI over documents, paired against the reference); steering: "
+        f"{n['prompts']} prompts x r in {n['strengths']}, 10 greedy tokens; {n['threads']} thread(s); "
+        f"{n['seconds']:.0f} s in all."
+    )
+    first = table(
+        ["option", "evaluations", "distance to reference (rel.)", "delta LM loss [CI]", "minus reference [paired CI]"],
+        rows,
+    )
+    steer = pd.read_csv(run / "steering.csv")
+    steer_rows = [
+        [str(r.option), f"{r.r:g}", f"{r.concept:.3f} {r.concept_ci}", f"{r.nll:.3f} {r.nll_ci}"]
+        + [str(v) if isinstance(v, str) else "-" for v in (r.concept_minus_ref_ci, r.nll_minus_ref_ci)]
+        for r in steer.itertuples(index=False)
+        if r.option != "none"
+    ]
+    second = table(
+        [
+            "option",
+            "r",
+            "concept [CI]",
+            "fluency NLL [CI]",
+            "concept minus reference [paired CI]",
+            "NLL minus reference",
+        ],
+        steer_rows,
+    )
+    return "\n\n".join([head, first, second, source_line(runs)])
+
+
+@renderer
 def demo_time(runs: list[Path]) -> str:
     """How long each run took, and on what machine (from numbers.json's seconds and run.json)."""
     lines = []

@@ -452,3 +452,75 @@ def test_gen_results_renders_a_scaling_study_from_its_files(tmp_path, monkeypatc
     (run / "summary.json").write_text(json.dumps(summary))
     text = gen_results.regenerate("<!-- generated: scaling_summary scale -->\n<!-- end generated -->")
     assert "No power law fitted (fewer than 3 frontier points)" in text
+
+
+def test_gen_results_renders_the_projection_options_bench(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    sys.path.insert(0, str(DOCS))
+    import gen_results
+
+    monkeypatch.setattr(gen_results, "RESULTS", tmp_path)
+    run = tmp_path / "project"
+    run.mkdir()
+    info = {"command": "tl-glp bench project", "seed": 0, "sizes": "default", "commit": "abcdef0", "machine": "m"}
+    (run / "run.json").write_text(json.dumps(info))
+    numbers = {
+        "hook": "blocks.2.hook_resid_post",
+        "prior": "trained 1000 steps on 2000 docs",
+        "activations": 1000,
+        "eval_docs": 150,
+        "prompts": 16,
+        "strengths": [0.5, 1.0],
+        "fpr": 0.1,
+        "seed": 0,
+        "threads": 2,
+        "seconds": 321.0,
+    }
+    (run / "numbers.json").write_text(json.dumps(numbers))
+    nan = float("nan")
+    pd.DataFrame(
+        [
+            ["reference", 10, 0.0, 0.0206, 0.0137, 0.0275, 0.0, 0.0, 0.0],
+            ["euler:4", 4, 0.12, 0.0207, 0.0138, 0.0276, 0.0001, -0.0005, 0.0004],
+            ["adaptive(fpr=0.1)", 4.1, nan, 0.003, 0.0008, 0.0053, -0.0176, -0.0243, -0.0107],
+        ],
+        columns=[
+            "method",
+            "evals",
+            "dist_to_ref_rel",
+            "delta_lm_loss",
+            "ci_lo",
+            "ci_hi",
+            "paired_diff_vs_ref",
+            "paired_lo",
+            "paired_hi",
+        ],
+    ).to_csv(run / "projection.csv", index=False)
+    pd.DataFrame(
+        [
+            ["reference", 0.5, 0.3, "[0.200, 0.400]", 2.0, "[1.800, 2.200]", 0.1, nan, nan],
+            ["euler:4", 0.5, 0.31, "[0.210, 0.410]", 2.1, "[1.900, 2.300]", 0.1, "[-0.003, 0.000]", "[-0.010, 0.020]"],
+            ["none", 0.0, 0.1, "[0.000, 0.200]", 1.5, "[1.400, 1.600]", 0.05, nan, nan],
+        ],
+        columns=[
+            "option",
+            "r",
+            "concept",
+            "concept_ci",
+            "nll",
+            "nll_ci",
+            "score_denoising",
+            "nll_minus_ref_ci",
+            "concept_minus_ref_ci",
+        ],
+    ).to_csv(run / "steering.csv", index=False)
+    text = gen_results.regenerate("<!-- generated: projection_options project -->\n<!-- end generated -->")
+    assert "| reference | 10 | 0.00 | 0.0206 [0.0137, 0.0275] | - |" in text
+    assert "| euler:4 | 4 | 0.12 | 0.0207 [0.0138, 0.0276] | +0.0001 [-0.0005, +0.0004] |" in text
+    assert "| adaptive(fpr=0.1) | 4.1 | - | 0.0030 [0.0008, 0.0053] | -0.0176 [-0.0243, -0.0107] |" in text
+    assert "| euler:4 | 0.5 | 0.310 [0.210, 0.410] | 2.100 [1.900, 2.300] | [-0.010, 0.020] | [-0.003, 0.000] |" in text
+    assert "| reference | 0.5 | 0.300 [0.200, 0.400] | 2.000 [1.800, 2.200] | - | - |" in text
+    assert "| none |" not in text and "16 prompts x r in [0.5, 1.0]" in text and "321 s in all" in text

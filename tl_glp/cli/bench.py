@@ -69,8 +69,16 @@ def score(args: QuickArgs) -> int:
     return 0
 
 
-def project(args: QuickArgs) -> int:
-    _bench().bench_project(quick=args.quick)
+@dataclass
+class ProjectArgs:
+    quick: bool = False
+    """Smaller sizes, for a smoke run."""
+    out: str | None = None
+    """Also write projection.csv, steering.csv and numbers.json here (for docs/gen_results.py --add-run)."""
+
+
+def project(args: ProjectArgs) -> int:
+    _bench().bench_project(quick=args.quick, out=args.out)
     return 0
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from tl_glp.activations.collect import collect_activations
+from tl_glp.core import _io
 from tl_glp.core.flow import evaluations, projection_schedule
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.core.projection import ProjectionConfig
@@ -128,11 +130,14 @@ def bench_project(
     fpr: float = 0.1,
     seed: int = 0,
     prior: GenerativePrior | None = None,
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
     """The projection-option study on the testbed (see the module docstring). Prints tables; returns them.
 
     ``prior``: a prior already trained on the testbed's middle hook (else one is trained here,
-    ``prior_steps`` steps on 2000 documents)."""
+    ``prior_steps`` steps on 2000 documents). ``out``: a folder to also write ``projection.csv``,
+    ``steering.csv`` and ``numbers.json`` (the sizes, threads and seconds) into, each atomically, for
+    ``docs/gen_results.py``."""
     import pandas as pd
 
     prior_steps = prior_steps or (300 if quick else 1000)
@@ -292,4 +297,24 @@ def bench_project(
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print(steering.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, frame in (("projection.csv", table), ("steering.csv", steering)):
+            with _io.atomic_path(folder / name) as tmp:
+                frame.to_csv(tmp, index=False)
+        numbers = {
+            "hook": hook,
+            "prior": f"trained {prior_steps} steps on 2000 docs" if trained_here else "given",
+            "activations": len(x),
+            "eval_docs": n_eval_docs,
+            "prompts": n_prompts,
+            "strengths": list(strengths),
+            "fpr": fpr,
+            "seed": seed,
+            "threads": torch.get_num_threads(),
+            "seconds": time.perf_counter() - clock,
+        }
+        _io.write_json(folder / "numbers.json", numbers)
+        print(f"wrote {folder / 'projection.csv'}, {folder / 'steering.csv'} and {folder / 'numbers.json'}")
     return {"projection": table, "steering": steering}
