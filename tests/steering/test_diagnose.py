@@ -87,18 +87,23 @@ def test_noised_norm_ratio_and_denoising_scores_of_the_prior():
     assert d.rows[d.rows.projector == "plain"].noised_norm_ratio.isna().all()
 
 
-def test_next_token_kl_matches_a_hand_made_steering_hook(tiny_model, tmp_path):
+@pytest.mark.parametrize(
+    "hook",
+    [HOOK, "blocks.1.hook_resid_pre", "blocks.2.hook_resid_post", "blocks.1.hook_mlp_out"],
+    ids=["resumes-after-block-1", "resumes-at-block-1", "resumes-after-the-last-block", "reruns-every-block"],
+)
+def test_next_token_kl_matches_a_hand_made_steering_hook(tiny_model, tmp_path, hook):
     prompts = ["the dog", "a red cat was", "the big"]
     direction = torch.nn.functional.normalize(torch.randn(32, generator=torch.Generator().manual_seed(2)), dim=0)
     d = diagnose_projections(
-        tiny_model, prompts, direction, [Identity()], hook_name=HOOK, strengths=[0.0, 4.0], act_norm=1.0, progress=False
+        tiny_model, prompts, direction, [Identity()], hook_name=hook, strengths=[0.0, 4.0], act_norm=1.0, progress=False
     )
     rows = d.rows.set_index(["r", "prompt"]).sort_index()
     for p in prompts:
         tokens = tiny_model.to_tokens(p)
         with torch.no_grad():
             clean = torch.log_softmax(tiny_model(tokens)[0, -1], -1)
-            with tiny_model.hooks(fwd_hooks=[(HOOK, steering_hook(direction, 4.0, positions="last"))]):
+            with tiny_model.hooks(fwd_hooks=[(hook, steering_hook(direction, 4.0, positions="last"))]):
                 steered = torch.log_softmax(tiny_model(tokens)[0, -1], -1)
         kl = float((clean.exp() * (clean - steered)).sum())
         assert rows.loc[(4.0, p), "kl"] == pytest.approx(kl, rel=1e-4, abs=1e-6)
@@ -145,3 +150,17 @@ def test_new_projectors_report_their_own_columns():
     assert (rows.loc[keep.name].evaluations == 10).all() and (rows.loc[pull.name].evaluations == 3).all()
     # the clamp + prior: its prior sees the rescaled input, whose noised norm is nearer the natural one
     assert rows.loc[clamp.name].noised_norm_ratio.mean() < rows.loc[keep.name].noised_norm_ratio.mean()
+
+
+def test_resume_layer_is_the_block_after_a_residual_hook(tiny_model):
+    from tl_glp.core._compat import is_bridge, resume_layer
+
+    expected = {
+        "blocks.1.hook_resid_pre": 1,
+        "blocks.1.hook_resid_post": 2,
+        "blocks.2.hook_resid_post": 3,
+        "blocks.1.hook_mlp_out": None,
+        "blocks.0.attn.hook_z": None,
+    }
+    for name, layer in expected.items():
+        assert resume_layer(tiny_model, name) == (None if is_bridge(tiny_model) else layer), name

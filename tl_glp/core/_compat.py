@@ -9,6 +9,7 @@ so we check them ourselves), the residual basis a model uses, and layer bookkeep
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 from typing import Any
 
@@ -59,6 +60,30 @@ def stop_layer_for(hook_names: list[str], n_layers: int) -> int | None:
         return None
     deepest = max(layers)  # type: ignore[type-var]
     return deepest + 1 if deepest + 1 < n_layers else None
+
+
+_RESID = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
+
+
+def resume_layer(model: Any, hook_name: str) -> int | None:
+    """The block a forward can resume from, ``model(resid, start_at_layer=...)``, when ``resid`` holds the
+    activations at ``hook_name``: ``L`` for ``blocks.L.hook_resid_pre``, ``L + 1`` for ``...hook_resid_post``.
+
+    None where it cannot: other hooks, a ``TransformerBridge``, a model whose ``forward`` has no
+    ``start_at_layer``, or shortformer positional embeddings (added inside every block).
+
+        >>> resume_layer(object(), "blocks.3.hook_resid_post") is None  # no start_at_layer
+        True
+    """
+    match = _RESID.match(hook_name)
+    forward = getattr(model, "forward", None)
+    if match is None or is_bridge(model) or forward is None:
+        return None
+    if "start_at_layer" not in inspect.signature(forward).parameters:
+        return None
+    if getattr(getattr(model, "cfg", None), "positional_embedding_type", "standard") == "shortformer":
+        return None
+    return int(match.group(1)) + (match.group(2) == "post")
 
 
 def model_name_of(model: Any) -> str | None:

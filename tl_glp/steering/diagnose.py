@@ -280,7 +280,9 @@ def diagnose_projections(
 
     The hook's activations are read at each prompt's last token (prompts are run in groups of equal
     token length, so no padding enters); ``kl`` replaces that activation by the projected one and
-    compares the model's next-token distribution there with the unsteered one.
+    compares the model's next-token distribution there with the unsteered one. At a residual-stream
+    hook of a ``HookedTransformer`` the model resumes from the hook with ``start_at_layer``, so the
+    blocks before it run once, not once per projector and strength.
     """
     _compat.check_hook_name(model, hook_name)
     tokens = [model.to_tokens(p)[0] for p in prompts]
@@ -289,17 +291,19 @@ def diagnose_projections(
         groups.setdefault(len(t), []).append(i)
     order = [i for ids in groups.values() for i in ids]
     batches = [torch.stack([tokens[i] for i in ids]) for ids in groups.values()]
-    acts = []
+    resume = _compat.resume_layer(model, hook_name)  # rerun only the blocks after the hook, from its activations
+    acts, streams = [], []
     with torch.no_grad():
         for batch in batches:
             _, cache = model.run_with_cache(batch, names_filter=[hook_name])
             acts.append(cache[hook_name][:, -1].detach().float().clone())
+            streams.append(cache[hook_name].detach().clone() if resume is not None else None)
     x = torch.cat(acts)
 
     def next_token(replaced: Tensor) -> Tensor:
         out, start = [], 0
         with torch.no_grad():
-            for batch in batches:
+            for batch, stream in zip(batches, streams):
                 part = replaced[start : start + len(batch)]
                 start += len(batch)
 
@@ -308,6 +312,9 @@ def diagnose_projections(
                     act[:, -1] = part.to(act.device, act.dtype)
                     return act
 
+                if stream is not None:
+                    out.append(model(put(stream), start_at_layer=resume)[:, -1].float().cpu())
+                    continue
                 with model.hooks(fwd_hooks=[(hook_name, put)]):
                     out.append(model(batch)[:, -1].float().cpu())
         return torch.cat(out)
