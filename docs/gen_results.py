@@ -549,6 +549,42 @@ def scaling_summary(runs: list[Path]) -> str:
 
 
 @renderer
+def probing_sources(runs: list[Path]) -> str:
+    """1-D probing of one run, per feature source: mean test AUC over datasets with its CI, the
+    shuffled-label control, meta-neurons minus the source (paired CI over datasets) and meta's wins/losses,
+    all from ``ProbingResults`` on the run's ``probing.csv``."""
+    (run,) = runs
+    results = probing(run)
+    summary = results.summary().set_index("source")
+    paired = results.paired("meta", seed=numbers(run).get("seed", 0)).set_index("other")
+    wins = results.wins()
+    rows = []
+    for source in [s for s in summary.index if "(shuffled labels)" not in s]:
+        s = summary.loc[source]
+        control = summary.loc[f"{source} (shuffled labels)"] if f"{source} (shuffled labels)" in summary.index else None
+        diff = ci(*paired.loc[source, ["mean_difference", "ci_low", "ci_high"]]) if source in paired.index else "-"
+        record = "-" if source == "meta" else f"{wins.loc['meta', source]} / {wins.loc[source, 'meta']}"
+        rows.append(
+            [
+                source,
+                f"{s.mean_test_auc:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]",
+                "-" if control is None else f"{control.mean_test_auc:.3f}",
+                diff,
+                record,
+            ]
+        )
+    header = [
+        "source",
+        "mean test AUC [95% CI]",
+        "shuffled labels",
+        "meta minus source [paired 95% CI]",
+        "datasets meta wins / loses",
+    ]
+    note = f"{int(summary.n_datasets.max())} datasets; the best single feature of each source per dataset."
+    return "\n\n".join([table(header, rows), note, source_line(runs)])
+
+
+@renderer
 def projection_options(runs: list[Path]) -> str:
     """``tl-glp bench project --out DIR`` (one run): each projection option's network evaluations, distance
     to the reference projection, delta LM loss and its paired difference to the reference; then steering at

@@ -524,3 +524,42 @@ def test_gen_results_renders_the_projection_options_bench(tmp_path, monkeypatch)
     assert "| euler:4 | 0.5 | 0.310 [0.210, 0.410] | 2.100 [1.900, 2.300] | [-0.010, 0.020] | [-0.003, 0.000] |" in text
     assert "| reference | 0.5 | 0.300 [0.200, 0.400] | 2.000 [1.800, 2.200] | - | - |" in text
     assert "| none |" not in text and "16 prompts x r in [0.5, 1.0]" in text and "321 s in all" in text
+
+
+def test_gen_results_renders_probing_per_source_from_probing_csv(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    sys.path.insert(0, str(DOCS))
+    import gen_results
+
+    monkeypatch.setattr(gen_results, "RESULTS", tmp_path)
+    run = tmp_path / "probe"
+    run.mkdir()
+    info = {"command": "tl-glp demo", "seed": 0, "sizes": "default", "commit": "abcdef0", "machine": "m"}
+    (run / "run.json").write_text(json.dumps(info))
+    (run / "numbers.json").write_text(json.dumps({"seed": 0}))
+    aucs = {"meta": [0.9, 0.7, 0.8], "raw": [0.8, 0.75, 0.6]}  # meta minus raw: +0.1, -0.05, +0.2
+    rows = [
+        {
+            "dataset": f"d{i}",
+            "source": s,
+            "control": c,
+            "n_features": 4,
+            "feature": 0,
+            "val_auc": a,
+            "test_auc": a,
+            "C": 1.0,
+        }
+        for s, values in aucs.items()
+        for i, auc in enumerate(values)
+        for c, a in ((False, auc), (True, 0.5))
+    ]
+    pd.DataFrame(rows).to_csv(run / "probing.csv", index=False)
+    text = gen_results.regenerate("<!-- generated: probing_sources probe -->\n<!-- end generated -->")
+    lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert lines["| meta"].startswith("| meta | 0.800 [") and "| 0.500 | - | - |" in lines["| meta"]
+    assert lines["| raw"].startswith("| raw | 0.717 [") and "| 0.500 | +0.083 [" in lines["| raw"]
+    assert lines["| raw"].endswith("| 2 / 1 |")  # meta beats raw on d0 and d2, loses on d1
+    assert "3 datasets" in text
