@@ -381,19 +381,28 @@ def test_gen_results_renders_a_real_model_run_beside_the_paper_and_a_maps_diagno
     assert "| plain | 1 |" not in d  # only the smallest and the largest strength
 
 
-def test_gen_results_renders_a_scaling_study_from_its_files(tmp_path, monkeypatch):
+def new_run(tmp_path, monkeypatch, name: str, command: str):
+    """``docs/gen_results.py`` reading its runs from ``tmp_path``, and an empty run folder ``name`` there
+    with its run.json."""
     import json
-
-    import pandas as pd
 
     sys.path.insert(0, str(DOCS))
     import gen_results
 
     monkeypatch.setattr(gen_results, "RESULTS", tmp_path)
-    run = tmp_path / "scale"
+    run = tmp_path / name
     run.mkdir()
-    info = {"command": "tl-glp scaling", "seed": 0, "sizes": "default", "commit": "abcdef0", "machine": "m"}
+    info = {"command": command, "seed": 0, "sizes": "default", "commit": "abcdef0", "machine": "m"}
     (run / "run.json").write_text(json.dumps(info))
+    return gen_results, run
+
+
+def test_gen_results_renders_a_scaling_study_from_its_files(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    gen_results, run = new_run(tmp_path, monkeypatch, "scale", "tl-glp scaling")
     pd.DataFrame(
         {
             "depth": [1, 1, 2],
@@ -459,14 +468,7 @@ def test_gen_results_renders_the_projection_options_bench(tmp_path, monkeypatch)
 
     import pandas as pd
 
-    sys.path.insert(0, str(DOCS))
-    import gen_results
-
-    monkeypatch.setattr(gen_results, "RESULTS", tmp_path)
-    run = tmp_path / "project"
-    run.mkdir()
-    info = {"command": "tl-glp bench project", "seed": 0, "sizes": "default", "commit": "abcdef0", "machine": "m"}
-    (run / "run.json").write_text(json.dumps(info))
+    gen_results, run = new_run(tmp_path, monkeypatch, "project", "tl-glp bench project")
     numbers = {
         "hook": "blocks.2.hook_resid_post",
         "prior": "trained 1000 steps on 2000 docs",
@@ -531,14 +533,7 @@ def test_gen_results_renders_probing_per_source_from_probing_csv(tmp_path, monke
 
     import pandas as pd
 
-    sys.path.insert(0, str(DOCS))
-    import gen_results
-
-    monkeypatch.setattr(gen_results, "RESULTS", tmp_path)
-    run = tmp_path / "probe"
-    run.mkdir()
-    info = {"command": "tl-glp demo", "seed": 0, "sizes": "default", "commit": "abcdef0", "machine": "m"}
-    (run / "run.json").write_text(json.dumps(info))
+    gen_results, run = new_run(tmp_path, monkeypatch, "probe", "tl-glp demo")
     (run / "numbers.json").write_text(json.dumps({"seed": 0}))
     aucs = {"meta": [0.9, 0.7, 0.8], "raw": [0.8, 0.75, 0.6]}  # meta minus raw: +0.1, -0.05, +0.2
     rows = [
