@@ -633,6 +633,49 @@ def projection_options(runs: list[Path]) -> str:
 
 
 @renderer
+def streaming_bench(runs: list[Path]) -> str:
+    """``tl-glp bench streaming --out DIR`` (one run): rows/s of the forward alone, training alone, their serial
+    bound, streaming and collect-then-train, with streaming's ratios; then 2 processes vs 1 and peak RSS."""
+    (run,) = runs
+    n = numbers(run)
+    f = n["figures"]
+    head = (
+        f"A {n['model']} model, hook `{n['hook']}`, {n['rows']:,} rows, batch {n['batch']}, a {n['prior_blocks']}-block "
+        f"prior; medians of {n['repeats']} interleaved rounds after a warm-up round; {n['threads']} thread(s); "
+        f"{n['seconds']:.0f} s in all. Training rates are the training loop's time; the stream's one-off warm-up "
+        f"took {f['stream_warmup_s']:.2f} s."
+    )
+    rows = [
+        ["forward alone (the stream's row iterator)", f"{f['forward_rows_per_s']:,.0f}", ""],
+        ["training alone (rows in memory)", f"{f['train_rows_per_s']:,.0f}", ""],
+        ["serial bound 1 / (1/forward + 1/train)", f"{f['serial_bound_rows_per_s']:,.0f}", ""],
+        [
+            "**streaming** (`train(prior, StreamingActivations(...))`)",
+            f"**{f['stream_rows_per_s']:,.0f}**",
+            f"**{f['ratio_stream_vs_bound']:.2f}x the bound**, "
+            f"{f['ratio_stream_vs_collect_then_train']:.2f}x collect-then-train",
+        ],
+        [
+            "collect-then-train (`collect_activations` into memory, then `train`)",
+            f"{f['collect_then_train_rows_per_s']:,.0f}",
+            "",
+        ],
+    ]
+    rss = sorted((k for k in f if k.startswith("stream_peak_rss_mb_")), key=lambda k: int(k.split("_")[-2][:-1]))
+    sizes = [k.split("_")[-2].replace("000k", "M") for k in rss]
+    tail = (
+        f"2 gloo processes (each half the threads) vs 1 process, medians of {n['repeats']} spawns: collection to a "
+        f"store {f['collect_2rank_tok_per_s']:,.0f} vs {f['collect_1rank_tok_per_s']:,.0f} tokens/s "
+        f"({f['ratio_collect_2rank_vs_1']:.2f}x), training on it {f['train_2rank_rows_per_s']:,.0f} vs "
+        f"{f['train_1rank_rows_per_s']:,.0f} rows/s ({f['ratio_train_2rank_vs_1']:.2f}x). Peak RSS of a streaming "
+        f"run (a fresh process; d_model 64, batch 4096, a 65,536-row buffer): "
+        + ", ".join(f"{f[k]:,.0f} MB at {size} rows" for k, size in zip(rss, sizes))
+        + f" (ratio {f['rss_ratio_long_vs_short']:.2f})."
+    )
+    return "\n\n".join([head, table(["", "rows/s", "ratio"], rows), tail, source_line(runs)])
+
+
+@renderer
 def demo_time(runs: list[Path]) -> str:
     """How long each run took, and on what machine (from numbers.json's seconds and run.json)."""
     lines = []

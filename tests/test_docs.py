@@ -558,3 +558,40 @@ def test_gen_results_renders_probing_per_source_from_probing_csv(tmp_path, monke
     assert lines["| raw"].startswith("| raw | 0.717 [") and "| 0.500 | +0.083 [" in lines["| raw"]
     assert lines["| raw"].endswith("| 2 / 1 |")  # meta beats raw on d0 and d2, loses on d1
     assert "3 datasets" in text
+
+
+def test_gen_results_renders_the_streaming_bench(tmp_path, monkeypatch):
+    import json
+
+    gen_results, run = new_run(tmp_path, monkeypatch, "stream", "tl-glp bench streaming")
+    figures = {
+        "forward_rows_per_s": 48265.2,
+        "train_rows_per_s": 14154.0,
+        "serial_bound_rows_per_s": 10945.0,
+        "stream_rows_per_s": 10183.0,
+        "collect_then_train_rows_per_s": 10743.0,
+        "ratio_stream_vs_bound": 0.9304,
+        "ratio_stream_vs_collect_then_train": 0.948,
+        "stream_warmup_s": 0.081,
+        "collect_1rank_tok_per_s": 42720.0,
+        "collect_2rank_tok_per_s": 45580.0,
+        "train_1rank_rows_per_s": 11500.0,
+        "train_2rank_rows_per_s": 12420.0,
+        "ratio_collect_2rank_vs_1": 1.067,
+        "ratio_train_2rank_vs_1": 1.08,
+        "stream_peak_rss_mb_4000k_rows": 895.0,
+        "stream_peak_rss_mb_1000k_rows": 894.0,
+        "rss_ratio_long_vs_short": 1.001,
+    }
+    numbers = {"figures": figures, "model": "random 2-layer d_model 128", "hook": "blocks.1.hook_resid_post"}
+    numbers |= {"rows": 65536, "batch": 1024, "prior_blocks": 2, "repeats": 3, "threads": 2, "seconds": 300.4}
+    (run / "numbers.json").write_text(json.dumps(numbers))
+    text = gen_results.regenerate("<!-- generated: streaming_bench stream -->\n<!-- end generated -->")
+    assert "| forward alone (the stream's row iterator) | 48,265 |  |" in text
+    assert (
+        "| **streaming** (`train(prior, StreamingActivations(...))`) | **10,183** | **0.93x the bound**, 0.95x" in text
+    )
+    assert "65,536 rows, batch 1024, a 2-block prior" in text and "300 s in all" in text and "0.08 s" in text
+    assert "45,580 vs 42,720 tokens/s (1.07x)" in text and "12,420 vs 11,500 rows/s (1.08x)" in text
+    assert "894 MB at 1M rows, 895 MB at 4M rows (ratio 1.00)" in text  # sorted by corpus length
+    assert "from `docs/results/stream/` (`tl-glp bench streaming`, seed 0, default, commit abcdef0)" in text

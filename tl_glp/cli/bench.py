@@ -114,10 +114,18 @@ def gpu(args: GpuArgs) -> int:
     return 0
 
 
-def streaming(args: QuickArgs) -> int:
+@dataclass
+class StreamingArgs:
+    quick: bool = False
+    """Smaller sizes, for a smoke run."""
+    out: str | None = None
+    """Also write numbers.json here (for docs/gen_results.py --add-run)."""
+
+
+def streaming(args: StreamingArgs) -> int:
     from tl_glp.studies.bench.streaming import bench_streaming
 
-    bench_streaming(quick=args.quick)
+    bench_streaming(quick=args.quick, out=args.out)
     return 0
 
 

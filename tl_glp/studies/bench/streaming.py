@@ -31,6 +31,7 @@ import torch
 
 from tl_glp.activations.collect import collect_activations
 from tl_glp.activations.streaming import StreamingActivations
+from tl_glp.core._io import write_json
 from tl_glp.core.config import PriorConfig
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.studies.bench.basic import bench_model, timeit
@@ -40,11 +41,16 @@ from tl_glp.training import TrainConfig, train
 HOOK = "blocks.1.hook_resid_post"
 
 
-def bench_streaming(quick: bool = False) -> dict[str, float]:
-    """Streaming training vs collect-then-train vs the serial bound; 2 processes vs 1; RSS vs corpus length."""
+def bench_streaming(quick: bool = False, out: str | Path | None = None) -> dict[str, float]:
+    """Streaming training vs collect-then-train vs the serial bound; 2 processes vs 1; RSS vs corpus length.
+
+    ``out``: a folder to also write ``numbers.json`` into (the figures, under ``figures``, with the sizes,
+    threads and seconds; atomically), for ``docs/gen_results.py``."""
+    clock = time.perf_counter()
     d_model, seq, batch = 128, 128, 1024
     steps = 8 if quick else 64
     repeats = 3
+    folder = None if out is None else Path(out)
     model = bench_model(d_model=d_model, n_layers=2, d_vocab=2000)
     n_rows = steps * batch
     n_docs = n_rows // seq + 8
@@ -117,7 +123,7 @@ def bench_streaming(quick: bool = False) -> dict[str, float]:
     t_forward = med["forward"] / len(rows)  # seconds per row
     t_train, t_stream, t_both = med["train"] / n_rows, med["stream"] / n_rows, med["both"] / n_rows
     bound = 1.0 / (t_forward + t_train)
-    out: dict[str, float] = {
+    figures: dict[str, float] = {
         "forward_rows_per_s": 1 / t_forward,
         "train_rows_per_s": 1 / t_train,
         "serial_bound_rows_per_s": bound,
@@ -127,19 +133,25 @@ def bench_streaming(quick: bool = False) -> dict[str, float]:
         "ratio_stream_vs_collect_then_train": t_both / t_stream,
         "stream_warmup_s": statistics.median(warmups),
     }
-    print("bench streaming: single process", {k: round(v, 3) for k, v in out.items()}, flush=True)
-    out.update(_two_ranks(quick))
+    print("bench streaming: single process", {k: round(v, 3) for k, v in figures.items()}, flush=True)
+    figures.update(_two_ranks(quick))
     print("bench streaming: two ranks done", flush=True)
     for n in [100_000, 400_000] if quick else [1_000_000, 4_000_000]:
-        out[f"stream_peak_rss_mb_{n // 1000}k_rows"] = _stream_rss(n)
-    keys = [k for k in out if k.startswith("stream_peak_rss")]
-    out["rss_ratio_long_vs_short"] = out[keys[1]] / out[keys[0]]
+        figures[f"stream_peak_rss_mb_{n // 1000}k_rows"] = _stream_rss(n)
+    keys = [k for k in figures if k.startswith("stream_peak_rss")]
+    figures["rss_ratio_long_vs_short"] = figures[keys[1]] / figures[keys[0]]
     print(
         f"bench streaming: model {model.cfg.model_name}, hook {HOOK}, {n_rows} rows, batch {batch}, {torch.get_num_threads()} threads; "
         "2-rank runs: gloo on this CPU; RSS runs: d_model 64, batch 4096, buffer 65536 rows"
     )
-    _print_table(out)
-    return out
+    _print_table(figures)
+    if folder is not None:
+        settings = {"model": f"random {model.cfg.n_layers}-layer d_model {d_model}", "hook": HOOK, "rows": n_rows}
+        settings |= {"batch": batch, "prior_blocks": 2, "repeats": repeats, "threads": torch.get_num_threads()}
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "numbers.json", {"figures": figures, **settings, "seconds": time.perf_counter() - clock})
+        print(f"wrote {folder / 'numbers.json'}")
+    return figures
 
 
 # --------------------------------------------------------------------------- one process vs two
@@ -217,6 +229,7 @@ _RSS_CODE = """
 import resource, torch
 from tl_glp.studies.bench import bench_model
 from tl_glp.activations.streaming import StreamingActivations
+from tl_glp.core._io import write_json
 from tl_glp.core.config import PriorConfig
 from tl_glp.core.prior import GenerativePrior
 from tl_glp.training import TrainConfig, train
