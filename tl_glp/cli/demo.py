@@ -14,7 +14,7 @@ class DemoArgs:
     """Sizes are flags (--prior-steps 300); --set FIELD=VALUE works too. --quick starts from the reduced sizes
     (a smoke run of every step; --help --quick shows them), --full from the full-size run behind the README's
     tables (--help --full shows them); flags given beside either still win. Without either, a real --model starts
-    from the real-model sizes (DemoSettings.real(): 24-31 minutes for SmolLM2-135M on 2 idle CPU cores)."""
+    from the real-model sizes (DemoSettings.real(): 23-31 minutes for SmolLM2-135M on 2 idle CPU cores)."""
 
     out: str = "demo_out"
     """Output folder for report.md and figures."""
