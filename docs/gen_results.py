@@ -676,6 +676,41 @@ def streaming_bench(runs: list[Path]) -> str:
 
 
 @renderer
+def testbed_quality(runs: list[Path]) -> str:
+    """``tl-glp testbed quality --out DIR`` (one run): each measure of the testbed model with its bar and, where
+    measured (``--oracle``), the Bayes-optimal ceiling; the losses beside the two floors."""
+    (run,) = runs
+    n = numbers(run)
+    q, bars = n["quality"], n["bars"]
+    rows = []
+    for key, value in q.items():
+        if key.startswith("oracle_") or key == "passes" or key in ("lm_loss", "entropy_floor", "bayes_loss"):
+            continue
+        kind = key.removeprefix("auc_").removeprefix("probe_")
+        bar = bars.get(kind) if key.startswith("auc_") else bars["probe"] if key.startswith("probe_") else None
+        oracle = q.get(f"oracle_{key}")
+        rows.append(
+            [
+                f"`{key}`",
+                f"{value:.3f}",
+                "-" if bar is None else f">= {bar:.2f}",
+                "-" if oracle is None else f"{oracle:.3f}",
+            ]
+        )
+    losses = f"loss {q['lm_loss']:.3f} nats per word"
+    if "bayes_loss" in q:
+        losses += (
+            f" against {q['bayes_loss']:.3f} for the Bayes-optimal model that knows the grammar but not the latents"
+        )
+    losses += f" and {q['entropy_floor']:.3f} for the generator given the latents"
+    head = (
+        f"Testbed seed {n['seed']}, {n['docs']} held-out documents; {n['seconds']:.0f} s. Every bar met: "
+        f"**{'yes' if q.get('passes') else 'no'}**; {losses}."
+    )
+    return "\n\n".join([head, table(["measure", "value", "bar", "Bayes-optimal"], rows), source_line(runs)])
+
+
+@renderer
 def demo_time(runs: list[Path]) -> str:
     """How long each run took, and on what machine (from numbers.json's seconds and run.json)."""
     lines = []

@@ -460,3 +460,23 @@ def test_default_of_follows_constants_and_refuses_what_it_cannot_read(tmp_path, 
         default_of(f"{lib}:g", "a")
     with pytest.raises(ValueError, match="module:qualname"):
         default_of(lib, "a")
+
+
+def test_testbed_quality_out_writes_the_measures_with_their_bars(tmp_path, monkeypatch, capsys):
+    """`tl-glp testbed quality --out DIR` writes what it printed, the bars and the settings; the exit code
+    follows the bars. The measures are stubbed here (tests/studies/testbed checks measure_quality itself)."""
+    import json
+
+    import tl_glp.studies.testbed as testbed_pkg
+    from tl_glp.studies.testbed import quality as quality_mod
+
+    measured = {"auc_sentiment": 0.95, "lm_loss": 1.68, "entropy_floor": 1.56, "passes": 0.0}
+    seen = {}
+    monkeypatch.setattr(testbed_pkg, "load", lambda seed, progress: seen.setdefault("seed", seed))
+    monkeypatch.setattr(quality_mod, "measure_quality", lambda tb, n_docs, oracle: seen.update(docs=n_docs) or measured)
+    out = tmp_path / "q"
+    assert main(["testbed", "quality", "--docs", "33", "--out", str(out)]) == 1  # a bar missed: exit 1
+    written = json.loads((out / "numbers.json").read_text())
+    assert written["quality"] == measured and written["bars"] == quality_mod.BARS
+    assert (written["docs"], written["seed"], written["oracle"]) == (33, 0, False) and seen == {"seed": 0, "docs": 33}
+    assert [p.name for p in out.iterdir()] == ["numbers.json"] and "wrote" in capsys.readouterr().out

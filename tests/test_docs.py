@@ -595,3 +595,20 @@ def test_gen_results_renders_the_streaming_bench(tmp_path, monkeypatch):
     assert "45,580 vs 42,720 tokens/s (1.07x)" in text and "12,420 vs 11,500 rows/s (1.08x)" in text
     assert "894 MB at 1M rows, 895 MB at 4M rows (ratio 1.00)" in text  # sorted by corpus length
     assert "from `docs/results/stream/` (`tl-glp bench streaming`, seed 0, default, commit abcdef0)" in text
+
+
+def test_gen_results_renders_the_testbed_quality(tmp_path, monkeypatch):
+    import json
+
+    gen_results, run = new_run(tmp_path, monkeypatch, "quality", "tl-glp testbed quality --oracle")
+    quality = {"auc_sentiment": 0.9504, "auc_tense": 0.8, "probe_sentiment": 0.99951, "lm_loss": 1.6834}
+    quality |= {"entropy_floor": 1.5631, "bayes_loss": 1.6741, "oracle_auc_sentiment": 0.953, "passes": 0.0}
+    bars = {"sentiment": 0.9, "tense": 0.9, "topic": 0.9, "probe": 0.95}
+    numbers = {"quality": quality, "bars": bars, "seed": 0, "docs": 600, "oracle": True, "seconds": 80.2}
+    (run / "numbers.json").write_text(json.dumps(numbers))
+    text = gen_results.regenerate("<!-- generated: testbed_quality quality -->\n<!-- end generated -->")
+    assert "| `auc_sentiment` | 0.950 | >= 0.90 | 0.953 |" in text
+    assert "| `auc_tense` | 0.800 | >= 0.90 | - |" in text and "| `probe_sentiment` | 1.000 | >= 0.95 | - |" in text
+    assert "Every bar met: **no**" in text and "600 held-out documents; 80 s" in text
+    assert "loss 1.683 nats per word against 1.674 for the Bayes-optimal" in text and "1.563 for the generator" in text
+    assert "lm_loss" not in text.split("|", 1)[1] and "oracle_" not in text and "passes" not in text

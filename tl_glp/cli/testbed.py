@@ -46,12 +46,28 @@ class QualityArgs:
     """Also the Bayes-optimal ceilings and loss."""
     quiet: Quiet = False
     """Hide the progress bars (when a model has to be trained)."""
+    out: str | None = None
+    """Also write numbers.json here: the measures, the bars and the settings (for docs/gen_results.py --add-run)."""
 
 
 def quality(args: QualityArgs) -> int:
-    from tl_glp.studies.testbed import load
-    from tl_glp.studies.testbed.quality import format_quality, measure_quality
+    import time
+    from pathlib import Path
 
+    from tl_glp.core._io import write_json
+    from tl_glp.studies.testbed import load
+    from tl_glp.studies.testbed.quality import BARS, format_quality, measure_quality
+
+    clock = time.perf_counter()
     result = measure_quality(load(seed=args.seed, progress=not args.quiet), n_docs=args.docs, oracle=args.oracle)
     print(format_quality(result))
+    if args.out is not None:
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = {"seed": args.seed, "docs": args.docs, "oracle": args.oracle}
+        write_json(
+            folder / "numbers.json",
+            {"quality": result, "bars": BARS, **settings, "seconds": time.perf_counter() - clock},
+        )
+        print(f"wrote {folder / 'numbers.json'}")
     return 0 if result["passes"] else 1
