@@ -542,8 +542,9 @@ def scaling_summary(runs: list[Path]) -> str:
     seconds = timing["seconds"]
     phases = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(seconds.items(), key=lambda kv: -kv[1]))
     took = (
-        f"Wall time {timing['wall_seconds']:.0f} s ({timing['wall_seconds'] / 60:.1f} minutes), "
-        f"{100 * timing['share_outside_training_steps']:.1f}% of it outside training steps ({phases})."
+        f"Wall time {timing['wall_seconds']:.0f} s ({timing['wall_seconds'] / 60:.1f} minutes, summed over "
+        f"invocations) on {run_info(run)['machine']}; {100 * timing['share_outside_training_steps']:.1f}% of it "
+        f"outside training steps ({phases})."
     )
     return "\n\n".join([head, table(header, rows), note, took, source_line(runs)])
 

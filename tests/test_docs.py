@@ -454,8 +454,8 @@ def test_gen_results_renders_a_scaling_study_from_its_files(tmp_path, monkeypatc
     assert "SAE k=8/256: +0.2500" in text and "raw neurons 0.8" in text
     assert "| -0.3 to -0.1 | -0.3 | 0 (plain steering) | n/a |" in text  # NaN gain left out, NaN rho is n/a
     assert (
-        "Wall time 1000 s (16.7 minutes), 25.0% of it outside training steps (train_steps 750 s, evaluate 250 s)"
-        in text
+        "Wall time 1000 s (16.7 minutes, summed over invocations) on m; 25.0% of it outside training steps "
+        "(train_steps 750 s, evaluate 250 s)" in text
     )
     summary["fit"], summary["fit_error"] = None, "fewer than 3 frontier points"
     (run / "summary.json").write_text(json.dumps(summary))
