@@ -685,7 +685,11 @@ def testbed_quality(runs: list[Path]) -> str:
     q, bars = n["quality"], n["bars"]
     rows = []
     for key, value in q.items():
-        if key.startswith("oracle_") or key == "passes" or key in ("lm_loss", "entropy_floor", "bayes_loss"):
+        if (
+            key.startswith("oracle_")
+            or key.endswith("_seconds")
+            or key in ("passes", "lm_loss", "entropy_floor", "bayes_loss")
+        ):
             continue
         kind = key.removeprefix("auc_").removeprefix("probe_")
         bar = bars.get(kind) if key.startswith("auc_") else bars["probe"] if key.startswith("probe_") else None
