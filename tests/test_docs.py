@@ -614,3 +614,35 @@ def test_gen_results_renders_the_testbed_quality(tmp_path, monkeypatch):
     assert "loss 1.683 nats per word against 1.674 for the Bayes-optimal" in text and "1.563 for the generator" in text
     assert "lm_loss" not in text.split("|", 1)[1] and "oracle_" not in text and "passes" not in text
     assert "quality_seconds" not in text
+
+
+def heading_anchors(page: Path) -> set[str]:
+    """The anchors MkDocs gives ``page``'s headings: lowercase, punctuation dropped, spaces to hyphens."""
+    anchors, fenced = set(), False
+    for line in page.read_text().splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,6} ", line):
+            text = line.lstrip("#").strip().replace("`", "")
+            anchors.add(re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", text).strip().lower()))
+    return anchors
+
+
+def test_the_readmes_links_into_the_docs_reach_a_page_and_a_heading():
+    """mkdocs build --strict checks the links between pages of the site; the README sits outside it, so its
+    links (``docs/page.md#heading``) are checked here."""
+    links = re.findall(r"\]\((docs/[^)#\s]+)(?:#([^)\s]+))?\)", (ROOT / "README.md").read_text())
+    assert len(links) >= 5
+    for path, anchor in links:
+        target = ROOT / path
+        assert target.exists(), f"README links to {path}, which does not exist"
+        if anchor:
+            assert anchor in heading_anchors(target), f"README links to {path}#{anchor}: no such heading there"
+
+
+def test_heading_anchors_follow_mkdocs(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text(
+        "# Title\n\n## On SmolLM2, all 113 datasets\n```\n## not a heading\n```\n### Streaming and `torchrun`\n"
+    )
+    assert heading_anchors(page) == {"title", "on-smollm2-all-113-datasets", "streaming-and-torchrun"}
